@@ -1,0 +1,36 @@
+"""Pipeline metrics: the variable names listed in a ``pipeline-metrics`` cell."""
+
+from __future__ import annotations
+
+import ast
+
+from .errors import MetricError
+
+
+def _names(statement: ast.stmt, cell_index: int) -> list[str]:
+    if isinstance(statement, ast.Expr):
+        value = statement.value
+        if isinstance(value, ast.Name):
+            return [value.id]
+        if (isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "print"
+                and not value.keywords and all(isinstance(a, ast.Name) for a in value.args)):
+            return [a.id for a in value.args]
+        if isinstance(value, ast.Constant) and isinstance(value.value, str):
+            return []
+    text = ast.unparse(statement).splitlines()[0]
+    raise MetricError(
+        f"pipeline-metrics cells list variables as 'print(name)' or 'name' lines; found {text!r}",
+        cell_index, text)
+
+
+def parse_metrics(source: str, cell_index: int) -> list[str]:
+    """Return the variable names listed in a pipeline-metrics cell, in order."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as err:
+        raise MetricError(f"syntax error in pipeline-metrics cell, line {err.lineno}: {err.msg}",
+                          cell_index, "pipeline-metrics") from None
+    names: list[str] = []
+    for statement in tree.body:
+        names.extend(n for n in _names(statement, cell_index) if n not in names)
+    return names

@@ -1,0 +1,46 @@
+"""Python literals: values and code rendered as source text that is valid for any input."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+_UNSAFE_IN_RAW = {"\r", "\x00", "\x0c", "\x0b", "\x1a"}
+
+
+def python_literal(value: Any) -> str:
+    """Render a str, number, bool, None, list or dict as a Python expression."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f'float("{value}")'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(python_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{python_literal(k)}: {python_literal(v)}" for k, v in value.items()) + "}"
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return repr(value)
+    raise TypeError(f"cannot render {type(value).__name__} as a literal")
+
+
+def code_literal(source: str) -> str:
+    """Render code as a readable triple-quoted string whose value is ``"\\n" + source``.
+
+    The leading newline keeps the code's first line on a line of its own in the
+    generated script; the step runtime drops it. A raw string is used whenever the
+    code allows one, so backslashes read as they do in the notebook.
+    """
+    text = "\n" + source if source.endswith("\n") else "\n" + source + "\n"
+    printable = not any(ch in _UNSAFE_IN_RAW or (ord(ch) < 32 and ch not in "\n\t") for ch in text)
+    for quote in ("'''", '"""'):
+        if printable and quote not in text:
+            return f"r{quote}{text}{quote}"
+    escaped = []
+    for ch in text:
+        if ch == "\\":
+            escaped.append("\\\\")
+        elif ch == "'":
+            escaped.append("\\'")
+        elif ch != "\n" and ch != "\t" and (ord(ch) < 32 or ch in _UNSAFE_IN_RAW):
+            escaped.append(f"\\x{ord(ch):02x}")
+        else:
+            escaped.append(ch)
+    return "'''" + "".join(escaped) + "'''"

@@ -1,0 +1,200 @@
+"""Tag parser: the first preprocessor, grouping tagged cells into pipeline steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nbconvert.preprocessors import Preprocessor
+from traitlets import List, Unicode
+
+from .cellsource import python_source
+from .errors import NotebookError, TagError
+from .metric import parse_metrics
+from .parameter import parse_parameters
+from .tag import PRELUDE_STEP_NAMES, Tag, TagKind, parse_tag
+
+#: Key of the pipeline model in nbconvert's ``resources``.
+RESOURCE_KEY = "kfp"
+
+#: Name of the single step of a notebook that has no step tags at all.
+WHOLE_NOTEBOOK_STEP = "notebook"
+
+
+def _cell_tags(cell: Any) -> list[str]:
+    tags = cell.get("metadata", {}).get("tags", [])
+    return [tags] if isinstance(tags, str) else list(tags)
+
+
+def _source(cell: Any) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
+def _kernel_language(nb: Any) -> str | None:
+    metadata = nb.get("metadata", {})
+    language = metadata.get("kernelspec", {}).get("language") or metadata.get("language_info", {}).get("name")
+    return language.lower() if isinstance(language, str) else None
+
+
+class TagParser(Preprocessor):
+    """Read the Kale tag language and store the steps in ``resources["kfp"]``.
+
+    Code cells are grouped into steps (``step:``/``block:``), prelude cells
+    (``imports``/``functions``), parameters, metrics; ``prev:`` tags give explicit
+    dependencies. The notebook itself is not modified.
+    """
+
+    step_tag_prefixes = List(
+        Unicode(), default_value=["step:", "block:"],
+        help="Tag prefixes that put a cell into a pipeline step (Kale 2.x 'step:', Kale 0.1 'block:').",
+    ).tag(config=True)
+    prev_tag_prefix = Unicode(
+        "prev:", help="Tag prefix naming the steps a step runs after ('prev:a;b').",
+    ).tag(config=True)
+    imports_tags = List(
+        Unicode(), default_value=["imports"],
+        help="Tags marking cells of imports, run at the start of every step.",
+    ).tag(config=True)
+    functions_tags = List(
+        Unicode(), default_value=["functions"],
+        help="Tags marking cells of shared functions, run in every step after the imports.",
+    ).tag(config=True)
+    skip_tags = List(
+        Unicode(), default_value=["skip"], help="Tags marking cells left out of the pipeline.",
+    ).tag(config=True)
+    parameters_tags = List(
+        Unicode(), default_value=["pipeline-parameters", "parameters"],
+        help="Tags marking cells whose literal assignments become pipeline parameters "
+        "(Kale's 'pipeline-parameters' and papermill's 'parameters').",
+    ).tag(config=True)
+    metrics_tags = List(
+        Unicode(), default_value=["pipeline-metrics"],
+        help="Tags marking the cell that lists the variables logged as KFP metrics.",
+    ).tag(config=True)
+
+    def _parse_tags(self, cell: Any, index: int) -> list[Tag]:
+        parsed = (
+            parse_tag(
+                text, index,
+                step_prefixes=tuple(self.step_tag_prefixes), prev_prefix=self.prev_tag_prefix,
+                imports_tags=tuple(self.imports_tags), functions_tags=tuple(self.functions_tags),
+                skip_tags=tuple(self.skip_tags), parameters_tags=tuple(self.parameters_tags),
+                metrics_tags=tuple(self.metrics_tags),
+            )
+            for text in _cell_tags(cell)
+        )
+        return [tag for tag in parsed if tag is not None]
+
+    def _role(self, tags: list[Tag], index: int) -> tuple[TagKind | None, tuple[str, ...]]:
+        """Decide what a cell is, with Kale's precedence when several roles are tagged."""
+        kinds = {tag.kind for tag in tags}
+        step_names = tuple(name for tag in tags if tag.kind is TagKind.STEP for name in tag.names)
+        prelude = {PRELUDE_STEP_NAMES[name] for name in step_names if name in PRELUDE_STEP_NAMES}
+        if prelude and len(prelude) != len(set(step_names)):
+            raise TagError(
+                f"a cell cannot be both in the shared prelude ({', '.join(sorted(p.value for p in prelude))}) "
+                f"and in steps {', '.join(n for n in step_names if n not in PRELUDE_STEP_NAMES)}",
+                index, ";".join(step_names))
+        kinds |= prelude
+        roles = [k for k in (TagKind.SKIP, TagKind.PARAMETERS, TagKind.METRICS, TagKind.IMPORTS,
+                             TagKind.FUNCTIONS) if k in kinds]
+        if roles:
+            ignored = [t.text for t in tags if t.kind not in (roles[0], TagKind.STEP_OPTION)
+                       and not (t.kind is TagKind.STEP and prelude)]
+            if ignored and roles[0] is not TagKind.SKIP:
+                self.log.warning("cell %d is a %s cell; its tags %s are ignored", index,
+                                 roles[0].value, ", ".join(ignored))
+            return roles[0], ()
+        if step_names:
+            return TagKind.STEP, tuple(dict.fromkeys(step_names))
+        return None, ()
+
+    def preprocess(self, nb: Any, resources: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """Group the notebook's cells into steps and store the result in resources."""
+        language = _kernel_language(nb)
+        if language is not None and language != "python":
+            raise NotebookError(f"the notebook's kernel language is {language!r}; only Python "
+                                "notebooks can become KFP pipelines", None, language)
+        imports: list[dict[str, Any]] = []
+        functions: list[dict[str, Any]] = []
+        parameters: dict[str, dict[str, Any]] = {}
+        metrics: list[dict[str, Any]] = []
+        steps: dict[str, dict[str, Any]] = {}
+        leftover: list[int] = []
+        current: tuple[TagKind | None, tuple[str, ...]] = (None, ())
+        any_step_tag = False
+
+        for index, cell in enumerate(nb.cells):
+            if cell.get("cell_type") != "code":
+                continue
+            tags = self._parse_tags(cell, index)
+            raw = _source(cell)
+            role, names = self._role(tags, index)
+            if role is TagKind.SKIP:
+                continue
+            if role is None:
+                role, names = current
+            else:
+                current = (role, names)
+            any_step_tag = any_step_tag or role is TagKind.STEP
+            for tag in tags:
+                if tag.kind is TagKind.STEP_OPTION:
+                    self.log.warning("cell %d: tag %r is recognised but not applied in this version",
+                                     index, tag.text)
+            prevs = [(name, tag.text) for tag in tags if tag.kind is TagKind.PREV for name in tag.names]
+            if prevs and role is not TagKind.STEP:
+                raise TagError(f"tag {prevs[0][1]!r} is on a cell that belongs to no step",
+                               index, prevs[0][1])
+            if not raw.strip():
+                continue
+            record = {"index": index, "source": python_source(raw)}
+            if role is TagKind.PARAMETERS:
+                for parameter in parse_parameters(record["source"], index):
+                    parameters.pop(parameter["name"], None)
+                    parameters[parameter["name"]] = parameter
+            elif role is TagKind.METRICS:
+                metrics.extend({"name": name, "cell": index}
+                               for name in parse_metrics(record["source"], index)
+                               if all(m["name"] != name for m in metrics))
+            elif role is TagKind.IMPORTS:
+                imports.append(record)
+            elif role is TagKind.FUNCTIONS:
+                functions.append(record)
+            elif role is TagKind.STEP:
+                for name in names:
+                    step = steps.setdefault(name, {"name": name, "cells": [], "prev": [], "prev_cells": {}})
+                    step["cells"].append(record)
+                    for prev, text in prevs:
+                        if prev not in step["prev"]:
+                            step["prev"].append(prev)
+                            step["prev_cells"][prev] = (index, text)
+            else:
+                leftover.append(index)
+
+        if not any_step_tag and leftover:
+            steps[WHOLE_NOTEBOOK_STEP] = {
+                "name": WHOLE_NOTEBOOK_STEP, "prev": [], "prev_cells": {},
+                "cells": [{"index": i, "source": python_source(_source(nb.cells[i]))} for i in leftover],
+            }
+            self.log.info("the notebook has no step tags: it becomes a single step %r", WHOLE_NOTEBOOK_STEP)
+        elif leftover:
+            self.log.warning("cells %s come before the first step tag and are left out of the pipeline",
+                             ", ".join(map(str, leftover)))
+        if not steps:
+            raise NotebookError("the notebook has no code to run: tag cells with 'step:<name>'")
+        for step in steps.values():
+            for prev in step["prev"]:
+                if prev not in steps:
+                    index, text = step["prev_cells"][prev]
+                    known = ", ".join(sorted(steps))
+                    raise TagError(f"tag {text!r} names step {prev!r}, which does not exist "
+                                   f"(steps: {known})", index, text)
+
+        resources[RESOURCE_KEY] = {
+            **resources.get(RESOURCE_KEY, {}),
+            "prelude": imports + functions,
+            "parameters": list(parameters.values()),
+            "metrics": metrics,
+            "steps": list(steps.values()),
+        }
+        return nb, resources
