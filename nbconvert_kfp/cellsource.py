@@ -51,12 +51,28 @@ def _constant_strings(args: list[ast.expr]) -> list[str] | None:
     return values if len(values) == len(args) else None
 
 
-def analysis_source(python: str) -> str:
-    """Return code to analyse: the cell plus the code that its magics run.
+def _replacement(node: ast.stmt) -> str | None:
+    """The code a magic statement runs, or ``None`` when it is not a code-running magic."""
+    call = node.value if isinstance(node, (ast.Expr, ast.Assign)) else None
+    match = _magic_call(call) if call is not None else None
+    strings = _constant_strings(match[1]) if match else None
+    if match is None or strings is None:
+        return None
+    method = match[0]
+    if method == "run_line_magic" and len(strings) == 2 and strings[0] in _CODE_LINE_MAGICS:
+        return strings[1]
+    if method == "run_cell_magic" and len(strings) == 3 and strings[0] in _CODE_CELL_MAGICS:
+        words = strings[1].split()
+        binding = f"\n{words[0]} = None" if strings[0] == "capture" and words and words[0].isidentifier() else ""
+        return strings[2] + binding
+    return None
 
-    ``%time x = f()`` binds ``x`` at run time; the analysis must see that, so the
-    code argument of code-running magics is appended as plain statements, and the
-    variable that ``%%capture name`` creates is bound.
+
+def analysis_source(python: str) -> str:
+    """Return code to analyse: the cell with each code-running magic replaced by its code.
+
+    ``%time x = f()`` binds ``x`` at run time and ``%%capture out`` binds ``out``;
+    the analysis must see those bindings where they happen.
     """
     if "get_ipython" not in python:
         return python
@@ -64,20 +80,12 @@ def analysis_source(python: str) -> str:
         tree = ast.parse(python)
     except SyntaxError:
         return python
-    extra: list[str] = []
-    for node in ast.walk(tree):
-        match = _magic_call(node)
-        if match is None:
+    lines = python.splitlines()
+    statements = [n for n in ast.walk(tree) if isinstance(n, (ast.Expr, ast.Assign))]
+    for node in sorted(statements, key=lambda n: n.lineno, reverse=True):
+        code = _replacement(node)
+        if code is None:
             continue
-        method, args = match
-        strings = _constant_strings(args)
-        if strings is None:
-            continue
-        if method == "run_line_magic" and len(strings) == 2 and strings[0] in _CODE_LINE_MAGICS:
-            extra.append(strings[1])
-        elif method == "run_cell_magic" and len(strings) == 3 and strings[0] in _CODE_CELL_MAGICS:
-            extra.append(strings[2])
-            name = strings[1].split()[0] if strings[0] == "capture" and strings[1].split() else ""
-            if name.isidentifier():
-                extra.append(f"{name} = None")
-    return "\n".join([python, *extra]) if extra else python
+        indent = " " * node.col_offset
+        lines[node.lineno - 1:node.end_lineno] = [indent + line for line in code.splitlines() or ["pass"]]
+    return "\n".join(lines) + "\n"

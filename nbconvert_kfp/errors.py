@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from nbconvert.utils.exceptions import ConversionException
 
 
@@ -51,3 +53,28 @@ class MetricError(KFPExportError):
 
 class NotebookError(KFPExportError):
     """The notebook as a whole cannot become a pipeline (kernel language, no steps)."""
+
+
+class TracebackFilter(logging.Filter):
+    """Logging filter that prints a ``KFPExportError`` as its message instead of a traceback.
+
+    ``jupyter nbconvert`` logs conversion errors with ``exc_info``; for errors in the
+    user's notebook the message says everything and a traceback only hides it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Replace the traceback of a KFPExportError record by its message."""
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, KFPExportError):
+            record.msg = f"{record.getMessage()}: {error}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+    @classmethod
+    def install(cls, logger: logging.Logger | logging.LoggerAdapter) -> None:
+        """Add the filter to ``logger`` once."""
+        target = logger.logger if isinstance(logger, logging.LoggerAdapter) else logger
+        if not any(isinstance(f, cls) for f in target.filters):
+            target.addFilter(cls())

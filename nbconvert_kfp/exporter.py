@@ -13,12 +13,17 @@ from traitlets import Unicode, default, validate
 from traitlets.config import Config
 
 from .dependencyanalyzer import DependencyAnalyzer
+from .errors import TracebackFilter
 from .marshalinjector import MarshalInjector
 from .naming import kfp_name
 from .tagparser import RESOURCE_KEY, TagParser
 
 #: Folder holding the ``kfp`` template directory.
 TEMPLATES = str(Path(__file__).parent / "templates")
+
+#: Kale notebook metadata keys this version reads but does not apply yet.
+UNAPPLIED_METADATA = ("volumes", "enable_caching", "steps_defaults", "katib_run", "katib_metadata",
+                      "autosnapshot", "snapshot_volumes", "storage_class_name", "volume_access_mode")
 
 _PIPELINE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
 
@@ -71,6 +76,10 @@ class KFPExporter(TemplateExporter):
         "free of dots: 'kfp dsl compile --py' imports the script as a module.",
     ).tag(config=True)
 
+    def __init__(self, config: Config | None = None, **kw: Any):
+        super().__init__(config=config, **kw)
+        TracebackFilter.install(self.log)
+
     @default("file_extension")
     def _file_extension_default(self) -> str:
         return ".py"
@@ -109,11 +118,17 @@ class KFPExporter(TemplateExporter):
         """Resolve name, description, image and experiment: traits, then notebook metadata, then defaults."""
         metadata = nb.get("metadata", {}).get("kubeflow_notebook", {}) or {}
         notebook = (resources.get("metadata") or {}).get("name") or "notebook"
-        name = self.pipeline_name or _metadata_text(metadata, "pipeline_name") or notebook
-        if not _PIPELINE_NAME.match(name):
+        name = self.pipeline_name or _metadata_text(metadata, "pipeline_name")
+        if name is None:
+            name = kfp_name(notebook)
+        elif not _PIPELINE_NAME.match(name):
             fixed = kfp_name(name)
             self.log.warning("pipeline name %r is not a valid KFP name; using %r", name, fixed)
             name = fixed
+        unapplied = [key for key in UNAPPLIED_METADATA if metadata.get(key) not in (None, "", [], {}, False)]
+        if unapplied:
+            self.log.warning("notebook metadata %s: recognised but not applied in this version",
+                             ", ".join(f"'{key}'" for key in unapplied))
         return {
             "name": name,
             "description": self.pipeline_description or _metadata_text(metadata, "pipeline_description"),
