@@ -16,7 +16,11 @@ def python_literal(value: Any) -> str:
         return "[" + ", ".join(python_literal(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{python_literal(k)}: {python_literal(v)}" for k, v in value.items()) + "}"
-    if value is None or isinstance(value, (bool, int, float, str)):
+    if isinstance(value, str):
+        text = repr(value)
+        # Prefer double quotes, as formatters do; repr chose single ones only if it could.
+        return f'"{text[1:-1]}"' if text.startswith("'") and '"' not in value else text
+    if value is None or isinstance(value, (bool, int, float)):
         return repr(value)
     raise TypeError(f"cannot render {type(value).__name__} as a literal")
 

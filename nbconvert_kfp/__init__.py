@@ -1,0 +1,8 @@
+"""nbconvert-kfp: an nbconvert exporter that turns a tagged notebook into a KFP v2 pipeline.
+
+The exporter lives in ``nbconvert_kfp.exporter`` and is found by nbconvert through the
+``nbconvert.exporters`` entry point (``jupyter nbconvert --to kfp``). This module imports
+nothing, so importing the runtime (``nbconvert_kfp.marshal``) stays cheap.
+"""
+
+__version__ = "0.1.0"
