@@ -117,8 +117,11 @@ class DependencyAnalyzer(Preprocessor):
         ancestors = sorted(nx.ancestors(graph, name), key=topo.index)
         step.update(inputs=[], input_sources={}, parameters=[], imports=[], definitions=[], outputs=[],
                     metrics=step.get("metrics", []))
-        pending = list(own.reads)
-        seen: set[str] = set()
+        # Values loaded from upstream may be instances of classes the notebook defines:
+        # unpickling them needs those classes, so every upstream class is re-defined.
+        upstream_classes = [n for a in ancestors for n, d in symbols[a].definitions.items() if d.is_class]
+        pending = list(dict.fromkeys([*own.reads, *upstream_classes]))
+        seen: set[str] = set(own.bound) & set(upstream_classes) - set(own.reads)
         while pending:
             var = pending.pop(0)
             if var in seen:

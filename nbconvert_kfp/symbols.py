@@ -35,6 +35,7 @@ class Definition:
     name: str
     source: str
     free_names: frozenset[str]
+    is_class: bool = False
 
 
 @dataclass
@@ -136,7 +137,8 @@ def analyse(source: str) -> Symbols:
             symbols.imports[name] = binding.source_statement
         elif isinstance(binding, (checker.FunctionDefinition, checker.ClassDefinition)):
             text = _definition_source(lines, binding.source)
-            symbols.definitions[name] = Definition(name, text, free_names(text) - {name})
+            symbols.definitions[name] = Definition(name, text, free_names(text) - {name},
+                                                   isinstance(binding, checker.ClassDefinition))
         elif isinstance(binding, _DATA_BINDINGS) or type(binding) is checker.Binding:
             symbols.data.add(name)
     star_imports = [b.source_statement for b in module.values() if isinstance(b, checker.StarImportation)]
