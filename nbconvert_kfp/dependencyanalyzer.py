@@ -117,12 +117,14 @@ class DependencyAnalyzer(Preprocessor):
         ancestors = sorted(nx.ancestors(graph, name), key=topo.index)
         step.update(inputs=[], input_sources={}, parameters=[], imports=[], definitions=[], outputs=[],
                     metrics=step.get("metrics", []))
-        # Values loaded from upstream may be instances of classes the notebook defines:
-        # unpickling them needs those classes, so every upstream class is re-defined.
-        upstream_classes = [n for a in ancestors for n, d in symbols[a].definitions.items() if d.is_class]
-        pending = list(dict.fromkeys([*own.reads, *upstream_classes]))
-        seen: set[str] = set(own.bound) & set(upstream_classes) - set(own.reads)
-        while pending:
+        pending = list(own.reads)
+        seen: set[str] = set()
+        while True:
+            if not pending:
+                # Loaded values may be instances of upstream classes: unpickling needs them.
+                pending = [c for c in self._classes_behind(step, graph, topo, symbols) if c not in seen]
+                if not pending:
+                    break
             var = pending.pop(0)
             if var in seen:
                 continue
@@ -161,6 +163,17 @@ class DependencyAnalyzer(Preprocessor):
         step["imports"] = list(dict.fromkeys(step["imports"]))
         step["definitions"].reverse()
         step["parameters"].sort()
+
+    @staticmethod
+    def _classes_behind(step, graph, topo, symbols) -> list[str]:
+        """Classes that values this step loads may be instances of, so unpickling finds them.
+
+        A loaded value comes from its producer, which only knows the classes that it
+        or its own upstream steps define.
+        """
+        producers = set(step["input_sources"].values())
+        scope = producers.union(*(nx.ancestors(graph, p) for p in producers)) if producers else set()
+        return [name for s in topo if s in scope for name, d in symbols[s].definitions.items() if d.is_class]
 
     def _assign_metrics(self, model, steps, topo, writes, symbols, parameters, available) -> None:
         for step in steps.values():

@@ -17,8 +17,8 @@ from .tagparser import RESOURCE_KEY
 SCRIPT_NAMES = frozenset({
     "annotations", "argparse", "json", "os", "sys", "Path", "NamedTuple", "dsl", "kfp", "compiler", "local",
     "Artifact", "Input", "Output", "Metrics", "pipeline", "main", "parse_arguments", "run_local",
-    "compile_pipeline", "PipelineOutputs", "PIPELINE_NAME", "PIPELINE_DESCRIPTION", "BASE_IMAGE",
-    "EXPERIMENT", "PARAMETER_TYPES", "STEP_NAMES", "_step_runtime", "_notebook_prelude", "_convert",
+    "compile_pipeline", "comment_header", "parse_value", "re", "PipelineOutputs", "PIPELINE_NAME", "PIPELINE_DESCRIPTION", "BASE_IMAGE",
+    "EXPERIMENT", "INSTALL_KFP", "PARAMETER_TYPES", "STEP_NAMES", "_step_runtime", "_notebook_prelude", "_convert",
 })
 #: Names a component function body uses for itself.
 COMPONENT_LOCALS = frozenset({"step", "executor_input"})

@@ -28,8 +28,10 @@ def python_literal(value: Any) -> str:
 def code_literal(source: str) -> str:
     """Render code as a readable triple-quoted string whose value is ``"\\n" + source``.
 
-    The leading newline keeps the code's first line on a line of its own in the
-    generated script; the step runtime drops it. A raw string is used whenever the
+    A final newline is added when the source lacks one, so the closing quotes stand
+    on their own line and never touch a quote that ends the code. The leading
+    newline keeps the code's first line on a line of its own in the generated
+    script; the step runtime drops it. A raw string is used whenever the
     code allows one, so backslashes read as they do in the notebook.
     """
     text = "\n" + source if source.endswith("\n") else "\n" + source + "\n"

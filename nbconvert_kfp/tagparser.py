@@ -121,6 +121,7 @@ class TagParser(Preprocessor):
         metrics: list[dict[str, Any]] = []
         steps: dict[str, dict[str, Any]] = {}
         leftover: list[int] = []
+        continued_prelude: list[int] = []
         current: tuple[TagKind | None, tuple[str, ...]] = (None, ())
         any_step_tag = False
 
@@ -132,9 +133,12 @@ class TagParser(Preprocessor):
             role, names = self._role(tags, index)
             if role is TagKind.SKIP:
                 continue
-            if role is None:
+            continued = role is None
+            if continued:
                 role, names = current
-            else:
+            elif role not in (TagKind.PARAMETERS, TagKind.METRICS):
+                # A parameters or metrics cell is one cell (papermill's convention): the
+                # untagged cells after it continue what came before it.
                 current = (role, names)
             any_step_tag = any_step_tag or role is TagKind.STEP
             for tag in tags:
@@ -156,10 +160,10 @@ class TagParser(Preprocessor):
                 metrics.extend({"name": name, "cell": index}
                                for name in parse_metrics(record["source"], index)
                                if all(m["name"] != name for m in metrics))
-            elif role is TagKind.IMPORTS:
-                imports.append(record)
-            elif role is TagKind.FUNCTIONS:
-                functions.append(record)
+            elif role in (TagKind.IMPORTS, TagKind.FUNCTIONS):
+                (imports if role is TagKind.IMPORTS else functions).append(record)
+                if continued:
+                    continued_prelude.append(index)
             elif role is TagKind.STEP:
                 for name in names:
                     step = steps.setdefault(name, {"name": name, "cells": [], "prev": [], "prev_cells": {}})
@@ -171,6 +175,11 @@ class TagParser(Preprocessor):
             else:
                 leftover.append(index)
 
+        if not any_step_tag and continued_prelude:
+            # Without step tags, untagged code after an imports cell is the notebook's body.
+            imports = [c for c in imports if c["index"] not in continued_prelude]
+            functions = [c for c in functions if c["index"] not in continued_prelude]
+            leftover = sorted(leftover + continued_prelude)
         if not any_step_tag and leftover:
             steps[WHOLE_NOTEBOOK_STEP] = {
                 "name": WHOLE_NOTEBOOK_STEP, "prev": [], "prev_cells": {},
