@@ -81,6 +81,9 @@ class DependencyAnalyzer(Preprocessor):
             step["outputs"] = sorted(step["outputs"])
             step.pop("prev_cells", None)
         model["steps"] = [steps[name] for name in topo]
+        model["imports"] = list(dict.fromkeys(
+            statement for own in [prelude, *(symbols[name] for name in topo)]
+            for statement in own.imports.values()))
         return nb, resources
 
     def _graph(self, steps, symbols, order, prelude, model) -> nx.DiGraph:

@@ -129,8 +129,47 @@ class NameDispatch:
         return self.dispatch(path)(path, *args, **kwargs)
 
 
-save_value = TypeDispatch("save")
-load_value = NameDispatch("load")
+class ResourceSaver(TypeDispatch):
+    """``resource_save(obj, path)``: save ``obj`` into directory ``path`` with the function registered for its type.
+
+    A registered function gets the object and a file *stem* (``path/value``), adds
+    its own suffix, writes the file and returns the file's path.
+    """
+
+    def __call__(self, obj: Any, path: str) -> str:  # type: ignore[override]
+        """Save ``obj`` into the directory ``path`` atomically; return the file written."""
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name.startswith(VALUE_STEM + "."):
+                os.remove(os.path.join(path, name))
+        partial = os.path.join(path, f"{_PARTIAL}{uuid.uuid4().hex}")
+        os.makedirs(partial)
+        try:
+            written = self.dispatch(type(obj))(obj, os.path.join(partial, VALUE_STEM))
+            final = os.path.join(path, os.path.basename(written))
+            os.replace(written, final)
+        finally:
+            for leftover in os.listdir(partial):
+                os.remove(os.path.join(partial, leftover))
+            os.rmdir(partial)
+        return final
+
+
+class ResourceLoader(NameDispatch):
+    """``resource_load(path)``: load the value saved in directory (or file) ``path`` by its file name."""
+
+    def __call__(self, path: str) -> Any:  # type: ignore[override]
+        """Load the value that ``resource_save`` wrote."""
+        if os.path.isdir(path):
+            names = sorted(n for n in os.listdir(path) if n.startswith(VALUE_STEM + "."))
+            if not names:
+                raise MarshalError(f"no saved value in {path}")
+            path = os.path.join(path, names[0])
+        return self.dispatch(path)(path)
+
+
+resource_save = ResourceSaver("resource_save")
+resource_load = ResourceLoader("resource_load")
 
 
 def _save_pickle(obj: Any, stem: str) -> str:
@@ -151,16 +190,16 @@ def _save_pickle(obj: Any, stem: str) -> str:
         return path
 
 
-save_value.default = _save_pickle
+resource_save.default = _save_pickle
 
 
-@load_value.register(r".*\.pkl")
+@resource_load.register(r".*\.pkl")
 def _load_pickle(path: str) -> Any:
     with open(path, "rb") as fh:
         return pickle.load(fh)
 
 
-@load_value.register(r".*\.dill")
+@resource_load.register(r".*\.dill")
 def _load_dill(path: str) -> Any:
     import dill
 
@@ -168,11 +207,11 @@ def _load_dill(path: str) -> Any:
         return dill.load(fh)
 
 
-@save_value.register_lazy("numpy")
+@resource_save.register_lazy("numpy")
 def _register_numpy() -> None:
     import numpy
 
-    @save_value.register(numpy.ndarray)
+    @resource_save.register(numpy.ndarray)
     def _save_array(obj: Any, stem: str) -> str:
         if obj.dtype.hasobject or type(obj) is not numpy.ndarray:
             return _save_pickle(obj, stem)
@@ -181,11 +220,11 @@ def _register_numpy() -> None:
         return stem + ".npy"
 
 
-@save_value.register_lazy("pandas")
+@resource_save.register_lazy("pandas")
 def _register_pandas() -> None:
     import pandas
 
-    @save_value.register((pandas.DataFrame, pandas.Series))
+    @resource_save.register((pandas.DataFrame, pandas.Series))
     def _save_frame(obj: Any, stem: str) -> str:
         path = stem + ".pandas.pkl"
         obj.to_pickle(path, protocol=5)
@@ -193,47 +232,18 @@ def _register_pandas() -> None:
 
 
 # Loaders are looked up newest first: more specific file names are registered last.
-@load_value.register(r".*\.npy")
+@resource_load.register(r".*\.npy")
 def _load_array(path: str) -> Any:
     import numpy
 
     return numpy.load(path, allow_pickle=False)
 
 
-@load_value.register(r".*\.pandas\.pkl")
+@resource_load.register(r".*\.pandas\.pkl")
 def _load_frame(path: str) -> Any:
     import pandas
 
     return pandas.read_pickle(path)
-
-
-def resource_save(obj: Any, path: str) -> str:
-    """Save ``obj`` into the directory ``path`` atomically; return the file written."""
-    os.makedirs(path, exist_ok=True)
-    for name in os.listdir(path):
-        if name.startswith(VALUE_STEM + "."):
-            os.remove(os.path.join(path, name))
-    partial = os.path.join(path, f"{_PARTIAL}{uuid.uuid4().hex}")
-    os.makedirs(partial)
-    try:
-        written = save_value(obj, os.path.join(partial, VALUE_STEM))
-        final = os.path.join(path, os.path.basename(written))
-        os.replace(written, final)
-    finally:
-        for leftover in os.listdir(partial):
-            os.remove(os.path.join(partial, leftover))
-        os.rmdir(partial)
-    return final
-
-
-def resource_load(path: str) -> Any:
-    """Load the value saved by ``resource_save`` in directory ``path`` (or a file path)."""
-    if os.path.isdir(path):
-        names = sorted(n for n in os.listdir(path) if n.startswith(VALUE_STEM + "."))
-        if not names:
-            raise MarshalError(f"no saved value in {path}")
-        path = os.path.join(path, names[0])
-    return load_value(path)
 
 
 def format_of(path: str) -> str:

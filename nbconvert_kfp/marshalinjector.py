@@ -18,13 +18,13 @@ SCRIPT_NAMES = frozenset({
     "annotations", "argparse", "json", "os", "sys", "Path", "NamedTuple", "dsl", "kfp", "compiler", "local",
     "Artifact", "Input", "Output", "Metrics", "pipeline", "main", "parse_arguments", "run_local",
     "compile_pipeline", "comment_header", "parse_value", "re", "PipelineOutputs", "PIPELINE_NAME", "PIPELINE_DESCRIPTION", "BASE_IMAGE",
-    "EXPERIMENT", "INSTALL_KFP", "PARAMETER_TYPES", "STEP_NAMES", "_step_runtime", "_notebook_prelude", "_convert",
+    "EXPERIMENT", "INSTALL_KFP", "PRELOAD_IMPORTS", "PARAMETER_TYPES", "STEP_NAMES", "_step_runtime", "_notebook_prelude", "_convert",
 })
 #: Names a component function body uses for itself.
 COMPONENT_LOCALS = frozenset({"step", "executor_input"})
 
 #: The runtime modules carried into every step, in load order.
-RUNTIME_MODULES = ("marshal", "runtime")
+RUNTIME_MODULES = ("marshal", "runtime", "launcher")
 
 
 @lru_cache(maxsize=1)
@@ -83,6 +83,7 @@ class MarshalInjector(Preprocessor):
             "outputs": pipeline_outputs,
             "prelude": [(cell["index"], code_literal(cell["source"])) for cell in model["prelude"]],
             "runtime": runtime_sources(),
+            "preload": [python_literal(statement) for statement in model["imports"]],
             "step_names": [(python_literal(kfp_name(s["component"]["function"], "step")),
                             python_literal(s["name"])) for s in model["steps"]],
         }

@@ -1,0 +1,306 @@
+"""The exporter: registration, output name, configuration, pipeline settings, generated script."""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbconvert.exporters import get_export_names, get_exporter
+from traitlets.config import Config
+
+from nbconvert_kfp.errors import PipelineGraphError
+from nbconvert_kfp.exporter import KFPExporter
+from nbconvert_kfp.naming import kfp_name
+
+HERE = Path(__file__).parent
+REPO = HERE.parent
+ALL_NOTEBOOKS = sorted([*(HERE / "notebooks").glob("*.ipynb"), *(REPO / "examples").glob("*.ipynb")])
+KFP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
+
+SIMPLE = [
+    (["imports"], "import math"),
+    (["pipeline-parameters"], "SCALE = 2"),
+    (["step:load"], "values = [1, 2, 3]"),
+    (["step:double", "prev:load"], "doubled = [v * SCALE for v in values]"),
+    (["step:report", "prev:double"], "total = math.fsum(doubled)\nprint(total)"),
+]
+
+
+def string_constants(script):
+    return {node.value for node in ast.walk(ast.parse(script))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+
+
+def assigned_constant(script, name):
+    for node in ast.parse(script).body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == name):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{name} is not assigned in the script")
+
+
+def strip_header_comments(text):
+    lines = text.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith("components:"))
+    return "".join(lines[start:])
+
+
+# --- registration and output ------------------------------------------------------------------
+
+def test_exporter_is_registered_as_kfp():
+    assert "kfp" in get_export_names()
+    assert get_exporter("kfp") is KFPExporter
+
+
+def test_output_extension_is_pipeline_py(convert, make_nb):
+    _, resources = convert(make_nb(SIMPLE))
+    assert resources["output_extension"] == "_pipeline.py"
+
+
+def test_script_suffix_is_configurable(make_nb):
+    exporter = KFPExporter(config=Config({"KFPExporter": {"script_suffix": "_kfp.py"}}))
+    _, resources = exporter.from_notebook_node(make_nb(SIMPLE), {"metadata": {"name": "nb"}})
+    assert resources["output_extension"] == "_kfp.py"
+
+
+def test_cli_writes_stem_pipeline_py_that_compiles(tmp_path, run_nbconvert, compile_script):
+    source = HERE / "notebooks" / "sklearn_fan.ipynb"
+    path = tmp_path / "sklearn_fan.ipynb"
+    shutil.copy(source, path)
+    other_templates = tmp_path / "my_templates"
+    other_templates.mkdir()
+    result = run_nbconvert(path, f"--TemplateExporter.extra_template_basedirs={other_templates}")
+    assert result.returncode == 0, result.stderr
+    script_path = tmp_path / "sklearn_fan_pipeline.py"
+    assert script_path.is_file(), list(tmp_path.iterdir())
+    ir = compile_script(script_path)
+    assert ir["pipelineInfo"]["name"] == "sklearn-fan"
+    assert len(ir["root"]["dag"]["tasks"]) == 4
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("section", ["TemplateExporter", "KFPExporter", "Exporter"])
+def test_template_found_with_user_extra_template_basedirs(tmp_path, make_nb, section):
+    config = Config({section: {"extra_template_basedirs": [str(tmp_path)]}})
+    script, resources = KFPExporter(config=config).from_notebook_node(make_nb(SIMPLE),
+                                                                      {"metadata": {"name": "nb"}})
+    assert "@dsl.pipeline" in script
+    assert [s["name"] for s in resources["kfp"]["steps"]] == ["load", "double", "report"]
+
+
+def test_tag_parser_config_changes_behaviour_and_keeps_it_enabled(make_nb):
+    nb = make_nb([
+        (["step:a"], "x = 1"),
+        (["ignore-me"], "ignored_marker_value = 2"),
+        (["step:b"], "y = x + 1"),
+    ])
+    exporter = KFPExporter(config=Config({"TagParser": {"skip_tags": ["ignore-me"]}}))
+    script, resources = exporter.from_notebook_node(nb, {"metadata": {"name": "nb"}})
+    steps = {s["name"]: s for s in resources["kfp"]["steps"]}
+    assert list(steps) == ["a", "b"]
+    assert [c["index"] for c in steps["a"]["cells"]] == [0]
+    assert steps["b"]["input_sources"] == {"x": "a"}
+    assert "ignored_marker_value" not in script
+    assert "@dsl.pipeline" in script
+
+
+def test_dependency_analyzer_config_is_applied(make_nb):
+    nb = make_nb([(["step:a"], "x = 1"), (["step:b"], "print(x)")])
+    exporter = KFPExporter(config=Config({"DependencyAnalyzer": {"infer_dependencies": False}}))
+    with pytest.raises(PipelineGraphError) as info:
+        exporter.from_notebook_node(nb, {"metadata": {"name": "nb"}})
+    assert info.value.cell_index == 1
+
+
+def test_marshal_injector_config_is_applied(make_nb):
+    exporter = KFPExporter(config=Config({"MarshalInjector": {"output_suffix": "_artifact"}}))
+    script, _ = exporter.from_notebook_node(make_nb(SIMPLE), {"metadata": {"name": "nb"}})
+    assert "values_artifact: Output[Artifact]" in script
+
+
+# --- pipeline settings: traits > notebook metadata > defaults ---------------------------------
+
+def settings(make_nb, metadata=None, name="my_nb", **traits):
+    nb = make_nb(SIMPLE, metadata={"kubeflow_notebook": metadata} if metadata is not None else None)
+    script, resources = KFPExporter(**traits).from_notebook_node(nb, {"metadata": {"name": name}})
+    return script, resources["kfp"]["pipeline"]
+
+
+def test_defaults(make_nb):
+    script, pipeline = settings(make_nb, name="simple")
+    assert pipeline["name"] == "simple"
+    assert not pipeline["description"]
+    assert pipeline["base_image"] == f"python:{sys.version_info.major}.{sys.version_info.minor}"
+    assert pipeline["experiment"] == "Default"
+    assert assigned_constant(script, "PIPELINE_NAME") == "simple"
+    assert assigned_constant(script, "BASE_IMAGE") == pipeline["base_image"]
+
+
+def test_default_name_from_file_name_is_made_valid(make_nb):
+    _, pipeline = settings(make_nb, name="My_Notebook v2")
+    assert KFP_NAME.match(pipeline["name"])
+    assert pipeline["name"] == "my-notebook-v2"
+
+
+def test_kale_1_metadata(make_nb):
+    script, pipeline = settings(make_nb, {
+        "pipeline_name": "meta-name", "pipeline_description": "meta description",
+        "docker_image": "registry/img:1", "experiment": {"name": "exp-one"},
+    })
+    assert pipeline["name"] == "meta-name"
+    assert pipeline["description"] == "meta description"
+    assert pipeline["base_image"] == "registry/img:1"
+    assert pipeline["experiment"] == "exp-one"
+    assert assigned_constant(script, "PIPELINE_NAME") == "meta-name"
+    assert assigned_constant(script, "PIPELINE_DESCRIPTION") == "meta description"
+    assert assigned_constant(script, "BASE_IMAGE") == "registry/img:1"
+    assert assigned_constant(script, "EXPERIMENT") == "exp-one"
+
+
+def test_kale_metadata_experiment_name_and_base_image(make_nb):
+    _, pipeline = settings(make_nb, {"experiment_name": "exp-two", "base_image": "img:2"})
+    assert pipeline["experiment"] == "exp-two"
+    assert pipeline["base_image"] == "img:2"
+    assert pipeline["name"] == "my-nb"
+
+
+def test_kale_2_base_image_wins_over_docker_image(make_nb):
+    _, pipeline = settings(make_nb, {"base_image": "img:new", "docker_image": "img:old"})
+    assert pipeline["base_image"] == "img:new"
+
+
+META = {"pipeline_name": "meta-name", "pipeline_description": "meta description",
+        "base_image": "img:meta", "experiment_name": "exp-meta"}
+TRAITS = {"pipeline_name": "trait-name", "pipeline_description": "trait description",
+          "base_image": "img:trait", "experiment": "exp-trait"}
+
+
+def test_traits_override_metadata(make_nb):
+    script, pipeline = settings(make_nb, META, **TRAITS)
+    assert pipeline["name"] == "trait-name"
+    assert pipeline["description"] == "trait description"
+    assert pipeline["base_image"] == "img:trait"
+    assert pipeline["experiment"] == "exp-trait"
+    assert assigned_constant(script, "EXPERIMENT") == "exp-trait"
+
+
+def test_config_traits_override_metadata(make_nb):
+    nb = make_nb(SIMPLE, metadata={"kubeflow_notebook": META})
+    exporter = KFPExporter(config=Config({"KFPExporter": TRAITS}))
+    _, resources = exporter.from_notebook_node(nb, {"metadata": {"name": "nb"}})
+    pipeline = resources["kfp"]["pipeline"]
+    assert (pipeline["name"], pipeline["description"], pipeline["base_image"], pipeline["experiment"]) == (
+        "trait-name", "trait description", "img:trait", "exp-trait")
+
+
+@pytest.mark.parametrize("where", ["trait", "metadata"])
+def test_invalid_pipeline_name_is_made_valid(make_nb, where):
+    if where == "trait":
+        script, pipeline = settings(make_nb, pipeline_name="My Pipeline!")
+    else:
+        script, pipeline = settings(make_nb, {"pipeline_name": "My Pipeline!"})
+    assert KFP_NAME.match(pipeline["name"])
+    assert pipeline["name"] == "my-pipeline"
+    assert assigned_constant(script, "PIPELINE_NAME") == "my-pipeline"
+
+
+# --- the generated script -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.name)
+def test_generated_script_is_valid_python(convert, path):
+    nb = nbformat.read(path, as_version=4)
+    script, resources = convert(nb, name=path.stem)
+    compile(script, f"{path.stem}_pipeline.py", "exec")
+    assert KFP_NAME.match(resources["kfp"]["pipeline"]["name"])
+    for step in resources["kfp"]["steps"]:
+        assert f"def {step['component']['function']}(" in script
+
+
+def test_reserved_names_do_not_clash(convert, make_nb):
+    nb = make_nb([
+        (["pipeline-parameters"], "json = 1\nmain = 'm'\nclass_ = 2.0"),
+        (["step:pipeline"], "x = json + 1"),
+        (["step:main", "prev:pipeline"], "y = x * 2\nprint(main)"),
+        (["step:dsl", "prev:main"], "print(y, class_)"),
+        (["step:class", "prev:dsl"], "print('k')"),
+    ])
+    script, resources = convert(nb)
+    compile(script, "x", "exec")
+    tree = ast.parse(script)
+    top_level = [n.name for n in tree.body if isinstance(n, ast.FunctionDef)]
+    assert len(top_level) == len(set(top_level))
+    assert top_level.count("pipeline") == 1 and top_level.count("main") == 1
+    functions = [s["component"]["function"] for s in resources["kfp"]["steps"]]
+    assert not {"pipeline", "main", "dsl", "class", "json"} & set(functions)
+    assert all(f.isidentifier() for f in functions)
+
+
+HOSTILE = ('He said "hi" & \'bye\'; \'\'\' and """ inside, a \\ backslash, \\n not a newline, '
+           '\\\\ two,\nreal newline\ttab, unicode café ☕ 𝔘 \u00e9\u0301 end\\')
+HOSTILE_SOURCE = (
+    "a = \"'''\"\n"
+    "b = '\"\"\"'\n"
+    "c = \"\\\\ \\n \\t\"\n"
+    "d = r\"\\d+\\w\"\n"
+    "e = '''x\"\"\"y'''\n"
+    "print(a, b, c, d, e, GREETING)\n"
+)
+
+
+def test_hostile_text_survives_into_script_and_ir(tmp_path, make_nb, compile_script):
+    ast.parse(HOSTILE_SOURCE)
+    nb = make_nb([
+        (["pipeline-parameters"], f"GREETING = {HOSTILE!r}\nTIMES = 2"),
+        (["step:talk"], HOSTILE_SOURCE),
+        (["step:after", "prev:talk"], "print(a + b)"),
+    ], metadata={"kubeflow_notebook": {"pipeline_description": HOSTILE, "pipeline_name": "hostile"}})
+    script, resources = KFPExporter().from_notebook_node(nb, {"metadata": {"name": "hostile"}})
+    compile(script, "hostile_pipeline.py", "exec")
+    assert resources["kfp"]["parameters"][0]["default"] == HOSTILE
+    assert assigned_constant(script, "PIPELINE_DESCRIPTION") == HOSTILE
+    assert "\n" + HOSTILE_SOURCE in string_constants(script)
+
+    script_path = tmp_path / "hostile_pipeline.py"
+    script_path.write_text(script, encoding="utf-8")
+    yaml_path = script_path.with_suffix(".yaml")
+    import yaml
+
+    try:
+        ir = compile_script(script_path)
+    except yaml.YAMLError:
+        # pinpoint: is the body right and only the header comment broken?
+        body = yaml.safe_load(strip_header_comments(yaml_path.read_text(encoding="utf-8")))
+        assert body["root"]["inputDefinitions"]["parameters"]["GREETING"]["defaultValue"] == HOSTILE
+        raise
+    assert ir["pipelineInfo"]["name"] == "hostile"
+    assert ir["pipelineInfo"]["description"] == HOSTILE
+    assert ir["root"]["inputDefinitions"]["parameters"]["GREETING"]["defaultValue"] == HOSTILE
+
+
+def test_step_names_get_distinct_identifiers_and_display_names(tmp_path, make_nb, compile_script):
+    nb = make_nb([
+        (["pipeline-parameters"], "REPEAT = 2"),
+        (["step:Train_2"], "base = 3 * REPEAT"),
+        (["step:kid-1", "prev:Train_2"], "kid_dash = base * 2"),
+        (["step:kid_1", "prev:Train_2"], "kid_under = base + 1"),
+    ])
+    script, resources = KFPExporter().from_notebook_node(nb, {"metadata": {"name": "names"}})
+    steps = resources["kfp"]["steps"]
+    functions = [s["component"]["function"] for s in steps]
+    assert len({f.lower() for f in functions}) == 3
+    component_names = [kfp_name(f) for f in functions]
+    assert len(set(component_names)) == 3
+
+    script_path = tmp_path / "names_pipeline.py"
+    script_path.write_text(script, encoding="utf-8")
+    ir = compile_script(script_path)
+    assert len(ir["components"]) == 3
+    tasks = ir["root"]["dag"]["tasks"]
+    assert len(tasks) == 3
+    assert {t["taskInfo"]["name"] for t in tasks.values()} == {"Train_2", "kid-1", "kid_1"}

@@ -1,0 +1,284 @@
+"""Step runtime: cells run as in a notebook, inside one KFP component."""
+
+from __future__ import annotations
+
+import linecache
+import math
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import traceback
+
+import numpy as np
+import pytest
+
+from nbconvert_kfp import marshal
+from nbconvert_kfp.runtime import Step
+
+
+class FakeArtifact:
+    """Stands in for a KFP Artifact / Metrics object."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.metadata = {}
+        self.logged = {}
+
+    def log_metric(self, name, value):
+        self.logged[name] = value
+        self.metadata[name] = value
+
+
+# --- the step's __main__ -------------------------------------------------------------------
+
+
+def test_cells_run_in_a_fresh_main_module():
+    outer_main = sys.modules["__main__"]
+    first = Step("first")
+    second = Step("second")
+    assert first.module is not second.module
+    assert first.module is not outer_main
+    assert first.namespace["__name__"] == "__main__"
+    first.run([(0, "\nshared = 1\n")])
+    assert first.namespace["shared"] == 1
+    assert "shared" not in second.namespace
+    second.run([(0, "\nseen = 'shared' in globals()\n")])
+    assert second.namespace["seen"] is False
+
+
+def test_main_is_the_step_module_inside_and_restored_after(capsys):
+    outer_main = sys.modules["__main__"]
+    with Step("swap") as step:
+        assert sys.modules["__main__"] is step.module
+        step.run([(0, "\nimport sys\nsame = sys.modules['__main__'].__dict__ is globals()\n")])
+        assert step.namespace["same"] is True
+    assert sys.modules["__main__"] is outer_main
+    out = capsys.readouterr().out
+    assert "[nbconvert-kfp] step 'swap' started" in out
+    assert "[nbconvert-kfp] step 'swap' finished in" in out
+
+
+def test_main_is_restored_after_a_failing_cell(capsys):
+    outer_main = sys.modules["__main__"]
+    with pytest.raises(ValueError):
+        with Step("boom") as step:
+            step.run([(0, "\nraise ValueError('nope')\n")])
+    assert sys.modules["__main__"] is outer_main
+    assert "[nbconvert-kfp] step 'boom' failed in" in capsys.readouterr().out
+
+
+def test_functions_and_classes_defined_in_cells_pickle_by_reference():
+    with Step("defs") as step:
+        step.run([(1, textwrap.dedent("""
+            def double(v):
+                return v * 2
+
+            class Box:
+                def __init__(self, v):
+                    self.v = v
+
+            box = Box(4)
+        """))])
+        ns = step.namespace
+        assert ns["double"].__module__ == "__main__"
+        data = pickle.dumps(ns["double"])
+        assert b"__main__" in data and b"double" in data
+        assert pickle.loads(data) is ns["double"]
+        assert type(pickle.loads(pickle.dumps(ns["box"]))) is ns["Box"]
+        assert pickle.loads(pickle.dumps(ns["box"])).v == 4
+        # by reference: a class pickle does not carry the class body
+        assert b"__init__" not in pickle.dumps(ns["Box"])
+
+
+def test_marshal_saves_cell_functions_by_reference_inside_the_step(tmp_path):
+    with Step("producer") as step:
+        step.run([(0, "\ndef f(x):\n    return x + 1\n")])
+        written = marshal.resource_save(step.namespace["f"], str(tmp_path / "f"))
+    assert os.path.basename(written) == "value.pkl"
+    with Step("consumer") as step:
+        step.run([("upstream definitions", "\ndef f(x):\n    return x + 1\n")])
+        step.load({"f": FakeArtifact(tmp_path / "f")})
+        step.run([(3, "\nresult = f(41)\n")])
+        assert step.namespace["result"] == 42
+
+
+# --- cell sources, errors and tracebacks -------------------------------------------------------
+
+
+def test_leading_newline_is_stripped():
+    step = Step("lines")
+    step.run([(7, "\nfirst = 1\nsecond = 2\n")])
+    assert linecache.getline("<cell 7>", 1) == "first = 1\n"
+    assert linecache.getline("<cell 7>", 2) == "second = 2\n"
+
+
+def test_only_one_leading_newline_is_stripped_and_sources_without_one_run():
+    step = Step("lines")
+    step.run([(1, "a = 1")])
+    assert step.namespace["a"] == 1
+    with pytest.raises(ZeroDivisionError) as info:
+        step.run([(2, "\n\nx = 1 / 0\n")])
+    frame = traceback.extract_tb(info.value.__traceback__)[-1]
+    assert (frame.filename, frame.lineno) == ("<cell 2>", 2)
+
+
+def test_exception_propagates_with_note_and_cell_traceback():
+    step = Step("train")
+    with pytest.raises(ZeroDivisionError) as info:
+        step.run([(0, "\nok = True\n"), (5, "\na = 1\nb = 2\nc = a / 0\nd = 4\n")])
+    err = info.value
+    assert "(in notebook cell 5 of step 'train')" in getattr(err, "__notes__", [])
+    frame = traceback.extract_tb(err.__traceback__)[-1]
+    assert frame.filename == "<cell 5>"
+    assert frame.lineno == 3
+    assert frame.line == "c = a / 0"
+    formatted = "".join(traceback.format_exception(err))
+    assert 'File "<cell 5>", line 3' in formatted
+    assert "c = a / 0" in formatted
+    assert "(in notebook cell 5 of step 'train')" in formatted
+    assert step.namespace["b"] == 2 and "d" not in step.namespace
+
+
+def test_exception_in_a_function_defined_in_an_earlier_cell_points_at_both_cells():
+    step = Step("calls")
+    step.run([(2, "\ndef explode(v):\n    return v[10]\n")])
+    with pytest.raises(IndexError) as info:
+        step.run([(4, "\nvalues = [1]\nexplode(values)\n")])
+    frames = [(f.filename, f.lineno) for f in traceback.extract_tb(info.value.__traceback__)]
+    assert ("<cell 4>", 2) in frames
+    assert frames[-1] == ("<cell 2>", 2)
+    assert info.value.__notes__ == ["(in notebook cell 4 of step 'calls')"]
+
+
+def test_exception_in_a_labelled_source_names_the_label():
+    step = Step("join")
+    with pytest.raises(KeyError) as info:
+        step.run([("upstream definitions", "\nx = {}['missing']\n")])
+    assert "(in upstream definitions of step 'join')" in info.value.__notes__
+    frame = traceback.extract_tb(info.value.__traceback__)[-1]
+    assert (frame.filename, frame.lineno) == ("<upstream definitions>", 1)
+
+
+def test_syntax_error_in_a_cell_propagates():
+    step = Step("syntax")
+    with pytest.raises(SyntaxError) as info:
+        step.run([(3, "\nx = (\n")])
+    assert info.value.filename == "<cell 3>"
+
+
+# --- define / load / save ----------------------------------------------------------------------
+
+
+def test_define_binds_parameters():
+    step = Step("params")
+    step.define({"SEED": 3, "NAME": "abc"})
+    step.run([(0, "\nout = SEED * 2\nname = NAME.upper()\n")])
+    assert step.namespace["out"] == 6 and step.namespace["name"] == "ABC"
+
+
+def test_save_then_load_round_trips_and_records_metadata(tmp_path):
+    data_out = FakeArtifact(tmp_path / "data_out")
+    array_out = FakeArtifact(tmp_path / "array_out")
+    with Step("produce") as step:
+        step.run([(0, "\nimport numpy as np\ndata = {'a': [1, 2]}\narray = np.arange(4.0)\n")])
+        step.save({"data": data_out, "array": array_out})
+    assert os.listdir(data_out.path) == ["value.pkl"]
+    assert os.listdir(array_out.path) == ["value.npy"]
+    assert data_out.metadata == {"format": "pkl", "python_type": "builtins.dict", "variable": "data"}
+    assert array_out.metadata == {"format": "npy", "python_type": "numpy.ndarray", "variable": "array"}
+
+    with Step("consume") as step:
+        step.load({"data": data_out, "array": array_out})
+        step.run([(1, "\ntotal = sum(data['a']) + float(array.sum())\n")])
+        assert step.namespace["total"] == 9.0
+        np.testing.assert_array_equal(step.namespace["array"], np.arange(4.0))
+
+
+def test_saving_an_undefined_variable_raises_marshal_error_naming_it_and_the_step(tmp_path):
+    step = Step("produce")
+    step.run([(0, "\nsomething_else = 1\n")])
+    with pytest.raises(marshal.MarshalError) as info:
+        step.save({"missing_var": FakeArtifact(tmp_path / "out")})
+    message = str(info.value)
+    assert "'missing_var'" in message
+    assert "'produce'" in message
+
+
+def test_saving_an_unsaveable_value_raises_marshal_error_naming_variable_type_and_step(tmp_path):
+    step = Step("gen")
+    step.run([(0, "\nitems = (i for i in range(3))\n")])
+    with pytest.raises(marshal.MarshalError) as info:
+        step.save({"items": FakeArtifact(tmp_path / "out")})
+    message = str(info.value)
+    assert "'items'" in message and "'gen'" in message and "generator" in message
+    assert info.value.__cause__ is not None
+
+
+def test_loading_a_missing_artifact_raises_marshal_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(marshal.MarshalError):
+        Step("consume").load({"x": FakeArtifact(tmp_path / "empty")})
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+
+def test_log_metrics_logs_numbers_and_skips_the_rest(tmp_path, capsys):
+    step = Step("score")
+    step.run([(0, textwrap.dedent("""
+        import numpy as np
+        acc = 0.9
+        count = 3
+        half = np.float64(0.5)
+        label = "abc"
+        nothing = None
+        missing_value = float("nan")
+    """))])
+    metrics = FakeArtifact(tmp_path / "metrics")
+    step.log_metrics(metrics, ["acc", "count", "half", "label", "nothing", "missing_value", "never_defined"])
+    assert metrics.logged == {"acc": 0.9, "count": 3.0, "half": 0.5}
+    assert all(type(v) is float for v in metrics.logged.values())
+    captured = capsys.readouterr()
+    assert "[nbconvert-kfp] metric acc = 0.9" in captured.out
+    assert "[nbconvert-kfp] metric count = 3" in captured.out
+    assert "metric 'label' is not a number (str); not logged" in captured.err
+    assert "metric 'nothing' is not a number (NoneType); not logged" in captured.err
+    assert "metric 'never_defined'" in captured.err
+    assert "metric 'missing_value' is nan; not logged" in captured.err
+    assert not any(isinstance(v, float) and math.isnan(v) for v in metrics.logged.values())
+
+
+# --- get_ipython -------------------------------------------------------------------------------
+
+
+GET_IPYTHON_PROBE = textwrap.dedent(r"""
+    import sys
+    from nbconvert_kfp.runtime import Step
+
+    with Step("shell") as step:
+        assert callable(step.namespace["get_ipython"])
+        step.run([(0, "\nx = 20\n")])
+        print("IPYTHON_IMPORTED_BEFORE_USE", "IPython" in sys.modules, flush=True)
+        step.run([(1, "\nget_ipython().system('echo hi from shell')\n"
+                      "lines = get_ipython().getoutput('echo captured')\n"
+                      "get_ipython().run_line_magic('time', 'y = x + 1')\n"
+                      "shell_ns_is_step = get_ipython().user_ns is globals()\n")])
+        print("LINES", step.namespace["lines"][0], flush=True)
+        print("Y", step.namespace["y"], flush=True)
+        print("SAME_NS", step.namespace["shell_ns_is_step"], flush=True)
+""")
+
+
+def test_get_ipython_is_provided_lazily_and_runs_shell_commands(tmp_path):
+    pytest.importorskip("IPython")
+    result = subprocess.run([sys.executable, "-c", GET_IPYTHON_PROBE], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "IPYTHON_IMPORTED_BEFORE_USE False" in out
+    assert "hi from shell" in out
+    assert "LINES captured" in out
+    assert "Y 21" in out
+    assert "SAME_NS True" in out
