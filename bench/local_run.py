@@ -28,7 +28,7 @@ def _nbclient(path: Path) -> float:
     return time.perf_counter() - start
 
 
-def _pipeline(path: Path, work: Path, tag: str):
+def _pipeline(path: Path, work: Path, tag: str, extra: tuple[str, ...] = ()):
     """Convert with the nbconvert CLI, then run the script with --local; return both timings."""
     progress(f"  pipeline: python -m nbconvert --to kfp {path.name}")
     convert = run_timed([python(), "-m", "nbconvert", "--to", "kfp", str(path)],
@@ -36,8 +36,8 @@ def _pipeline(path: Path, work: Path, tag: str):
     if convert.returncode:
         raise RuntimeError(f"conversion exited {convert.returncode}:\n{convert.tail()}")
     script = path.with_name(path.stem + "_pipeline.py")
-    progress(f"    {convert.seconds:.2f} s; running {script.name} --local")
-    local = run_timed([python(), str(script), "--local", "--workdir", str(work),
+    progress(f"    {convert.seconds:.2f} s; running {script.name} --local {' '.join(extra)}")
+    local = run_timed([python(), str(script), "--local", *extra, "--workdir", str(work),
                        "--pipeline-root", str(work / f"local_outputs-{tag}")],
                       f"local-run-pipeline-{tag}.log", cwd=work, echo_steps=True)
     if local.returncode:
@@ -69,6 +69,8 @@ def run(notebook: Path = NOTEBOOK, repeat: int = 2) -> list[Result]:
             notebook_runs.append(_nbclient(path))
             progress(f"    {notebook_runs[-1]:.2f} s")
             pipeline_runs.append(_pipeline(path, work, str(i + 1)))
+        progress("  once more with --cold-start: every step in a new interpreter (no warm process)")
+        cold = _pipeline(path, work, "cold", ("--cold-start",))
 
     convert, local = min(pipeline_runs, key=lambda pair: pair[0].seconds + pair[1].seconds)
     pipeline_seconds = convert.seconds + local.seconds
@@ -90,4 +92,9 @@ def run(notebook: Path = NOTEBOOK, repeat: int = 2) -> list[Result]:
             "context_kale_2_3_0_ratio_from_field_notes": KALE_RATIO,
             "logs": [str(convert.log), str(local.log)],
         },
+    ), Result(
+        NAME, f"{notebook.name}: convert + --local --cold-start, one run", "s",
+        cold[0].seconds + cold[1].seconds, baseline_name="nbclient", baseline=min(notebook_runs),
+        details={"convert_s": cold[0].seconds, "local_run_s": cold[1].seconds,
+                 "logs": [str(cold[0].log), str(cold[1].log)]},
     )]

@@ -87,9 +87,13 @@ def _run_executor(request: dict, fds: list[int]) -> int:
     os.environ.update(request["env"])
     for handler in list(logging.root.handlers):
         logging.root.removeHandler(handler)
-    for stream in (sys.stdout, sys.stderr):
-        if hasattr(stream, "reconfigure"):
-            stream.reconfigure(line_buffering=True)
+    # Standard streams as a new interpreter has them, on the caller's descriptors (the
+    # parent may have replaced sys.stdout, as pytest does); line-buffered so logs stream.
+    encoding = getattr(sys.__stdout__, "encoding", None) or "utf-8"
+    sys.stdin = sys.__stdin__ = open(0, encoding=encoding, closefd=False)
+    sys.stdout = sys.__stdout__ = open(1, "w", encoding=encoding, buffering=1, closefd=False)
+    sys.stderr = sys.__stderr__ = open(2, "w", encoding=encoding, errors="backslashreplace",
+                                       buffering=1, closefd=False)
     sys.argv = [EXECUTOR_MODULE, *request["argv"][2:]]
     try:
         runpy.run_module(EXECUTOR_MODULE, run_name="__main__", alter_sys=True)
