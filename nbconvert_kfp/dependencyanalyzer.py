@@ -10,6 +10,7 @@ from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool
 
 from .errors import CellSourceError, MetricError, PipelineGraphError
+from .packages import imported_modules
 from .symbols import Symbols, analyse
 from .tagparser import RESOURCE_KEY
 
@@ -77,9 +78,13 @@ class DependencyAnalyzer(Preprocessor):
                 symbols[name].definitions)
             step["parents"] = sorted(graph.predecessors(name), key=topo.index)
         self._assign_metrics(model, steps, topo, writes, symbols, parameters, available)
+        prelude_sources = [cell["source"] for cell in model["prelude"]]
         for step in steps.values():
             step["outputs"] = sorted(step["outputs"])
             step.pop("prev_cells", None)
+            runs = [*prelude_sources, *step["imports"], *step["definitions"], *(c["source"] for c in step["cells"])]
+            step["modules"] = sorted(imported_modules(runs))
+            step["uses_ipython"] = any("get_ipython" in source for source in runs)
         model["steps"] = [steps[name] for name in topo]
         model["imports"] = list(dict.fromkeys(
             statement for own in [prelude, *(symbols[name] for name in topo)]

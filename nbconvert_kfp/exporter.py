@@ -2,41 +2,22 @@
 
 from __future__ import annotations
 
-import re
-import sys
 from pathlib import Path
 from typing import Any
 
 from nbconvert.exporters import TemplateExporter
 from nbconvert.preprocessors import RegexRemovePreprocessor, TagRemovePreprocessor
-from traitlets import Unicode, default, validate
+from traitlets import Bool, Dict, List, Unicode, default, validate
 from traitlets.config import Config
 
+from . import settings
 from .dependencyanalyzer import DependencyAnalyzer
 from .errors import TracebackFilter
 from .marshalinjector import MarshalInjector
-from .naming import kfp_name
 from .tagparser import RESOURCE_KEY, TagParser
 
 #: Folder holding the ``kfp`` template directory.
 TEMPLATES = str(Path(__file__).parent / "templates")
-
-#: Kale notebook metadata keys this version reads but does not apply yet.
-UNAPPLIED_METADATA = ("volumes", "enable_caching", "steps_defaults", "katib_run", "katib_metadata",
-                      "autosnapshot", "snapshot_volumes", "storage_class_name", "volume_access_mode")
-
-_PIPELINE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
-
-
-def _metadata_text(metadata: dict[str, Any], *keys: str) -> str | None:
-    """First non-empty string among Kale notebook metadata keys (a dotted key reads a nested dict)."""
-    for key in keys:
-        value: Any = metadata
-        for part in key.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if isinstance(value, str) and value.strip():
-            return value
-    return None
 
 
 class KFPExporter(TemplateExporter):
@@ -69,6 +50,33 @@ class KFPExporter(TemplateExporter):
         None, allow_none=True,
         help="KFP experiment that runs are filed under. Default: the notebook metadata's "
         "'experiment_name' (or Kale 1.x 'experiment.name'), else 'Default'.",
+    ).tag(config=True)
+    enable_caching = Bool(
+        None, allow_none=True,
+        help="Cache step results on KFP (a step's 'cache:' tag still wins). Default: the notebook "
+        "metadata's 'enable_caching', else KFP's own default (on).",
+    ).tag(config=True)
+    volumes = List(
+        Dict(), default_value=None, allow_none=True,
+        help="Volumes mounted into the steps, as in the notebook metadata 'volumes': "
+        "[{'type': 'pvc'|'new_pvc', 'name': ..., 'mount_point': '/data', 'size': 5, "
+        "'size_type': 'Gi', 'expose_as_env_var': true, 'steps': [...]}]. Default: the metadata's.",
+    ).tag(config=True)
+    steps_defaults = List(
+        Unicode(), default_value=None, allow_none=True,
+        help="Step option tags applied to every step ('label:team:ml', 'limit:memory:2Gi'); a "
+        "step's own tags win. Default: the notebook metadata's 'steps_defaults'.",
+    ).tag(config=True)
+    install_packages = Bool(
+        True,
+        help="Give each step the packages its imports need, pinned to the versions installed "
+        "where the conversion runs (sklearn -> scikit-learn==X). Turn off when the image has them.",
+    ).tag(config=True)
+    extra_packages = List(
+        Unicode(), help="Extra pip requirements installed in every step (e.g. 'pyarrow==17.0.0').",
+    ).tag(config=True)
+    pip_index_urls = List(
+        Unicode(), help="Package index URLs the steps install packages from (first one is the index).",
     ).tag(config=True)
     script_suffix = Unicode(
         "_pipeline.py",
@@ -114,30 +122,14 @@ class KFPExporter(TemplateExporter):
         config.merge(super().default_config)
         return config
 
-    def pipeline_settings(self, nb: Any, resources: dict[str, Any]) -> dict[str, str | None]:
-        """Resolve name, description, image and experiment: traits, then notebook metadata, then defaults."""
+    def pipeline_settings(self, nb: Any, resources: dict[str, Any]) -> dict[str, Any]:
+        """Resolve the pipeline settings: traits, then notebook metadata, then defaults."""
         metadata = nb.get("metadata", {}).get("kubeflow_notebook", {}) or {}
         notebook = (resources.get("metadata") or {}).get("name") or "notebook"
-        name = self.pipeline_name or _metadata_text(metadata, "pipeline_name")
-        if name is None:
-            name = kfp_name(notebook)
-        elif not _PIPELINE_NAME.match(name):
-            fixed = kfp_name(name)
-            self.log.warning("pipeline name %r is not a valid KFP name; using %r", name, fixed)
-            name = fixed
-        unapplied = [key for key in UNAPPLIED_METADATA if metadata.get(key) not in (None, "", [], {}, False)]
-        if unapplied:
-            self.log.warning("notebook metadata %s: recognised but not applied in this version",
-                             ", ".join(f"'{key}'" for key in unapplied))
-        return {
-            "name": name,
-            "description": self.pipeline_description or _metadata_text(metadata, "pipeline_description"),
-            "base_image": self.base_image or _metadata_text(metadata, "base_image", "docker_image")
-            or f"python:{sys.version_info.major}.{sys.version_info.minor}",
-            "experiment": self.experiment or _metadata_text(metadata, "experiment_name", "experiment.name")
-            or "Default",
-            "notebook": notebook,
-        }
+        options = {name: getattr(self, name) for name in (
+            "pipeline_name", "pipeline_description", "base_image", "experiment", "enable_caching",
+            "volumes", "steps_defaults", "install_packages", "extra_packages", "pip_index_urls")}
+        return settings.resolve(options, metadata, notebook, self.log)
 
     def from_notebook_node(self, nb: Any, resources: dict[str, Any] | None = None, **kw: Any):
         """Convert a notebook node into the pipeline script."""

@@ -9,16 +9,19 @@ from typing import Any
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Unicode
 
+from .errors import NotebookError
 from .naming import Namer, kfp_name
+from .packages import requirement, requirements
 from .pyliteral import code_literal, python_literal
 from .tagparser import RESOURCE_KEY
+from .taskoption import KUBERNETES_KINDS, create_volume, describe, effective_options, task_calls, volume_calls
 
 #: Module-level names of the generated script that nothing else may take.
 SCRIPT_NAMES = frozenset({
     "annotations", "argparse", "json", "os", "sys", "Path", "NamedTuple", "dsl", "kfp", "compiler", "local",
     "Artifact", "Input", "Output", "Metrics", "pipeline", "main", "parse_arguments", "run_local",
     "compile_pipeline", "comment_header", "parse_value", "re", "PipelineOutputs", "PIPELINE_NAME", "PIPELINE_DESCRIPTION", "BASE_IMAGE",
-    "EXPERIMENT", "INSTALL_KFP", "PRELOAD_IMPORTS", "PARAMETER_TYPES", "STEP_NAMES", "_step_runtime", "_notebook_prelude", "_convert",
+    "EXPERIMENT", "LOCAL_RUN", "LOCAL_IGNORED", "PIP_INDEX_URLS", "installs", "kubernetes", "PRELOAD_IMPORTS", "PARAMETER_TYPES", "STEP_NAMES", "_step_runtime", "_notebook_prelude", "_convert",
 })
 #: Names a component function body uses for itself.
 COMPONENT_LOCALS = frozenset({"step", "executor_input"})
@@ -50,6 +53,7 @@ class MarshalInjector(Preprocessor):
     def preprocess(self, nb: Any, resources: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """Compute component signatures, call arguments and literals for the template."""
         model = resources[RESOURCE_KEY]
+        self._reported: set[str] = set()
         namer = Namer(SCRIPT_NAMES)
         parameters = []
         param_ident = {}
@@ -64,16 +68,43 @@ class MarshalInjector(Preprocessor):
         functions = {step["name"]: namer.take(step["name"], "step") for step in model["steps"]}
         tasks = {name: namer.take(f"{function}_task") for name, function in functions.items()}
 
+        pipeline = model["pipeline"]
+        setup, claims = self._volumes(pipeline["volumes"], model["steps"], namer)
+        modules_behind: dict[str, set[str]] = {}
+        ignored: list[str] = []
         outputs_by_step: dict[str, dict[str, str]] = {}
         pipeline_outputs = []
         for step in model["steps"]:
             component = self._component(step, functions, tasks, param_ident, param_type, outputs_by_step)
+            options = effective_options(step["options"])
+            task = component["task"]
+            image = [o["image"] for o in options if o["kind"] == "image"]
+            component["base_image"] = python_literal(image[-1]) if image else "BASE_IMAGE"
+            component["options"] = task_calls(options, task, pipeline["enable_caching"])
+            mounted = [v for v in pipeline["volumes"] if v["steps"] is None or step["name"] in v["steps"]]
+            for volume in mounted:
+                component["options"] += volume_calls(volume, task, *claims[volume["name"]])
+            modules_behind[step["name"]] = set(step["modules"]).union(
+                *(modules_behind[p] for p in step["input_sources"].values()))
+            component["packages"] = [python_literal(r) for r in self._packages(
+                step, options, modules_behind[step["name"]], pipeline)]
+            unapplied = [describe(o) for o in options if o["kind"] in ("limit", "request") or o["kind"] in
+                         KUBERNETES_KINDS] + [f"volume {v['name']} at {v['mount_point']}" for v in mounted]
+            if image:
+                unapplied.append(f"image {image[-1]}")
+            if unapplied:
+                ignored.append(python_literal(f"step {step['name']!r}: {', '.join(unapplied)}"))
             step["component"] = component
             if component["metrics"]:
                 pipeline_outputs.append({"ident": namer.take(f"{component['function']}_metrics"),
                                          "task": component["task"], "output": component["metrics"]["ident"]})
-        pipeline = model["pipeline"]
+        uses_kubernetes = any("kubernetes." in call for step in model["steps"]
+                              for call in step["component"]["options"]) or bool(setup)
         model["script"] = {
+            "setup": setup,
+            "uses_kubernetes": uses_kubernetes,
+            "pip_index_urls": python_literal(pipeline["pip_index_urls"]),
+            "local_ignored": ignored,
             "name": python_literal(pipeline["name"]),
             "description": python_literal(pipeline["description"]) if pipeline["description"] else None,
             "base_image": python_literal(pipeline["base_image"]),
@@ -88,6 +119,42 @@ class MarshalInjector(Preprocessor):
                             python_literal(s["name"])) for s in model["steps"]],
         }
         return nb, resources
+
+    @staticmethod
+    def _volumes(volumes, steps, namer) -> tuple[list[str], dict[str, tuple[str, str | None]]]:
+        """Statements creating per-run PVCs; per volume its claim-name expression and PVC variable."""
+        names = {step["name"] for step in steps}
+        setup, claims = [], {}
+        for volume in volumes:
+            unknown = [s for s in volume["steps"] or [] if s not in names]
+            if unknown:
+                raise NotebookError(f"volume {volume['name']!r} names steps that do not exist: "
+                                    f"{', '.join(unknown)}", None, "volumes")
+            if volume["type"] == "new_pvc":
+                variable = namer.take(f"{volume['name']}_pvc", "volume")
+                setup.append(create_volume(volume, variable))
+                claims[volume["name"]] = (f'{variable}.outputs["name"]', variable)
+            else:
+                claims[volume["name"]] = (python_literal(volume["name"]), None)
+        return setup, claims
+
+    def _packages(self, step, options, modules, pipeline) -> list[str]:
+        """What the step pip-installs on a cluster: its imports' distributions, pinned, plus extras."""
+        found: list[str] = []
+        if pipeline["install_packages"]:
+            found, unknown = requirements(modules)
+            for module in unknown:
+                if module not in self._reported:
+                    self._reported.add(module)
+                    self.log.warning("module %r is imported but no installed distribution provides it; "
+                                     "add it with a 'package:<requirement>' tag or "
+                                     "--KFPExporter.extra_packages", module)
+            extras = [requirement(name) for name in ("dill", "ipython" if step["uses_ipython"] else "")
+                      if name and requirement(name)]
+            found += [r for r in extras if r.partition("==")[0].lower() not in
+                      {f.partition("==")[0].lower() for f in found}]
+        found += pipeline["extra_packages"] + [o["requirement"] for o in options if o["kind"] == "package"]
+        return list(dict.fromkeys(found))
 
     def _component(self, step, functions, tasks, param_ident, param_type, outputs_by_step) -> dict[str, Any]:
         namer = Namer(COMPONENT_LOCALS | set(param_ident.values()))

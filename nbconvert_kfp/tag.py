@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from .errors import TagError
+from .stepoption import PREFIXES
 
 
 class TagKind(str, Enum):
@@ -25,9 +26,8 @@ class TagKind(str, Enum):
 #: Names of steps that Kale 0.1 notebooks use for the shared prelude (``block:imports``).
 PRELUDE_STEP_NAMES = {"imports": TagKind.IMPORTS, "functions": TagKind.FUNCTIONS}
 
-#: Kale 2.x step options that this version parses but does not apply to the task yet.
-STEP_OPTION_PREFIXES = ("limit:", "request:", "image:", "annotation:", "label:", "cache:",
-                        "retry:", "timeout:", "env:", "secret:")
+#: Prefixes of step option tags (resources, image, retries, ...): see stepoption.py.
+STEP_OPTION_PREFIXES = tuple(PREFIXES)
 
 _NAME_SEPARATORS = re.compile(r"[;]")
 _PREV_SEPARATORS = re.compile(r"[;:]")

@@ -11,6 +11,7 @@ from .cellsource import python_source
 from .errors import NotebookError, TagError
 from .metric import parse_metrics
 from .parameter import parse_parameters
+from .stepoption import parse_step_option
 from .tag import PRELUDE_STEP_NAMES, Tag, TagKind, parse_tag
 
 #: Key of the pipeline model in nbconvert's ``resources``.
@@ -123,6 +124,8 @@ class TagParser(Preprocessor):
         leftover: list[int] = []
         continued_prelude: list[int] = []
         current: tuple[TagKind | None, tuple[str, ...]] = (None, ())
+        pipeline = resources.get(RESOURCE_KEY, {}).get("pipeline", {})
+        defaults = [parse_step_option(text, None) for text in pipeline.get("steps_defaults") or []]
         any_step_tag = False
 
         for index, cell in enumerate(nb.cells):
@@ -141,14 +144,12 @@ class TagParser(Preprocessor):
                 # untagged cells after it continue what came before it.
                 current = (role, names)
             any_step_tag = any_step_tag or role is TagKind.STEP
-            for tag in tags:
-                if tag.kind is TagKind.STEP_OPTION:
-                    self.log.warning("cell %d: tag %r is recognised but not applied in this version",
-                                     index, tag.text)
             prevs = [(name, tag.text) for tag in tags if tag.kind is TagKind.PREV for name in tag.names]
-            if prevs and role is not TagKind.STEP:
-                raise TagError(f"tag {prevs[0][1]!r} is on a cell that belongs to no step",
-                               index, prevs[0][1])
+            options = [parse_step_option(tag.text, index) for tag in tags if tag.kind is TagKind.STEP_OPTION]
+            step_only = [tag.text for tag in tags if tag.kind in (TagKind.PREV, TagKind.STEP_OPTION)]
+            if step_only and role is not TagKind.STEP:
+                raise TagError(f"tag {step_only[0]!r} is on a cell that belongs to no step",
+                               index, step_only[0])
             if not raw.strip():
                 continue
             record = {"index": index, "source": python_source(raw)}
@@ -166,8 +167,10 @@ class TagParser(Preprocessor):
                     continued_prelude.append(index)
             elif role is TagKind.STEP:
                 for name in names:
-                    step = steps.setdefault(name, {"name": name, "cells": [], "prev": [], "prev_cells": {}})
+                    step = steps.setdefault(name, {"name": name, "cells": [], "prev": [], "prev_cells": {},
+                                                   "options": list(defaults)})
                     step["cells"].append(record)
+                    step["options"].extend(options)
                     for prev, text in prevs:
                         if prev not in step["prev"]:
                             step["prev"].append(prev)
@@ -182,7 +185,7 @@ class TagParser(Preprocessor):
             leftover = sorted(leftover + continued_prelude)
         if not any_step_tag and leftover:
             steps[WHOLE_NOTEBOOK_STEP] = {
-                "name": WHOLE_NOTEBOOK_STEP, "prev": [], "prev_cells": {},
+                "name": WHOLE_NOTEBOOK_STEP, "prev": [], "prev_cells": {}, "options": list(defaults),
                 "cells": [{"index": i, "source": python_source(_source(nb.cells[i]))} for i in leftover],
             }
             self.log.info("the notebook has no step tags: it becomes a single step %r", WHOLE_NOTEBOOK_STEP)
