@@ -85,6 +85,7 @@ class DependencyAnalyzer(Preprocessor):
             runs = [*prelude_sources, *step["imports"], *step["definitions"], *(c["source"] for c in step["cells"])]
             step["modules"] = sorted(imported_modules(runs))
             step["uses_ipython"] = any("get_ipython" in source for source in runs)
+            step["displays"] = any(word in source for source in runs for word in ("display", "IPython", "get_ipython"))
         model["steps"] = [steps[name] for name in topo]
         model["imports"] = list(dict.fromkeys(
             statement for own in [prelude, *(symbols[name] for name in topo)]

@@ -78,6 +78,11 @@ class KFPExporter(TemplateExporter):
     pip_index_urls = List(
         Unicode(), help="Package index URLs the steps install packages from (first one is the index).",
     ).tag(config=True)
+    step_reports = Bool(
+        True,
+        help="Give every step an HTML report of its cells and outputs (a KFP HTML artifact); a "
+        "step's 'report:disabled' tag turns its own off.",
+    ).tag(config=True)
     script_suffix = Unicode(
         "_pipeline.py",
         help="Ending of the written script's file name: x.ipynb -> x_pipeline.py. Keep the stem "
@@ -128,7 +133,8 @@ class KFPExporter(TemplateExporter):
         notebook = (resources.get("metadata") or {}).get("name") or "notebook"
         options = {name: getattr(self, name) for name in (
             "pipeline_name", "pipeline_description", "base_image", "experiment", "enable_caching",
-            "volumes", "steps_defaults", "install_packages", "extra_packages", "pip_index_urls")}
+            "volumes", "steps_defaults", "install_packages", "extra_packages", "pip_index_urls",
+            "step_reports")}
         return settings.resolve(options, metadata, notebook, self.log)
 
     def from_notebook_node(self, nb: Any, resources: dict[str, Any] | None = None, **kw: Any):

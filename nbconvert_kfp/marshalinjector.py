@@ -27,7 +27,7 @@ SCRIPT_NAMES = frozenset({
 COMPONENT_LOCALS = frozenset({"step", "executor_input"})
 
 #: The runtime modules carried into every step, in load order.
-RUNTIME_MODULES = ("marshal", "runtime", "launcher")
+RUNTIME_MODULES = ("marshal", "report", "runtime", "launcher")
 
 
 @lru_cache(maxsize=1)
@@ -86,6 +86,12 @@ class MarshalInjector(Preprocessor):
                 component["options"] += volume_calls(volume, task, *claims[volume["name"]])
             modules_behind[step["name"]] = set(step["modules"]).union(
                 *(modules_behind[p] for p in step["input_sources"].values()))
+            reports = [o["enabled"] for o in options if o["kind"] == "report"]
+            if (reports[-1] if reports else pipeline["reports"]):
+                component["report"] = self._report_output(component, step)
+                pipeline_outputs.append({"ident": namer.take(f"{component['function']}_report"), "type": "HTML",
+                                         "task": task, "output": component["report"]})
+            component["ipython"] = step["displays"]
             component["packages"] = [python_literal(r) for r in self._packages(
                 step, options, modules_behind[step["name"]], pipeline)]
             unapplied = [describe(o) for o in options if o["kind"] in ("limit", "request") or o["kind"] in
@@ -96,7 +102,7 @@ class MarshalInjector(Preprocessor):
                 ignored.append(python_literal(f"step {step['name']!r}: {', '.join(unapplied)}"))
             step["component"] = component
             if component["metrics"]:
-                pipeline_outputs.append({"ident": namer.take(f"{component['function']}_metrics"),
+                pipeline_outputs.append({"ident": namer.take(f"{component['function']}_metrics"), "type": "Metrics",
                                          "task": component["task"], "output": component["metrics"]["ident"]})
         uses_kubernetes = any("kubernetes." in call for step in model["steps"]
                               for call in step["component"]["options"]) or bool(setup)
@@ -115,10 +121,19 @@ class MarshalInjector(Preprocessor):
             "prelude": [(cell["index"], code_literal(cell["source"])) for cell in model["prelude"]],
             "runtime": runtime_sources(),
             "preload": [python_literal(statement) for statement in model["imports"]],
+            "reports": any("report" in s["component"] for s in model["steps"]),
             "step_names": [(python_literal(kfp_name(s["component"]["function"], "step")),
                             python_literal(s["name"])) for s in model["steps"]],
         }
         return nb, resources
+
+    @staticmethod
+    def _report_output(component: dict[str, Any], step: dict[str, Any]) -> str:
+        """Add the step's HTML report to its component signature; return the parameter name."""
+        taken = {argument.partition(":")[0] for argument in component["signature"]}
+        ident = Namer(COMPONENT_LOCALS | taken).take("report")
+        component["signature"].append(f"{ident}: Output[HTML]")
+        return ident
 
     @staticmethod
     def _volumes(volumes, steps, namer) -> tuple[list[str], dict[str, tuple[str, str | None]]]:

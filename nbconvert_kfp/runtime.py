@@ -8,48 +8,101 @@ unpickle by reference as they do in a notebook.
 
 from __future__ import annotations
 
+import ast
 import builtins
 import linecache
 import math
+import os
 import sys
 import time
 import types
 from typing import Any, Iterable
 
 from . import marshal
+from .report import Report, Tee, mime_bundle
 
 #: Source handed to ``run`` starts with this newline, which is not part of the cell.
 LEADING_NEWLINE = "\n"
 
 
-def _get_ipython_factory(module: types.ModuleType):
+def _shell(step: Step):
+    """IPython's shell bound to the step's namespace, its displays recorded in the step's report."""
+    from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.interactiveshell import InteractiveShell
+
+    if InteractiveShell.initialized():
+        return InteractiveShell.instance()
+
+    class StepShell(InteractiveShell):
+        """IPython's shell without a terminal: GUI event loops have nothing to attach to."""
+
+        def enable_gui(self, gui=None):
+            """Inline figures (%matplotlib inline) need no GUI event loop."""
+
+    class Publisher(DisplayPublisher):
+        """Send display() calls to the step's report."""
+
+        def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kwargs):
+            step.display_data(data)
+
+        def clear_output(self, wait=False):
+            """Nothing to clear in a report."""
+
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    shell = StepShell.instance(config=config, user_module=step.module, user_ns=step.namespace)
+    shell.display_pub = Publisher(shell=shell)
+    return shell
+
+
+def _get_ipython_factory(step: Step):
     def get_ipython():
         """Return an IPython shell bound to the step's namespace (created on first use)."""
         try:
-            from IPython.core.interactiveshell import InteractiveShell
+            return _shell(step)
         except ImportError:
             raise RuntimeError("this cell uses IPython syntax (%magic or !shell); install 'ipython' "
                                "in the step image") from None
-        if not InteractiveShell.initialized():
-            from traitlets.config import Config
-
-            config = Config()
-            config.HistoryManager.enabled = False
-            InteractiveShell.instance(config=config, user_module=module, user_ns=module.__dict__)
-        return InteractiveShell.instance()
 
     return get_ipython
+
+
+def _split_last_expression(source: str, filename: str):
+    """Compile a cell as Jupyter runs it: the body, then its last expression (shown as Out[])."""
+    tree = ast.parse(source, filename)
+    last = tree.body[-1] if tree.body else None
+    if isinstance(last, ast.Expr) and not source.rstrip().endswith(";"):
+        body = compile(ast.Module(body=tree.body[:-1], type_ignores=[]), filename, "exec")
+        return body, compile(ast.Expression(body=last.value), filename, "eval")
+    return compile(tree, filename, "exec"), None
+
+
+def _frames(error: BaseException):
+    import traceback
+
+    return traceback.extract_tb(error.__traceback__)
 
 
 class Step:
     """One pipeline step: a namespace, the cells that run in it, and its inputs and outputs."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, report: Any = None, ipython: bool = False):
+        """``report``: the HTML output artifact to write the step's report to (None: no report).
+
+        ``ipython``: the step displays objects or uses IPython, so IPython's shell (when
+        installed) is started up front to format and record what the cells display.
+        """
         self.name = name
         self.module = types.ModuleType("__main__")
         self.module.__dict__["__builtins__"] = builtins
-        self.module.__dict__["get_ipython"] = _get_ipython_factory(self.module)
-        self._saved_main: Any = None
+        self.module.__dict__["get_ipython"] = _get_ipython_factory(self)
+        self.module.__dict__["display"] = self._display
+        self.report_artifact = report
+        self.report = Report(name) if report is not None else None
+        self._ipython = ipython
+        self._saved: dict[str, Any] = {}
         self._started = 0.0
 
     @property
@@ -58,18 +111,49 @@ class Step:
         return self.module.__dict__
 
     def __enter__(self) -> Step:
-        self._saved_main = sys.modules.get("__main__")
+        self._saved = {"main": sys.modules.get("__main__"), "stdout": sys.stdout, "stderr": sys.stderr}
         sys.modules["__main__"] = self.module
         self._started = time.perf_counter()
         print(f"[nbconvert-kfp] step {self.name!r} started", flush=True)
+        if self.report is not None:
+            os.environ.setdefault("MPLBACKEND", "Agg")
+            sys.stdout = Tee("stdout", sys.stdout, self.report)
+            sys.stderr = Tee("stderr", sys.stderr, self.report)
+            if self._ipython:
+                try:
+                    _shell(self)
+                except ImportError:
+                    pass
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if self._saved_main is not None:
-            sys.modules["__main__"] = self._saved_main
+        sys.stdout, sys.stderr = self._saved["stdout"], self._saved["stderr"]
+        if self._saved["main"] is not None:
+            sys.modules["__main__"] = self._saved["main"]
+        if self.report is not None:
+            with open(self.report_artifact.path, "w", encoding="utf-8") as fh:
+                fh.write(self.report.html())
+            print(f"[nbconvert-kfp] report: {self.report_artifact.path}", flush=True)
         elapsed = time.perf_counter() - self._started
         state = "failed" if exc is not None else "finished"
         print(f"[nbconvert-kfp] step {self.name!r} {state} in {elapsed:.2f}s", flush=True)
+
+    def _display(self, *objects: Any, **kwargs: Any) -> None:
+        """Jupyter's display(): record each object's richest representation in the report."""
+        if "IPython" in sys.modules:
+            from IPython.display import display
+
+            display(*objects, **kwargs)
+            return
+        for obj in objects:
+            self.display_data(mime_bundle(obj))
+
+    def display_data(self, data: dict[str, Any]) -> None:
+        """Record a MIME bundle in the report (or print its text where there is no report)."""
+        if self.report is not None and self.report.current is not None:
+            self.report.current.display(data)
+        elif self.report is None:
+            print(data.get("text/plain", ""), flush=True)
 
     def define(self, values: dict[str, Any]) -> None:
         """Bind pipeline parameters in the namespace."""
@@ -82,35 +166,60 @@ class Step:
                 source = source[len(LEADING_NEWLINE):]
             filename = f"<cell {label}>" if isinstance(label, int) else f"<{label}>"
             linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-            code = compile(source, filename, "exec")
+            body, last = _split_last_expression(source, filename)
+            record = self.report.begin(label, source) if self.report is not None else None
             try:
-                exec(code, self.namespace)
+                exec(body, self.namespace)
+                if last is not None:
+                    value = eval(last, self.namespace)
+                    if value is not None and isinstance(label, int):
+                        self.namespace["_"] = value
+                        if record is not None:
+                            record.display(mime_bundle(value), result=True)
             except BaseException as err:
+                where = f"notebook cell {label}" if isinstance(label, int) else label
+                line = next((f.lineno for f in _frames(err) if f.filename == filename), None)
+                at = f", line {line}" if line else ""
+                if record is not None:
+                    record.error(err)
+                print(f"[nbconvert-kfp] step {self.name!r} failed in {where}{at}: "
+                      f"{type(err).__name__}: {err}", file=sys.stderr, flush=True)
                 if hasattr(err, "add_note"):
-                    where = f"notebook cell {label}" if isinstance(label, int) else label
-                    err.add_note(f"(in {where} of step {self.name!r})")
+                    err.add_note(f"(in {where}{at} of step {self.name!r})")
                 raise
+            finally:
+                if self.report is not None:
+                    self.report.end()
 
     def load(self, artifacts: dict[str, Any]) -> None:
-        """Load each variable from its input artifact into the namespace."""
+        """Load each variable from its input artifact into the namespace.
+
+        When the artifact's metadata records a ``format``, the file must have it.
+        """
         for name, artifact in artifacts.items():
-            self.namespace[name] = marshal.resource_load(artifact.path)
+            metadata = getattr(artifact, "metadata", None) or {}
+            try:
+                value = marshal.resource_load(artifact.path, format=metadata.get("format"))
+            except Exception as err:
+                raise marshal.MarshalError(_load_failure(self.name, name, metadata, err)) from err
+            self.namespace[name] = value
 
     def save(self, artifacts: dict[str, Any]) -> None:
-        """Save each variable of the namespace to its output artifact."""
+        """Save each variable of the namespace to its output artifact; record its format and type."""
         for name, artifact in artifacts.items():
             if name not in self.namespace:
                 raise marshal.MarshalError(
                     f"step {self.name!r} did not define {name!r}, which a later step reads")
             value = self.namespace[name]
+            python_type = f"{type(value).__module__}.{type(value).__qualname__}"
             try:
                 written = marshal.resource_save(value, artifact.path)
             except Exception as err:
                 raise marshal.MarshalError(
-                    f"step {self.name!r} cannot save variable {name!r} of type "
-                    f"{type(value).__module__}.{type(value).__qualname__}: {err}") from err
+                    f"step {self.name!r} cannot save variable {name!r} ({python_type}), which a later "
+                    f"step reads: {err}. {_advice(err)}") from err
             artifact.metadata["format"] = marshal.format_of(written)
-            artifact.metadata["python_type"] = f"{type(value).__module__}.{type(value).__qualname__}"
+            artifact.metadata["python_type"] = python_type
             artifact.metadata["variable"] = name
 
     def log_metrics(self, artifact: Any, names: Iterable[str]) -> None:
@@ -128,3 +237,23 @@ class Step:
                 continue
             artifact.log_metric(name, number)
             print(f"[nbconvert-kfp] metric {name} = {number:g}", flush=True)
+
+
+def _advice(err: BaseException) -> str:
+    """What to do about a value that cannot be saved."""
+    if isinstance(err, ImportError) and err.name:
+        return f"Install {err.name!r} in the step image."
+    return ("Recreate the value in the step that reads it, or create it in a `functions` cell so that "
+            "every step makes its own (or register a saver for its type: see nbconvert_kfp.marshal).")
+
+
+def _load_failure(step: str, name: str, metadata: dict[str, Any], err: BaseException) -> str:
+    """The message for a variable that cannot be loaded."""
+    saved = f" ({metadata['python_type']}, format {metadata.get('format')!r})" if "python_type" in metadata else ""
+    message = f"step {step!r} cannot load variable {name!r}{saved}: {type(err).__name__}: {err}"
+    if isinstance(err, ImportError) and err.name:
+        return f"{message}. Install {err.name!r} in the step image."
+    if isinstance(err, AttributeError) and "__main__" in str(err):
+        return (f"{message}. A class or function defined in the notebook must also be defined in this "
+                "step: define it in a `functions` cell.")
+    return message

@@ -125,4 +125,5 @@ def resolve(options: dict[str, Any], metadata: dict[str, Any], notebook: str,
         "install_packages": options.get("install_packages", True),
         "extra_packages": list(options.get("extra_packages") or []),
         "pip_index_urls": list(options.get("pip_index_urls") or []),
+        "reports": options.get("step_reports", True),
     }

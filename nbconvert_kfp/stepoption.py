@@ -12,7 +12,7 @@ PREFIXES = {
     "limit:": "limit", "request:": "request", "image:": "image", "cache:": "cache",
     "retry:": "retry", "timeout:": "timeout", "env:": "env", "secret:": "secret",
     "label:": "label", "annotation:": "annotation", "node-selector:": "node_selector",
-    "toleration:": "toleration", "package:": "package",
+    "toleration:": "toleration", "package:": "package", "report:": "report",
 }
 
 _CPU = re.compile(r"^([0-9]*\.)?[0-9]+m?$")
@@ -112,9 +112,9 @@ def parse_step_option(text: str, cell: int | None) -> dict[str, Any]:
         if not value or any(ch.isspace() for ch in value):
             raise _fail(text, cell, "expected image:<image reference>, e.g. image:python:3.12")
         return {"kind": kind, "image": value}
-    if kind == "cache":
+    if kind in ("cache", "report"):
         if value.lower() not in _SWITCH:
-            raise _fail(text, cell, "expected cache:enabled or cache:disabled")
+            raise _fail(text, cell, f"expected {kind}:enabled or {kind}:disabled")
         return {"kind": kind, "enabled": _SWITCH[value.lower()]}
     if kind == "retry":
         return _retry(text, value, cell)

@@ -61,7 +61,7 @@ def _call(option: dict[str, Any], task: str) -> str | None:
         fields = [f"{name}={lit(option[name])}" for name in ("key", "operator", "value", "effect")
                   if option[name] is not None]
         return f"kubernetes.add_toleration({task}, {', '.join(fields)})"
-    return None  # image and package shape the component, not the task
+    return None  # image, package and report shape the component, not the task
 
 
 def describe(option: dict[str, Any]) -> str:

@@ -565,7 +565,7 @@ def test_failing_step_exits_1_naming_the_step_and_the_cell(lab):
     assert "ZeroDivisionError" in output
     assert 'File "<cell 3>", line 2' in output
     assert "cell 3" in output
-    assert "(in notebook cell 3 of step 'explode')" in output
+    assert "(in notebook cell 3, line 2 of step 'explode')" in output
     assert "step 'setup' finished" in output
     assert "step 'explode' failed" in output
     assert "step 'after' started" not in output

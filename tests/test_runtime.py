@@ -129,7 +129,7 @@ def test_exception_propagates_with_note_and_cell_traceback():
     with pytest.raises(ZeroDivisionError) as info:
         step.run([(0, "\nok = True\n"), (5, "\na = 1\nb = 2\nc = a / 0\nd = 4\n")])
     err = info.value
-    assert "(in notebook cell 5 of step 'train')" in getattr(err, "__notes__", [])
+    assert "(in notebook cell 5, line 3 of step 'train')" in getattr(err, "__notes__", [])
     frame = traceback.extract_tb(err.__traceback__)[-1]
     assert frame.filename == "<cell 5>"
     assert frame.lineno == 3
@@ -137,7 +137,7 @@ def test_exception_propagates_with_note_and_cell_traceback():
     formatted = "".join(traceback.format_exception(err))
     assert 'File "<cell 5>", line 3' in formatted
     assert "c = a / 0" in formatted
-    assert "(in notebook cell 5 of step 'train')" in formatted
+    assert "(in notebook cell 5, line 3 of step 'train')" in formatted
     assert step.namespace["b"] == 2 and "d" not in step.namespace
 
 
@@ -149,14 +149,14 @@ def test_exception_in_a_function_defined_in_an_earlier_cell_points_at_both_cells
     frames = [(f.filename, f.lineno) for f in traceback.extract_tb(info.value.__traceback__)]
     assert ("<cell 4>", 2) in frames
     assert frames[-1] == ("<cell 2>", 2)
-    assert info.value.__notes__ == ["(in notebook cell 4 of step 'calls')"]
+    assert info.value.__notes__ == ["(in notebook cell 4, line 2 of step 'calls')"]
 
 
 def test_exception_in_a_labelled_source_names_the_label():
     step = Step("join")
     with pytest.raises(KeyError) as info:
         step.run([("upstream definitions", "\nx = {}['missing']\n")])
-    assert "(in upstream definitions of step 'join')" in info.value.__notes__
+    assert "(in upstream definitions, line 1 of step 'join')" in info.value.__notes__
     frame = traceback.extract_tb(info.value.__traceback__)[-1]
     assert (frame.filename, frame.lineno) == ("<upstream definitions>", 1)
 
