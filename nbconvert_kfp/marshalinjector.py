@@ -14,7 +14,8 @@ from .naming import Namer, kfp_name
 from .packages import requirement, requirements
 from .pyliteral import code_literal, python_literal
 from .tagparser import RESOURCE_KEY
-from .taskoption import KUBERNETES_KINDS, create_volume, describe, effective_options, task_calls, volume_calls
+from .taskoption import (KUBERNETES_KINDS, create_volume, created_volume_calls, describe, effective_options,
+                         task_calls, volume_calls)
 
 #: Module-level names of the generated script that nothing else may take.
 SCRIPT_NAMES = frozenset({
@@ -36,6 +37,12 @@ def runtime_sources() -> tuple[tuple[str, str], ...]:
     package = Path(__file__).parent
     return tuple((name, code_literal((package / f"{name}.py").read_text(encoding="utf-8")))
                  for name in RUNTIME_MODULES)
+
+
+def _cell_literals(cell: dict[str, Any]) -> tuple[int, str, str | None]:
+    """A cell's index, its Python source, and the text the user wrote when that differs (magics)."""
+    original = cell.get("original")
+    return cell["index"], code_literal(cell["source"]), code_literal(original) if original else None
 
 
 class MarshalInjector(Preprocessor):
@@ -118,7 +125,7 @@ class MarshalInjector(Preprocessor):
             "notebook": python_literal(pipeline["notebook"]),
             "parameters": parameters,
             "outputs": pipeline_outputs,
-            "prelude": [(cell["index"], code_literal(cell["source"])) for cell in model["prelude"]],
+            "prelude": [_cell_literals(cell) for cell in model["prelude"]],
             "runtime": runtime_sources(),
             "preload": [python_literal(statement) for statement in model["imports"]],
             "reports": any("report" in s["component"] for s in model["steps"]),
@@ -148,6 +155,7 @@ class MarshalInjector(Preprocessor):
             if volume["type"] == "new_pvc":
                 variable = namer.take(f"{volume['name']}_pvc", "volume")
                 setup.append(create_volume(volume, variable))
+                setup += created_volume_calls(variable)
                 claims[volume["name"]] = (f'{variable}.outputs["name"]', variable)
             else:
                 claims[volume["name"]] = (python_literal(volume["name"]), None)
@@ -214,6 +222,6 @@ class MarshalInjector(Preprocessor):
             "saves": saves,
             "metrics": metrics,
             "upstream": [(python_literal(label), code) for label, code in upstream],
-            "cells": [(c["index"], code_literal(c["source"])) for c in step["cells"]],
+            "cells": [_cell_literals(c) for c in step["cells"]],
         }
 

@@ -79,6 +79,10 @@ def _split_last_expression(source: str, filename: str):
     return compile(tree, filename, "exec"), None
 
 
+def _strip_leading_newline(source: str) -> str:
+    return source[len(LEADING_NEWLINE):] if source.startswith(LEADING_NEWLINE) else source
+
+
 def _frames(error: BaseException):
     import traceback
 
@@ -159,15 +163,19 @@ class Step:
         """Bind pipeline parameters in the namespace."""
         self.namespace.update(values)
 
-    def run(self, cells: Iterable[tuple[int | str, str]]) -> None:
-        """Run ``(cell index or label, source)`` pairs in order, as notebook cells."""
-        for label, source in cells:
-            if source.startswith(LEADING_NEWLINE):
-                source = source[len(LEADING_NEWLINE):]
+    def run(self, cells: Iterable[tuple]) -> None:
+        """Run ``(cell index or label, source[, original])`` in order, as notebook cells.
+
+        ``original`` is the text the user wrote, when IPython syntax made it differ
+        from ``source``; the report shows it.
+        """
+        for label, source, *original in cells:
+            source = _strip_leading_newline(source)
+            shown = _strip_leading_newline(original[0]) if original else source
             filename = f"<cell {label}>" if isinstance(label, int) else f"<{label}>"
             linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
             body, last = _split_last_expression(source, filename)
-            record = self.report.begin(label, source) if self.report is not None else None
+            record = self.report.begin(label, shown) if self.report is not None else None
             try:
                 exec(body, self.namespace)
                 if last is not None:

@@ -56,14 +56,14 @@ def _resource(kind: str, text: str, value: str, cell: int | None) -> dict[str, A
     elif resource == "memory":
         valid = bool(_MEMORY.match(amount))
         hint = "an integer with an optional unit such as 512Mi, 4Gi or 1G"
-    elif _RESOURCE.match(resource):
+    elif "/" in resource and _RESOURCE.match(resource):
         valid = bool(_COUNT.match(amount))
         hint = f"a whole number of {resource} devices"
         if kind == "request":
             raise _fail(text, cell, "accelerators take a limit only (use limit:<accelerator>:<count>)")
     else:
         raise _fail(text, cell, f"unknown resource {resource!r} (cpu, memory, or an accelerator "
-                                "such as nvidia.com/gpu)")
+                                "named by its vendor domain, such as nvidia.com/gpu or amd.com/gpu)")
     if not valid:
         raise _fail(text, cell, f"{amount!r} is not {hint}")
     return {"kind": kind, "resource": resource, "amount": amount}

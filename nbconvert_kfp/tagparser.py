@@ -31,6 +31,12 @@ def _source(cell: Any) -> str:
     return "".join(source) if isinstance(source, list) else source
 
 
+def _record(index: int, raw: str) -> dict[str, Any]:
+    """A cell of the model: its index, plain-Python source and, where IPython syntax was translated, the original."""
+    source = python_source(raw)
+    return {"index": index, "source": source, **({"original": raw} if source != raw else {})}
+
+
 def _kernel_language(nb: Any) -> str | None:
     metadata = nb.get("metadata", {})
     language = metadata.get("kernelspec", {}).get("language") or metadata.get("language_info", {}).get("name")
@@ -152,7 +158,7 @@ class TagParser(Preprocessor):
                                index, step_only[0])
             if not raw.strip():
                 continue
-            record = {"index": index, "source": python_source(raw)}
+            record = _record(index, raw)
             if role is TagKind.PARAMETERS:
                 for parameter in parse_parameters(record["source"], index):
                     parameters.pop(parameter["name"], None)
@@ -186,7 +192,7 @@ class TagParser(Preprocessor):
         if not any_step_tag and leftover:
             steps[WHOLE_NOTEBOOK_STEP] = {
                 "name": WHOLE_NOTEBOOK_STEP, "prev": [], "prev_cells": {}, "options": list(defaults),
-                "cells": [{"index": i, "source": python_source(_source(nb.cells[i]))} for i in leftover],
+                "cells": [_record(i, _source(nb.cells[i])) for i in leftover],
             }
             self.log.info("the notebook has no step tags: it becomes a single step %r", WHOLE_NOTEBOOK_STEP)
         elif leftover:

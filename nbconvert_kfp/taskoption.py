@@ -111,3 +111,8 @@ def create_volume(volume: dict[str, Any], variable: str) -> str:
         arguments.append(f"annotations={lit(volume['annotations'])}")
     # kfp.local cannot run CreatePVC (a cluster-side component): a local run creates no volume.
     return f"{variable} = None if LOCAL_RUN else kubernetes.CreatePVC({', '.join(arguments)})"
+
+
+def created_volume_calls(variable: str) -> list[str]:
+    """A per-run PVC must be created on every run, never taken from KFP's cache."""
+    return [f"if {variable} is not None:\n        {variable}.set_caching_options(enable_caching=False)"]
