@@ -20,7 +20,7 @@ from .taskoption import (KUBERNETES_KINDS, create_volume, created_volume_calls, 
 #: Module-level names of the generated script that nothing else may take.
 SCRIPT_NAMES = frozenset({
     "annotations", "argparse", "json", "os", "sys", "Path", "NamedTuple", "dsl", "kfp", "compiler", "local",
-    "Artifact", "Input", "Output", "Metrics", "pipeline", "main", "parse_arguments", "run_local",
+    "Artifact", "ClassificationMetrics", "HTML", "Input", "Output", "Metrics", "pipeline", "main", "parse_arguments", "run_local",
     "compile_pipeline", "comment_header", "parse_value", "re", "PipelineOutputs", "PIPELINE_NAME", "PIPELINE_DESCRIPTION", "BASE_IMAGE",
     "EXPERIMENT", "LOCAL_RUN", "LOCAL_IGNORED", "PIP_INDEX_URLS", "installs", "kubernetes", "PRELOAD_IMPORTS", "PARAMETER_TYPES", "STEP_NAMES", "_step_runtime", "_notebook_prelude", "_convert",
 })
@@ -202,8 +202,11 @@ class MarshalInjector(Preprocessor):
         metrics = None
         if step["metrics"]:
             ident = namer.take("metrics")
+            classification = namer.take("classification_metrics")
             signature.append(f"{ident}: Output[Metrics]")
-            metrics = {"ident": ident, "names": [python_literal(m) for m in step["metrics"]]}
+            signature.append(f"{classification}: Output[ClassificationMetrics]")
+            metrics = {"ident": ident, "classification": classification,
+                       "names": [python_literal(m) for m in step["metrics"]]}
         upstream = [("upstream imports", code_literal("\n".join(step["imports"])))] if step["imports"] else []
         upstream += [("upstream definitions", code_literal(d)) for d in step["definitions"]]
         cells = ", ".join(str(c["index"]) for c in step["cells"])

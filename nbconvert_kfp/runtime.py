@@ -230,21 +230,73 @@ class Step:
             artifact.metadata["python_type"] = python_type
             artifact.metadata["variable"] = name
 
-    def log_metrics(self, artifact: Any, names: Iterable[str]) -> None:
-        """Log each numeric variable as a KFP metric."""
+    def log_metrics(self, artifact: Any, names: Iterable[str], classification: Any = None) -> None:
+        """Log the metrics variables: numbers as metrics, a dict as one metric per key, and a
+        confusion matrix or ROC curve in ``classification`` (a KFP ClassificationMetrics artifact)."""
         for name in names:
             value = self.namespace.get(name)
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                print(f"[nbconvert-kfp] metric {name!r} is not a number ({type(value).__name__}); "
-                      "not logged", file=sys.stderr, flush=True)
+            if classification is not None and _log_classification(classification, name, value):
                 continue
-            if not math.isfinite(number):
-                print(f"[nbconvert-kfp] metric {name!r} is {number}; not logged", file=sys.stderr)
-                continue
-            artifact.log_metric(name, number)
-            print(f"[nbconvert-kfp] metric {name} = {number:g}", flush=True)
+            items = value.items() if isinstance(value, dict) else [(name, value)]
+            for key, item in items:
+                self._log_number(artifact, str(key), item)
+
+    @staticmethod
+    def _log_number(artifact: Any, name: str, value: Any) -> None:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            print(f"[nbconvert-kfp] metric {name!r} is not a number ({type(value).__name__}); "
+                  "not logged", file=sys.stderr, flush=True)
+            return
+        if not math.isfinite(number):
+            print(f"[nbconvert-kfp] metric {name!r} is {number}; not logged", file=sys.stderr)
+            return
+        artifact.log_metric(name, number)
+        print(f"[nbconvert-kfp] metric {name} = {number:g}", flush=True)
+
+
+def _as_list(value: Any) -> list | None:
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    return list(value) if isinstance(value, (list, tuple)) else None
+
+
+def _log_classification(artifact: Any, name: str, value: Any) -> bool:
+    """Log a confusion matrix or ROC curve; tell whether ``value`` was one.
+
+    Recognised: scikit-learn's ``ConfusionMatrixDisplay``; a square matrix of counts
+    (``confusion_matrix(...)``); ``{"matrix": ..., "labels": [...]}``; the tuple that
+    ``roc_curve(...)`` returns; ``{"fpr": ..., "tpr": ..., "thresholds": ...}``.
+    """
+    labels = None
+    matrix = None
+    if type(value).__name__ == "ConfusionMatrixDisplay":
+        matrix = _as_list(value.confusion_matrix)
+        labels = _as_list(value.display_labels) if value.display_labels is not None else None
+    elif isinstance(value, dict) and "matrix" in value:
+        matrix, labels = _as_list(value["matrix"]), _as_list(value.get("labels"))
+    elif getattr(value, "ndim", 0) == 2 and getattr(value, "dtype", None) is not None and value.dtype.kind in "iu":
+        matrix = _as_list(value)
+    if matrix is not None and matrix and all(isinstance(row, list) and len(row) == len(matrix) for row in matrix):
+        labels = [str(label) for label in (labels or range(len(matrix)))]
+        artifact.log_confusion_matrix(labels, [[int(x) for x in row] for row in matrix])
+        print(f"[nbconvert-kfp] metric {name}: confusion matrix over {len(labels)} classes", flush=True)
+        return True
+    curve = None
+    if isinstance(value, dict) and {"fpr", "tpr", "thresholds"} <= set(value):
+        curve = [_as_list(value[k]) for k in ("fpr", "tpr", "thresholds")]
+    elif isinstance(value, tuple) and len(value) == 3 and all(getattr(v, "ndim", 0) == 1 for v in value):
+        curve = [_as_list(v) for v in value]
+    if curve and all(curve) and len({len(c) for c in curve}) == 1:
+        fpr, tpr, thresholds = ([float(x) for x in c] for c in curve)
+        # roc_curve's first threshold is +inf, which JSON cannot hold: use max + 1, as sklearn once did
+        finite = [t for t in thresholds if math.isfinite(t)] or [0.0]
+        thresholds = [t if math.isfinite(t) else max(finite) + 1 for t in thresholds]
+        artifact.log_roc_curve(fpr, tpr, thresholds)
+        print(f"[nbconvert-kfp] metric {name}: ROC curve of {len(fpr)} points", flush=True)
+        return True
+    return False
 
 
 def _advice(err: BaseException) -> str:
