@@ -123,6 +123,8 @@ class MarshalInjector(Preprocessor):
             "base_image": python_literal(pipeline["base_image"]),
             "experiment": python_literal(pipeline["experiment"]),
             "notebook": python_literal(pipeline["notebook"]),
+            "docstring": python_literal(f"Notebook {pipeline['notebook']!r} as a pipeline; "
+                                        "data flows between its steps as KFP artifacts."),
             "parameters": parameters,
             "outputs": pipeline_outputs,
             "prelude": [_cell_literals(cell) for cell in model["prelude"]],
