@@ -17,6 +17,7 @@ import pytest
 import yaml
 from traitlets.config import Config
 
+from compiledir import IR, compile_all
 from conftest import _build_notebook
 from nbconvert_kfp.exporter import KFPExporter
 
@@ -88,19 +89,8 @@ def name_of(requirement):
     return re.split(r"[<>=!~\[;]", requirement, maxsplit=1)[0].strip().lower()
 
 
-def compile_all(script: Path):
-    output = script.with_name(script.stem + "_ir.yaml")
-    result = subprocess.run([sys.executable, str(script), "--output", str(output)], cwd=script.parent,
-                            capture_output=True, text=True, timeout=TIMEOUT)
-    docs = list(yaml.safe_load_all(output.read_text(encoding="utf-8"))) if output.exists() else []
-    return result, docs
-
-
 def containers(docs):
-    spec = docs[0]
-    tasks = spec["root"]["dag"]["tasks"]
-    return {task: spec["deploymentSpec"]["executors"][
-        spec["components"][tasks[task]["componentRef"]["name"]]["executorLabel"]]["container"] for task in tasks}
+    return IR(docs).containers()
 
 
 @pytest.fixture(scope="module")

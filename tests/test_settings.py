@@ -16,6 +16,7 @@ import pytest
 import yaml
 from traitlets.config import Config
 
+from compiledir import IR, compile_all
 from conftest import VENV_BIN, _build_notebook
 from nbconvert_kfp.errors import NotebookError
 from nbconvert_kfp.exporter import KFPExporter
@@ -49,55 +50,6 @@ def script_constant(script, name):
 
 def run(cmd, cwd):
     return subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT)
-
-
-def compile_all(script: Path):
-    output = script.with_name(script.stem + "_ir.yaml")
-    result = run([sys.executable, script, "--output", output], script.parent)
-    docs = list(yaml.safe_load_all(output.read_text(encoding="utf-8"))) if output.exists() else []
-    return result, docs
-
-
-class IR:
-    def __init__(self, docs):
-        assert docs, "no YAML documents"
-        self.spec = docs[0]
-        self.platform = docs[1] if len(docs) > 1 else None
-        self.tasks = self.spec["root"]["dag"]["tasks"]
-
-    def executor(self, task):
-        return self.spec["components"][self.tasks[task]["componentRef"]["name"]]["executorLabel"]
-
-    def container(self, task):
-        return self.spec["deploymentSpec"]["executors"][self.executor(task)]["container"]
-
-    def env(self, task):
-        return {e["name"]: e["value"] for e in self.container(task).get("env", [])}
-
-    def k8s(self, task):
-        assert self.platform is not None, "no platform spec document"
-        return self.platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].get(self.executor(task), {})
-
-    def caching(self, task):
-        return self.tasks[task].get("cachingOptions", {}).get("enableCache", False)
-
-    def mounts(self, task):
-        """mount path -> ('pvc', claim name) for an existing claim, ('task', producer task) for a created one."""
-        found = {}
-        for mount in self.k8s(task).get("pvcMount", []):
-            parameter = mount.get("pvcNameParameter", {})
-            constant = mount.get("constant") or parameter.get("runtimeValue", {}).get("constant")
-            produced = mount.get("taskOutputParameter") or parameter.get("taskOutputParameter")
-            if constant:
-                found[mount["mountPath"]] = ("pvc", constant)
-            else:
-                assert produced["outputParameterKey"] == "name", mount
-                found[mount["mountPath"]] = ("task", produced["producerTask"])
-        return found
-
-    def constant_inputs(self, task):
-        parameters = self.tasks[task].get("inputs", {}).get("parameters", {})
-        return {k: v["runtimeValue"]["constant"] for k, v in parameters.items() if "runtimeValue" in v}
 
 
 def warnings_in(caplog):

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from traitlets.config import Config
 
+from compiledir import IR, compile_all
 from conftest import _build_notebook
 from nbconvert_kfp.errors import TagError
 from nbconvert_kfp.exporter import KFPExporter
@@ -63,44 +64,6 @@ def write_script(directory: Path, nb, name: str, **kwargs) -> Path:
 def run_script(script: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(script), *args], cwd=script.parent,
                           capture_output=True, text=True, timeout=TIMEOUT)
-
-
-def compile_all(script: Path):
-    """Compile with --output; return (process, [all YAML documents])."""
-    output = script.with_name(script.stem + "_ir.yaml")
-    result = run_script(script, "--output", str(output))
-    docs = list(yaml.safe_load_all(output.read_text(encoding="utf-8"))) if output.exists() else []
-    return result, docs
-
-
-class IR:
-    """The compiled pipeline spec and the kfp-kubernetes platform spec, looked up by task."""
-
-    def __init__(self, docs):
-        assert docs, "no YAML documents"
-        self.spec = docs[0]
-        self.platform = docs[1] if len(docs) > 1 else None
-        self.tasks = self.spec["root"]["dag"]["tasks"]
-
-    def executor(self, task):
-        return self.spec["components"][self.tasks[task]["componentRef"]["name"]]["executorLabel"]
-
-    def container(self, task):
-        return self.spec["deploymentSpec"]["executors"][self.executor(task)]["container"]
-
-    def resources(self, task):
-        return self.container(task).get("resources", {})
-
-    def env(self, task):
-        return {e["name"]: e["value"] for e in self.container(task).get("env", [])}
-
-    def k8s(self, task):
-        assert self.platform is not None, "no platform spec document"
-        executors = self.platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-        return executors.get(self.executor(task), {})
-
-    def caching(self, task):
-        return self.tasks[task].get("cachingOptions", {}).get("enableCache", False)
 
 
 # --- the compiled options notebook (one compile and one local run for the whole module) ---------
