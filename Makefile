@@ -18,6 +18,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@# An editable install skips data-files: enable the Jupyter server extension in the venv by hand.
+	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d
+	cp jupyter-config/jupyter_server_config.d/nbconvert_kfp.json $(VENV)/etc/jupyter/jupyter_server_config.d/
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -27,7 +30,13 @@ demo: $(STAMP)
 	$(BIN)/python $(EXAMPLE:.ipynb=_pipeline.py)
 	$(BIN)/python $(EXAMPLE:.ipynb=_pipeline.py) --local
 
-test: $(STAMP)
+# The browser test (tests/test_browser.py) drives Debian's chromium; only `make test` needs it.
+$(VENV)/.chromium: $(STAMP)
+	@test -x /usr/bin/chromium || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@touch $@
+
+test: $(STAMP) $(VENV)/.chromium
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m bench [conversion] [local_run] [step_overhead]`` from the repo root."""
+"""Run the benchmarks: ``python -m bench [conversion] [local_run] [step_overhead] [marshal]`` from the repo root."""
 
 from __future__ import annotations
 
@@ -12,19 +12,22 @@ import traceback
 from datetime import datetime, timezone
 from importlib import metadata
 
-from . import conversion, local_run, step_overhead
+from . import conversion, local_run, marshal, step_overhead
 from .common import RESULTS, Result, progress, table
 
 BENCHMARKS = {
-    "conversion": ("1/3 conversion time of a 1,000-cell notebook", conversion.NAME),
-    "local_run": ("2/3 local run vs nbclient (model_comparison.ipynb)", local_run.NAME),
-    "step_overhead": ("3/3 overhead of an empty step in a local run", step_overhead.NAME),
+    "conversion": ("1/4 conversion time of a 1,000-cell notebook", conversion.NAME),
+    "local_run": ("2/4 local run vs nbclient (model_comparison.ipynb)", local_run.NAME),
+    "step_overhead": ("3/4 overhead of an empty step in a local run", step_overhead.NAME),
+    "marshal": ("4/4 marshal: 1 GiB array vs np.save/np.load, 1M-row DataFrame vs dill, peak memory",
+                marshal.NAME),
 }
 
 
 def _versions() -> dict[str, str]:
     versions = {}
-    for package in ("nbconvert-kfp", "nbconvert", "nbclient", "kfp", "ipykernel", "pandas", "scikit-learn"):
+    for package in ("nbconvert-kfp", "nbconvert", "nbclient", "kfp", "ipykernel", "numpy", "pandas", "scikit-learn",
+                    "dill"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -42,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="rounds of nbclient + pipeline in benchmark 2; the best of each is kept (default: 2)")
     parser.add_argument("--step-repeat", type=int, default=3,
                         help="local runs of each trivial pipeline in benchmark 3; the best is kept (default: 3)")
+    parser.add_argument("--marshal-repeat", type=int, default=3,
+                        help="save/load rounds of each value in benchmark 4; the best is kept (default: 3)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     unknown = [b for b in args.benchmarks if b not in BENCHMARKS]
@@ -62,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows = conversion.run(repeat=args.repeat)
             elif key == "local_run":
                 rows = local_run.run(repeat=args.run_repeat)
+            elif key == "marshal":
+                rows = marshal.run(repeat=args.marshal_repeat)
             else:
                 rows = step_overhead.run(repeat=args.step_repeat)
         except Exception as err:  # keep going: one broken benchmark must not hide the others
@@ -69,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = [Result(name, title, "s", None, error=f"{type(err).__name__}: {err}")]
         results.extend(rows)
         progress(f"DONE  {title} in {time.perf_counter() - t0:.1f} s: "
-                 + "; ".join(f"{r.metric} = {r.value:.3f} s ({r.status})" if r.value is not None
+                 + "; ".join(f"{r.metric} = {r.value:.3f} {r.unit} ({r.status})" if r.value is not None
                              else f"{r.metric}: {r.status}" for r in rows))
 
     total = time.perf_counter() - started

@@ -6,3 +6,15 @@ nothing, so importing the runtime (``nbconvert_kfp.marshal``) stays cheap.
 """
 
 __version__ = "0.1.0"
+
+
+def _jupyter_server_extension_points():
+    """The Jupyter server extension (its API: ``nbconvert_kfp.serverextension``)."""
+    return [{"module": "nbconvert_kfp"}]
+
+
+def _load_jupyter_server_extension(serverapp):
+    """Register the nbconvert-kfp API with the Jupyter server; imported only then."""
+    from .serverextension import _load_jupyter_server_extension as load
+
+    load(serverapp)

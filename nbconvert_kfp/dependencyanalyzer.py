@@ -9,6 +9,7 @@ import networkx as nx
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool
 
+from .artifacttype import ARTIFACT, imports_of, infer_artifact_types, unsaveable_values
 from .errors import CellSourceError, MetricError, PipelineGraphError
 from .packages import imported_modules
 from .symbols import Symbols, analyse
@@ -86,6 +87,7 @@ class DependencyAnalyzer(Preprocessor):
             step["modules"] = sorted(imported_modules(runs))
             step["uses_ipython"] = any("get_ipython" in source for source in runs)
             step["displays"] = any(word in source for source in runs for word in ("display", "IPython", "get_ipython"))
+        self._type_outputs(model, steps, topo)
         model["steps"] = [steps[name] for name in topo]
         model["imports"] = list(dict.fromkeys(
             statement for own in [prelude, *(symbols[name] for name in topo)]
@@ -172,6 +174,29 @@ class DependencyAnalyzer(Preprocessor):
         step["imports"] = list(dict.fromkeys(step["imports"]))
         step["definitions"].reverse()
         step["parameters"].sort()
+
+    def _type_outputs(self, model, steps, topo) -> None:
+        """Give each saved variable a KFP artifact type from the code that assigns it (Dataset, Model,
+        Artifact), and warn where a step reads a value that cannot be saved (open file, generator...)."""
+        prelude = _joined(model["prelude"])
+        kinds: dict[str, dict[str, str]] = {}
+        unsaveable: dict[str, dict[str, str]] = {}
+        for name in topo:
+            step = steps[name]
+            cells = _joined(step["cells"])
+            imports = imports_of("\n".join([prelude, *step["imports"], cells]))
+            inputs = {var: kinds[source].get(var, ARTIFACT) for var, source in step["input_sources"].items()}
+            kinds[name] = {**inputs, **infer_artifact_types(cells, imports, inputs)}
+            unsaveable[name] = unsaveable_values(cells, imports, inputs)
+            for var, source in step["input_sources"].items():
+                reason = unsaveable[source].get(var)
+                if reason:
+                    self.log.warning(
+                        "cell %d: step %r reads %r from step %r, which cannot pass it on (%s); create it "
+                        "in step %r, or in a 'functions' cell", _first_cell_reading(step, var),
+                        name, var, source, reason, name)
+        for name in topo:
+            steps[name]["output_types"] = {var: kinds[name].get(var, ARTIFACT) for var in steps[name]["outputs"]}
 
     @staticmethod
     def _classes_behind(step, graph, topo, symbols) -> list[str]:

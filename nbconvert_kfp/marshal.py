@@ -27,7 +27,8 @@ Built-in formats (the part of the file name after ``value.``):
 
 =================  ==========================================================
 ``npy``            numpy arrays (loaded copy-on-write memory-mapped when large)
-``pandas.pkl``     pandas DataFrame / Series (pickle protocol 5: exact dtypes)
+``pandas.pkl``     pandas DataFrame / Series (pickle protocol 5: exact dtypes);
+                   ``pandas.chunked.pkl`` when long string columns are written in chunks
 ``scipy.npz``      scipy.sparse matrices and arrays (csr, csc, coo, bsr, dia)
 ``joblib``         scikit-learn estimators and pipelines
 ``xgboost.ubj``    xgboost Booster (XGBoost's UBJSON model format)
@@ -58,6 +59,7 @@ import os
 import pickle
 import re
 import shutil
+import struct
 import sys
 import types
 import uuid
@@ -413,17 +415,57 @@ def _load_array(path: str) -> Any:
 # --- pandas ------------------------------------------------------------------------------------
 
 
+#: A column of more strings than this is pickled in chunks of this many (see ``_save_frame``).
+FRAME_CHUNK = 1 << 16
+_CHUNKED_TRAILER = struct.Struct("<QQ8s")
+_CHUNKED_MAGIC = b"nbkfp-c1"
+
+
 @resource_save.register_lazy("pandas")
 def _register_pandas() -> None:
+    import numpy
     import pandas
+
+    class FramePickler(pickle.Pickler):
+        """Pickle protocol 5 that sets long string arrays aside, to be written in chunks."""
+
+        def __init__(self, fh: Any):
+            super().__init__(fh, protocol=5)
+            self.set_aside: list[Any] = []
+
+        def persistent_id(self, value: Any) -> Any:
+            if (type(value) is numpy.ndarray and value.dtype == object and value.size > FRAME_CHUNK
+                    and (value.flags.c_contiguous or value.flags.f_contiguous)
+                    and pandas.api.types.infer_dtype(value.ravel(order="K"), skipna=True) in ("string", "empty")):
+                self.set_aside.append(value)
+                return ("chunked", len(self.set_aside) - 1)
+            return None
 
     @resource_save.register((pandas.DataFrame, pandas.Series))
     def _save_frame(obj: Any, stem: str) -> str:
-        """Pickle protocol 5: dtypes, index, categoricals, time zones and attrs are kept exactly."""
+        """Pickle protocol 5: dtypes, index, categoricals, time zones and attrs are kept exactly.
+
+        Numeric data is written straight from its buffers. A long column of strings
+        is written after the frame, in chunks that each have their own pickle memo:
+        one memo for a million strings would add half the frame's size to the peak
+        memory of the step. Strings repeated within a chunk are still stored once.
+        """
         path = stem + ".pandas.pkl"
         with open(path, "wb") as fh:
-            pickle.dump(obj, fh, protocol=5)
-        return path
+            pickler = FramePickler(fh)
+            pickler.dump(obj)
+            if not pickler.set_aside:
+                return path
+            offset = fh.tell()
+            for array in pickler.set_aside:
+                order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+                pickle.dump((array.shape, order), fh, protocol=5)
+                flat = array.ravel(order=order)
+                for start in range(0, flat.size, FRAME_CHUNK):
+                    pickle.dump(flat[start:start + FRAME_CHUNK], fh, protocol=5)
+            fh.write(_CHUNKED_TRAILER.pack(offset, len(pickler.set_aside), _CHUNKED_MAGIC))
+        os.replace(path, stem + ".pandas.chunked.pkl")
+        return stem + ".pandas.chunked.pkl"
 
 
 @resource_load.register(r".*\.pandas\.pkl")
@@ -431,6 +473,30 @@ def _load_frame(path: str) -> Any:
     import pandas
 
     return pandas.read_pickle(path)
+
+
+@resource_load.register(r".*\.pandas\.chunked\.pkl")
+def _load_chunked_frame(path: str) -> Any:
+    """A frame pickle followed by its long string arrays in chunks, and a trailer that locates them."""
+    import numpy
+
+    with open(path, "rb") as fh:
+        fh.seek(-_CHUNKED_TRAILER.size, os.SEEK_END)
+        offset, count, magic = _CHUNKED_TRAILER.unpack(fh.read(_CHUNKED_TRAILER.size))
+        if magic != _CHUNKED_MAGIC:
+            raise MarshalError(f"{path} is not a chunked pandas pickle")
+        fh.seek(offset)
+        arrays = []
+        for _ in range(count):
+            shape, order = pickle.load(fh)
+            flat = numpy.empty(int(numpy.prod(shape)), dtype=object)
+            for start in range(0, flat.size, FRAME_CHUNK):
+                flat[start:start + FRAME_CHUNK] = pickle.load(fh)
+            arrays.append(flat.reshape(shape, order=order))
+        fh.seek(0)
+        unpickler = pickle.Unpickler(fh)
+        unpickler.persistent_load = lambda pid: arrays[pid[1]]
+        return unpickler.load()
 
 
 # --- scipy.sparse -----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Unicode
 
+from . import dag
 from .errors import NotebookError
 from .naming import Namer, kfp_name
 from .packages import requirement, requirements
@@ -20,23 +22,34 @@ from .taskoption import (KUBERNETES_KINDS, create_volume, created_volume_calls, 
 #: Module-level names of the generated script that nothing else may take.
 SCRIPT_NAMES = frozenset({
     "annotations", "argparse", "json", "os", "sys", "Path", "NamedTuple", "dsl", "kfp", "compiler", "local",
-    "Artifact", "ClassificationMetrics", "HTML", "Input", "Output", "Metrics", "pipeline", "main", "parse_arguments", "run_local",
+    "Artifact", "ClassificationMetrics", "Dataset", "HTML", "Input", "Model", "Output", "Metrics", "pipeline", "main", "parse_arguments", "run_local",
     "compile_pipeline", "comment_header", "parse_value", "re", "PipelineOutputs", "PIPELINE_NAME", "PIPELINE_DESCRIPTION", "BASE_IMAGE",
-    "EXPERIMENT", "LOCAL_RUN", "LOCAL_IGNORED", "PIP_INDEX_URLS", "installs", "kubernetes", "PRELOAD_IMPORTS", "PARAMETER_TYPES", "STEP_NAMES", "_step_runtime", "_notebook_prelude", "_convert",
+    "EXPERIMENT", "LOCAL_RUN", "LOCAL_IGNORED", "PIP_INDEX_URLS", "installs", "kubernetes", "PRELOAD_IMPORTS", "PARAMETER_TYPES", "STEP_NAMES", "_step_runtime", "_script_tools", "_install_modules", "_notebook_prelude", "_convert",
+    "deploy", "write_dag",
 })
 #: Names a component function body uses for itself.
 COMPONENT_LOCALS = frozenset({"step", "executor_input"})
 
 #: The runtime modules carried into every step, in load order.
-RUNTIME_MODULES = ("marshal", "report", "runtime", "launcher")
+RUNTIME_MODULES = ("marshal", "report", "runtime")
+#: Modules only the script itself uses (local runs, deployment), kept out of the steps.
+SCRIPT_MODULES = ("launcher", "deployment")
 
 
-@lru_cache(maxsize=1)
-def runtime_sources() -> tuple[tuple[str, str], ...]:
-    """Return ``(module name, code literal)`` for each runtime module the steps carry."""
+@lru_cache(maxsize=2)
+def runtime_sources(modules: tuple[str, ...] = RUNTIME_MODULES) -> tuple[tuple[str, str], ...]:
+    """Return ``(module name, code literal)`` for each embedded module, read from this package."""
     package = Path(__file__).parent
     return tuple((name, code_literal((package / f"{name}.py").read_text(encoding="utf-8")))
-                 for name in RUNTIME_MODULES)
+                 for name in modules)
+
+
+def _dsl_imports(steps: list[dict[str, Any]], outputs: list[dict[str, Any]]) -> str:
+    """The ``kfp.dsl`` names the script uses: annotations of the components and pipeline outputs."""
+    names = {match for step in steps for argument in step["component"]["signature"]
+             for match in re.findall(r"\b(Input|Output)\[(\w+)\]", argument) for match in match}
+    names |= {output["type"] for output in outputs} | ({"Metrics"} if outputs else set())
+    return ", ".join(sorted(names))
 
 
 def _cell_literals(cell: dict[str, Any]) -> tuple[int, str, str | None]:
@@ -128,11 +141,15 @@ class MarshalInjector(Preprocessor):
             "parameters": parameters,
             "outputs": pipeline_outputs,
             "prelude": [_cell_literals(cell) for cell in model["prelude"]],
-            "runtime": runtime_sources(),
+            "runtime": runtime_sources(RUNTIME_MODULES),
+            "tools": runtime_sources(SCRIPT_MODULES),
             "preload": [python_literal(statement) for statement in model["imports"]],
             "reports": any("report" in s["component"] for s in model["steps"]),
+            "dsl_imports": _dsl_imports(model["steps"], pipeline_outputs),
             "step_names": [(python_literal(kfp_name(s["component"]["function"], "step")),
                             python_literal(s["name"])) for s in model["steps"]],
+            # The picture of the DAG, precomputed: the script writes it with --dag.
+            "dag": {"svg": code_literal(dag.svg(model)), "mermaid": code_literal(dag.mermaid(model))},
         }
         return nb, resources
 
@@ -199,7 +216,7 @@ class MarshalInjector(Preprocessor):
         for var in step["outputs"]:
             ident = namer.take(f"{var}{self.output_suffix}", "value")
             outputs_by_step[step["name"]][var] = ident
-            signature.append(f"{ident}: Output[Artifact]")
+            signature.append(f"{ident}: Output[{step['output_types'][var]}]")
             saves.append((python_literal(var), ident))
         metrics = None
         if step["metrics"]:

@@ -680,9 +680,11 @@ def test_embedded_step_runtime_works_without_site_packages(lab, tmp_path):
     script = lab.custom_script("lambda")
     text = script.read_text(encoding="utf-8")
     tree = ast.parse(text)
-    [function] = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_step_runtime"]
+    # exactly what KFP ships to a step: the functions passed as the components' additional_funcs
+    shipped = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in ("_install_modules", "_step_runtime")]
+    assert len(shipped) == 2
     source_file = tmp_path / "step_runtime.py"
-    source_file.write_text(ast.get_source_segment(text, function), encoding="utf-8")
+    source_file.write_text("\n\n".join(ast.get_source_segment(text, f) for f in shipped), encoding="utf-8")
     proc = run([PYTHON, "-I", "-S", "-c", ISOLATED_PROBE, source_file], cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stdout
     out = proc.stdout

@@ -479,3 +479,278 @@ def test_pickle_by_reference_is_preferred_to_dill_for_module_functions(tmp_path)
     assert loaded is make_closure
     with open(tmp_path / "artifact" / "value.pkl", "rb") as fh:
         assert pickle.load(fh) is make_closure
+
+
+# --- import cost: the module the steps carry ------------------------------------------------------
+
+IMPORT_PROBE = r"""
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("carried_marshal", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules["carried_marshal"] = module
+spec.loader.exec_module(module)
+heavy = ["numpy", "pandas", "scipy", "sklearn", "joblib", "xgboost", "lightgbm", "torch", "keras",
+         "tensorflow", "PIL", "dill", "nbconvert", "kfp", "nbconvert_kfp"]
+after_import = [m for m in heavy if m in sys.modules]
+module.resource_load(module.resource_save({"a": [1, 2.5]}, sys.argv[2]))
+after_dict = [m for m in heavy if m in sys.modules]
+print(json.dumps({"import": after_import, "dict": after_dict, "lazy": sorted(module.resource_save._lazy)}))
+"""
+
+
+def test_marshal_imports_only_the_standard_library_until_a_value_needs_more(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    source = os.path.join(os.path.dirname(marshal.__file__), "marshal.py")
+    result = subprocess.run([sys.executable, "-c", IMPORT_PROBE, source, str(tmp_path / "a")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["import"] == [] and report["dict"] == []
+    assert set(report["lazy"]) >= {"numpy", "pandas", "scipy", "sklearn", "xgboost", "lightgbm", "torch",
+                                   "keras", "tensorflow", "PIL"}
+
+
+def test_marshal_source_has_no_triple_single_quotes():
+    source = open(os.path.join(os.path.dirname(marshal.__file__), "marshal.py"), encoding="utf-8").read()
+    assert "'" * 3 not in source
+
+
+# --- registration on the real dispatchers ---------------------------------------------------------
+
+
+@pytest.fixture
+def restore_dispatchers():
+    """Undo registrations a test makes on resource_save / resource_load."""
+    saved = (dict(resource_save._by_type), list(resource_save._by_pattern), dict(resource_save._lazy),
+             list(resource_load._by_pattern))
+    yield
+    resource_save._by_type.clear()
+    resource_save._by_type.update(saved[0])
+    resource_save._by_pattern[:] = saved[1]
+    resource_save._lazy.clear()
+    resource_save._lazy.update(saved[2])
+    resource_load._by_pattern[:] = saved[3]
+
+
+def _fake_module(name):
+    import sys
+    import types
+
+    module = types.ModuleType(name)
+    exec("class Thing:\n    def __init__(self, v):\n        self.v = v\n", module.__dict__)
+    module.Thing.__module__ = name
+    sys.modules[name] = module
+    return module
+
+
+def test_lazy_backend_registered_for_a_module_is_used_for_its_objects_and_subclasses(tmp_path, restore_dispatchers):
+    import sys
+
+    fake = _fake_module("fakelib_marshal")
+    calls = []
+    try:
+        @resource_save.register_lazy("fakelib_marshal")
+        def register():
+            calls.append("registered")
+
+            @resource_save.register(fake.Thing)
+            def save_thing(obj, stem):
+                with open(stem + ".thing.txt", "w") as fh:
+                    fh.write(repr(obj.v))
+                return stem + ".thing.txt"
+
+        @resource_load.register(r".*\.thing\.txt")
+        def load_thing(path):
+            with open(path) as fh:
+                return fake.Thing(eval(fh.read()))
+
+        resource_save({"plain": 1}, str(tmp_path / "plain"))
+        assert calls == []  # nothing from fakelib was saved yet
+
+        class Sub(fake.Thing):  # MRO: a subclass (from another module) uses its parent's backend
+            pass
+
+        loaded, name = roundtrip(Sub([1, 2]), tmp_path, "sub")
+        assert name == "value.thing.txt" and loaded.v == [1, 2]
+        loaded, name = roundtrip(fake.Thing("x"), tmp_path, "thing")
+        assert name == "value.thing.txt" and loaded.v == "x"
+        assert calls == ["registered"]
+    finally:
+        sys.modules.pop("fakelib_marshal", None)
+
+
+def test_regex_registration_on_resource_save_matches_qualified_names_and_subclasses(tmp_path, restore_dispatchers):
+    @resource_save.register(re.escape(qualified(Base)))
+    def save_base(obj, stem):
+        with open(stem + ".base.txt", "w") as fh:
+            fh.write(type(obj).__name__)
+        return stem + ".base.txt"
+
+    resource_load.register(r".*\.base\.txt", lambda path: open(path).read())
+    assert roundtrip(GrandChild(), tmp_path, "g") == ("GrandChild", "value.base.txt")
+    assert roundtrip(Base(), tmp_path, "b") == ("Base", "value.base.txt")
+
+
+def test_a_saver_may_write_a_directory_and_it_is_replaced_atomically(tmp_path, restore_dispatchers):
+    class Bundle:
+        def __init__(self, parts):
+            self.parts = parts
+
+    @resource_save.register(Bundle)
+    def save_bundle(obj, stem):
+        os.makedirs(stem + ".bundle")
+        for i, part in enumerate(obj.parts):
+            with open(os.path.join(stem + ".bundle", str(i)), "w") as fh:
+                fh.write(part)
+        return stem + ".bundle"
+
+    @resource_load.register(r".*\.bundle")
+    def load_bundle(path):
+        return Bundle([open(os.path.join(path, n)).read() for n in sorted(os.listdir(path))])
+
+    path = str(tmp_path / "artifact")
+    resource_save(Bundle(["a", "b", "c"]), path)
+    resource_save(Bundle(["z"]), path)
+    assert os.listdir(path) == ["value.bundle"]
+    assert resource_load(path).parts == ["z"]
+    assert resource_load(os.path.join(path, "value.bundle")).parts == ["z"]
+    resource_save([1], path)
+    assert os.listdir(path) == ["value.pkl"]
+
+
+def test_resource_load_checks_the_format_it_is_given(tmp_path):
+    path = str(tmp_path / "artifact")
+    resource_save(np.arange(3), path)
+    np.testing.assert_array_equal(resource_load(path, format="npy"), np.arange(3))
+    with pytest.raises(MarshalError, match=r"holds format 'npy', but the artifact's metadata records format 'pkl'"):
+        resource_load(path, format="pkl")
+
+
+# --- a crash mid-write ------------------------------------------------------------------------------
+
+CRASH_PROBE = r"""
+import os, sys
+sys.path.insert(0, sys.argv[3])
+from nbconvert_kfp.marshal import resource_save
+
+class Big:
+    pass
+
+@resource_save.register(Big)
+def save_big(obj, stem):
+    with open(stem + ".big", "wb") as fh:
+        fh.write(b"half of the bytes")
+        fh.flush()
+        os._exit(3)  # the step is killed mid-write
+
+resource_save(Big(), sys.argv[1])
+"""
+
+
+def test_a_step_killed_mid_write_leaves_no_value_to_load(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "artifact"
+    resource_save({"old": "value"}, str(path))
+    repo = os.path.dirname(os.path.dirname(marshal.__file__))
+    result = subprocess.run([sys.executable, "-c", CRASH_PROBE, str(path), "x", repo], capture_output=True,
+                            timeout=60)
+    assert result.returncode == 3
+    names = os.listdir(path)
+    assert not any(n.startswith("value.") for n in names)  # neither the half-written nor the stale value
+    assert any(n.startswith(marshal._PARTIAL) for n in names)
+    with pytest.raises(MarshalError, match="no saved value"):
+        resource_load(str(path))
+    resource_save([1, 2], str(path))  # the next save clears the leftover
+    assert os.listdir(path) == ["value.pkl"]
+
+
+# --- values that cannot be saved: the step's error names the variable, the step, the type, what to do --
+
+
+class _FakeSparkFrame:
+    pass
+
+
+_FakeSparkFrame.__module__ = "pyspark.sql.dataframe"
+_FakeSparkFrame.__qualname__ = "DataFrame"
+
+
+def _unsaveable_values(tmp_path):
+    import socket
+    import sqlite3
+    import threading
+
+    handle = open(tmp_path / "open.txt", "w")
+    connection = sqlite3.connect(":memory:")
+    sock = socket.socket()
+    return {
+        "generator": ((i for i in range(3)), "builtins.generator", "generator"),
+        "file": (handle, "_io.TextIOWrapper", "open file"),
+        "socket": (sock, "socket.socket", "network connection"),
+        "lock": (threading.Lock(), "_thread.lock", "lock"),
+        "rlock": (threading.RLock(), "_thread.RLock", "lock"),
+        "event": (threading.Event(), "threading.Event", "lock"),
+        "thread": (threading.Thread(target=print), "threading.Thread", "thread"),
+        "sqlite": (connection, "sqlite3.Connection", "database connection"),
+        "cursor": (connection.cursor(), "sqlite3.Cursor", "database cursor"),
+        "spark": (_FakeSparkFrame(), "pyspark.sql.dataframe.DataFrame", "Spark"),
+    }, [handle, connection, sock]
+
+
+def test_each_unsaveable_value_fails_the_step_with_a_message_that_says_what_to_do(tmp_path):
+    from nbconvert_kfp.runtime import Step
+
+    class Artifact:
+        def __init__(self, path):
+            self.path, self.metadata = str(path), {}
+
+    values, to_close = _unsaveable_values(tmp_path)
+    try:
+        for key, (value, type_name, words) in values.items():
+            step = Step("producer")
+            step.namespace[f"my_{key}"] = value
+            with pytest.raises(MarshalError) as info:
+                step.save({f"my_{key}": Artifact(tmp_path / key)})
+            message = str(info.value)
+            assert f"step 'producer' cannot save variable 'my_{key}' ({type_name})" in message, message
+            assert words in message, message
+            assert "Recreate the value in the step that reads it" in message
+            assert "`functions` cell" in message
+            assert not any(n.startswith("value.") for n in os.listdir(tmp_path / key))
+    finally:
+        for thing in to_close:
+            thing.close()
+
+
+def test_in_memory_streams_and_spark_schema_types_are_saveable(tmp_path):
+    import io
+
+    assert marshal.unsaveable_reason(io.BytesIO(b"abc")) is None
+    assert marshal.unsaveable_reason(io.StringIO("abc")) is None
+    loaded, _ = roundtrip(io.BytesIO(b"abc"), tmp_path)
+    assert loaded.getvalue() == b"abc"
+
+    class Row(tuple):
+        pass
+
+    Row.__module__ = "pyspark.sql.types"
+    assert marshal.unsaveable_reason(Row((1, 2))) is None
+
+
+def test_a_value_nested_in_a_container_fails_with_pickles_reason(tmp_path):
+    from nbconvert_kfp.runtime import Step
+
+    class Artifact:
+        def __init__(self, path):
+            self.path, self.metadata = str(path), {}
+
+    step = Step("nested")
+    step.namespace["bag"] = {"items": (i for i in range(3))}
+    with pytest.raises(MarshalError, match=r"cannot save variable 'bag' \(builtins.dict\).*generator.*"
+                                           r"Recreate the value"):
+        step.save({"bag": Artifact(tmp_path / "bag")})

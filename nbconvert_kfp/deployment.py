@@ -1,0 +1,286 @@
+"""Deployment: upload a compiled pipeline to a KFP cluster and start a run, with kfp.Client.
+
+The generated script carries this module (``--upload``, ``--run``) and the Jupyter server
+extension imports it. It uses the standard library and kfp only, and imports kfp inside
+its functions, so that the steps, which install the same modules, never load kfp.Client.
+
+- Credentials come from where kfp.Client looks: a token (``KF_PIPELINES_TOKEN``), a
+  service-account token file (``KF_PIPELINES_SA_TOKEN_PATH`` or KFP's projected token),
+  IAP settings, ``~/.config/kfp/context.json``, the in-cluster service or the kube
+  config. TLS certificates are verified unless the caller turns that off.
+- Uploading a name that exists adds a version to that pipeline; a run references the
+  uploaded version rather than sending the package again.
+- Every failure is a ``DeploymentError`` whose one-line message says what failed, the
+  HTTP status and the server's message, and what to do. It never contains the token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import secrets
+import time
+import warnings
+
+#: Environment variable holding a bearer token for the KFP API.
+TOKEN_ENV = "KF_PIPELINES_TOKEN"
+#: kfp's own variable naming a service-account token file, and its default path.
+SA_TOKEN_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
+SA_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"
+#: Seconds to connect to the KFP API, and to wait for each answer (an upload included).
+TIMEOUT = (15, 300)
+
+_HINTS = {
+    400: "the server rejected the request; check the pipeline and its parameters",
+    401: f"the server did not accept the credentials; set {TOKEN_ENV} to a valid token, or "
+         f"{SA_TOKEN_ENV} to a service-account token file, or log in with your kube config",
+    403: "the credentials lack permission; check --namespace and the account's KFP access",
+    404: "not found; check that the host is the KFP API endpoint (for example https://HOST/pipeline)",
+    409: "it already exists on the server",
+}
+
+
+class DeploymentError(Exception):
+    """A deployment step failed; the message is one line, for the user, without secrets."""
+
+
+def _secret_free(text: str, token: str | None) -> str:
+    text = " ".join(str(text).split())
+    return text.replace(token, "***") if token else text
+
+
+def _server_message(body) -> str:
+    """The message of a KFP error reply (google.rpc.Status JSON), else its text, shortened."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    try:
+        data = json.loads(body)
+        text = data.get("message") or data.get("error") or body if isinstance(data, dict) else body
+    except (TypeError, ValueError):
+        text = body or ""
+    text = " ".join(str(text).split())
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+def describe(error: BaseException, action: str, host: str | None, token: str | None = None) -> str:
+    """One line saying what failed and what to do."""
+    from kfp_server_api.exceptions import ApiException
+
+    where = f" at {host}" if host else ""
+    if isinstance(error, DeploymentError):
+        return _secret_free(str(error), token)
+    if isinstance(error, ApiException) and error.status:
+        status = int(error.status)
+        message = _server_message(error.body) or error.reason or ""
+        hint = _HINTS.get(status) or ("the KFP server failed; see the ml-pipeline API server's log and retry"
+                                      if status >= 500 else "")
+        text = f"{action} failed{where}: HTTP {status}" + (f": {message}" if message else "")
+        return _secret_free(text + (f" ({hint})" if hint else ""), token)
+    reason = getattr(error, "reason", None) or error
+    text = str(reason)
+    if "SSL" in text or "certificate" in text.lower():
+        return _secret_free(f"{action} failed{where}: TLS error: {text} (the server's certificate is not "
+                            "trusted; give the CA certificate with --ca-cert, or use a trusted certificate)",
+                            token)
+    if isinstance(error, (OSError, TimeoutError)) or type(error).__module__.startswith("urllib3"):
+        return _secret_free(f"{action} failed: cannot reach the KFP API{where}: {text} (check the host "
+                            "URL and that the server is reachable, e.g. with kubectl port-forward)", token)
+    return _secret_free(f"{action} failed{where}: {type(error).__name__}: {text}", token)
+
+
+@contextlib.contextmanager
+def _step(action: str, host: str | None, token: str | None = None):
+    """Run one deployment action quietly: kfp's own prints and warnings are dropped, and any
+    failure becomes a DeploymentError."""
+    urllib3_log = logging.getLogger("urllib3")
+    level = urllib3_log.level
+    urllib3_log.setLevel(logging.ERROR)  # its retry warnings; the error says it all
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    except DeploymentError:
+        raise
+    except Exception as error:  # kfp and urllib3 raise many types; all end here
+        raise DeploymentError(describe(error, action, host, token)) from None
+    finally:
+        urllib3_log.setLevel(level)
+
+
+def client(host: str | None = None, token: str | None = None, verify_ssl: bool = True,
+           ssl_ca_cert: str | None = None):
+    """A ``kfp.Client`` for ``host``, with the credentials kfp.Client knows how to find.
+
+    The namespace is given to each call, not here: kfp.Client's own ``namespace``
+    argument also selects the in-cluster service's namespace.
+    """
+    import kfp
+
+    host = host or os.environ.get("KF_PIPELINES_ENDPOINT") or None
+    token = token or os.environ.get(TOKEN_ENV) or None
+    credentials = None
+    if host and not token:
+        # kfp.Client reads a service-account token file by itself only when it finds no host.
+        path = os.environ.get(SA_TOKEN_ENV)
+        if path and not os.path.isfile(path):
+            raise DeploymentError(f"{SA_TOKEN_ENV} names {path}, which is not a file")
+        if path or os.path.isfile(SA_TOKEN_PATH):
+            from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
+
+            credentials = ServiceAccountTokenVolumeCredentials(path or SA_TOKEN_PATH)
+    elif not host and not (os.environ.get("KUBERNETES_SERVICE_HOST") or os.environ.get("KUBECONFIG")
+                           or os.path.isfile(os.path.expanduser("~/.kube/config"))):
+        raise DeploymentError("no KFP host: give the KFP API URL (--host URL) or set KF_PIPELINES_ENDPOINT")
+
+    class Client(kfp.Client):
+        def get_kfp_healthz(self, sleep_duration=5):
+            # kfp retries five times, 5 s apart; one answer is enough to report a problem.
+            _limit_time(self)
+            return self._healthz_api.healthz_service_get_healthz()
+
+    with _step("connecting to KFP", host, token):
+        kfp_client = Client(host=host, existing_token=token, credentials=credentials, verify_ssl=verify_ssl,
+                            ssl_ca_cert=ssl_ca_cert)
+    _limit_time(kfp_client)
+    return kfp_client
+
+
+def _limit_time(kfp_client) -> None:
+    """Give every request of the client a timeout (kfp sets none, so a silent server hangs it)."""
+    rest = getattr(getattr(getattr(kfp_client, "_healthz_api", None), "api_client", None), "rest_client", None)
+    if rest is None or getattr(rest, "_nbconvert_kfp_timeout", False):
+        return
+    request = rest.request
+
+    def limited(*args, _request_timeout=None, **kwargs):
+        return request(*args, _request_timeout=_request_timeout or TIMEOUT, **kwargs)
+
+    rest.request = limited
+    rest._nbconvert_kfp_timeout = True
+
+
+def _host(kfp_client) -> str | None:
+    try:
+        return kfp_client._existing_config.host
+    except AttributeError:
+        return None
+
+
+def _token(kfp_client) -> str | None:
+    try:
+        return kfp_client._existing_config.api_key.get("authorization")
+    except AttributeError:
+        return None
+
+
+def ui_url(kfp_client, fragment: str) -> str:
+    """A link into the KFP UI (``KF_PIPELINES_UI_ENDPOINT``, else the host), as kfp prints it."""
+    try:
+        prefix = kfp_client._get_url_prefix()
+    except AttributeError:
+        prefix = os.environ.get("KF_PIPELINES_UI_ENDPOINT") or _host(kfp_client) or ""
+    return f"{prefix.rstrip('/')}/#/{fragment}"
+
+
+def _pipeline_id(kfp_client, name: str, namespace: str | None) -> str | None:
+    found = kfp_client.list_pipelines(page_size=2, namespace=namespace, filter=json.dumps(
+        {"predicates": [{"operation": 1, "key": "display_name", "stringValue": name}]}))
+    pipelines = [p for p in found.pipelines or [] if p.display_name in (None, name)]
+    if len(pipelines) > 1:
+        raise DeploymentError(f"several pipelines are named {name!r}; delete all but one in the KFP UI")
+    return pipelines[0].pipeline_id if pipelines else None
+
+
+def _stamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+
+
+def upload(kfp_client, package_path: str, name: str, description: str | None = None,
+           namespace: str | None = None, version_name: str | None = None) -> dict:
+    """Upload ``package_path`` as pipeline ``name``; when it exists, add a version to it.
+
+    Returns ``{"pipeline_id", "version_id", "version_name", "created", "pipeline_url"}``.
+    """
+    host, token = _host(kfp_client), _token(kfp_client)
+    with _step(f"looking up pipeline {name!r}", host, token):
+        pipeline_id = _pipeline_id(kfp_client, name, namespace)
+    created = False
+    if pipeline_id is None:
+        from kfp_server_api.exceptions import ApiException
+
+        with _step(f"uploading pipeline {name!r}", host, token):
+            try:
+                pipeline_id = kfp_client.upload_pipeline(package_path, pipeline_name=name,
+                                                         description=description, namespace=namespace).pipeline_id
+                created = True
+            except ApiException as error:
+                if error.status != 409:  # 409: someone uploaded the name meanwhile; add a version
+                    raise
+                pipeline_id = _pipeline_id(kfp_client, name, namespace)
+                if pipeline_id is None:
+                    raise
+    if created:
+        with _step(f"reading the version of new pipeline {name!r}", host, token):
+            versions = kfp_client.list_pipeline_versions(pipeline_id, page_size=1, sort_by="created_at desc")
+            version = (versions.pipeline_versions or [None])[0]
+        if version is None:
+            raise DeploymentError(f"pipeline {name!r} was uploaded (id {pipeline_id}) but the server lists no "
+                                  "version of it; see the ml-pipeline API server's log")
+    else:
+        version_name = version_name or f"{name}-{_stamp()}"
+        with _step(f"adding version {version_name!r} to pipeline {name!r}", host, token):
+            version = kfp_client.upload_pipeline_version(package_path, version_name, pipeline_id=pipeline_id,
+                                                         description=description)
+    return {
+        "pipeline_id": pipeline_id,
+        "version_id": version.pipeline_version_id,
+        "version_name": version.display_name or version.name or version_name,
+        "created": created,
+        "pipeline_url": ui_url(kfp_client, f"pipelines/details/{pipeline_id}/version/{version.pipeline_version_id}"),
+    }
+
+
+def run(kfp_client, pipeline_id: str, version_id: str, experiment: str, namespace: str | None = None,
+        params: dict | None = None, job_name: str | None = None) -> dict:
+    """Start a run of an uploaded pipeline version in ``experiment`` (created when missing).
+
+    The run references the version; the package is not sent again. Returns
+    ``{"run_id", "run_url", "experiment_id"}``.
+    """
+    host, token = _host(kfp_client), _token(kfp_client)
+    with _step(f"finding or creating experiment {experiment!r}", host, token):
+        experiment_id = kfp_client.create_experiment(experiment, namespace=namespace).experiment_id
+    job_name = job_name or f"run-{_stamp()}"
+    with _step(f"starting run {job_name!r}", host, token):
+        started = kfp_client.run_pipeline(experiment_id=experiment_id, job_name=job_name, pipeline_id=pipeline_id,
+                                          version_id=version_id, params=dict(params or {}))
+    return {"run_id": started.run_id, "run_url": ui_url(kfp_client, f"runs/details/{started.run_id}"),
+            "experiment_id": experiment_id}
+
+
+def deploy(package_path: str, name: str, *, description: str | None = None, host: str | None = None,
+           experiment: str = "Default", namespace: str | None = None, start_run: bool = False,
+           params: dict | None = None, token: str | None = None, verify_ssl: bool = True,
+           ssl_ca_cert: str | None = None) -> dict:
+    """Upload a compiled pipeline (a new version when the name exists) and, with
+    ``start_run``, run that version. Returns the ids and UI links."""
+    kfp_client = client(host, token=token, verify_ssl=verify_ssl, ssl_ca_cert=ssl_ca_cert)
+    result = upload(kfp_client, package_path, name, description, namespace)
+    if start_run:
+        result.update(run(kfp_client, result["pipeline_id"], result["version_id"], experiment, namespace, params,
+                          job_name=f"{name}-{_stamp()}"))
+    return result
+
+
+def summary(result: dict, name: str) -> list[str]:
+    """The lines that tell the user what was deployed."""
+    what = "Uploaded new pipeline" if result["created"] else "Added a version to pipeline"
+    lines = [f"{what} {name!r} (pipeline id {result['pipeline_id']}, version "
+             f"{result['version_name']!r}, version id {result['version_id']})",
+             f"  {result['pipeline_url']}"]
+    if result.get("run_id"):
+        lines += [f"Started run {result['run_id']}", f"Run URL: {result['run_url']}"]
+    return lines

@@ -1,0 +1,266 @@
+"""The Jupyter server extension: a real `jupyter server` on a loopback port, its API, its auth.
+
+The server is enabled by the same config file that the package installs
+(jupyter-config/jupyter_server_config.d/nbconvert_kfp.json), placed in a temporary
+JUPYTER_CONFIG_DIR. Deployments go to the fake KFP API of tests/fakekfp.py.
+"""
+
+from __future__ import annotations
+
+import copy
+import http.cookiejar
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from fakekfp import FakeKFP
+
+from nbconvert_kfp.compilation import compile_script
+
+ROOT = Path(__file__).resolve().parent.parent
+ENABLE_FILE = ROOT / "jupyter-config" / "jupyter_server_config.d" / "nbconvert_kfp.json"
+KFP_TOKEN = "kfp-token-of-the-jupyter-server"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A running `jupyter server` and helpers to call it."""
+
+    def __init__(self, url: str, token: str, process: subprocess.Popen, log: Path):
+        self.url, self.token, self.process, self.log = url, token, process, log
+
+    def post(self, path: str, body, token: str | None = "default", headers=None, opener=None):
+        """POST JSON (or raw bytes); return (status, parsed JSON or text)."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method="POST",
+                                         headers={"Content-Type": "application/json", **(headers or {})})
+        token = self.token if token == "default" else token
+        if token:
+            request.add_header("Authorization", f"token {token}")
+        try:
+            with (opener or urllib.request.build_opener()).open(request, timeout=90) as response:
+                status, text = response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            status, text = error.code, error.read().decode()
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
+
+
+@pytest.fixture(scope="module")
+def fake_kfp_module():
+    with FakeKFP() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, fake_kfp_module):
+    base = tmp_path_factory.mktemp("jupyter")
+    config = base / "config" / "jupyter_server_config.d"
+    config.mkdir(parents=True)
+    shutil.copy(ENABLE_FILE, config)  # what installing the package puts in etc/jupyter
+    (base / "root").mkdir()
+    token, port = secrets.token_hex(16), _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KF_PIPELINES", "JUPYTER"))}
+    env.update(HOME=str(base / "home"), JUPYTER_CONFIG_DIR=str(base / "config"),
+               JUPYTER_RUNTIME_DIR=str(base / "runtime"), KF_PIPELINES_TOKEN=KFP_TOKEN)
+    log = base / "server.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "jupyter"), "server", "--no-browser", "--allow-root",
+             "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={base / 'root'}"],
+            cwd=base, env=env, stdout=output, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2):
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("jupyter server did not start:\n" + log.read_text()) from None
+                time.sleep(0.2)
+        yield Server(url, token, process, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _notebook(tags_of_cell_2=("step:train", "prev:load")) -> dict:
+    """A notebook as a browser sends it: nbformat JSON whose cell sources are lists of lines."""
+    cells = [
+        nbformat.v4.new_code_cell("SEED = 1\nRATE = 0.5", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("data = list(range(SEED + 3))\nprint(len(data))", metadata={"tags": ["step:load"]}),
+        nbformat.v4.new_code_cell("model = sum(data) * RATE", metadata={"tags": list(tags_of_cell_2)}),
+    ]
+    nb = nbformat.v4.new_notebook(cells=cells, metadata={
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"}})
+    data = json.loads(nbformat.writes(nb))
+    for cell in data["cells"]:
+        cell["source"] = cell["source"].splitlines(keepends=True) if isinstance(cell["source"], str) else cell["source"]
+    assert isinstance(data["cells"][1]["source"], list) and len(data["cells"][1]["source"]) == 2
+    return data
+
+
+CONVERT = "/nbconvert-kfp/api/convert"
+DEPLOY = "/nbconvert-kfp/api/deploy"
+
+
+def test_the_installed_config_file_enables_the_extension():
+    assert json.loads(ENABLE_FILE.read_text()) == {"ServerApp": {"jpserver_extensions": {"nbconvert_kfp": True}}}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    shipped = project["tool"]["setuptools"]["data-files"]["etc/jupyter/jupyter_server_config.d"]
+    assert shipped == ["jupyter-config/jupyter_server_config.d/nbconvert_kfp.json"]
+    assert any(d.startswith("jupyter_server") for d in project["project"]["dependencies"])
+    import nbconvert_kfp  # the package stays import-light: the hooks import the server lazily
+
+    assert nbconvert_kfp._jupyter_server_extension_points() == [{"module": "nbconvert_kfp"}]
+    code = "import sys, nbconvert_kfp; sys.exit('jupyter_server' in sys.modules or 'tornado' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_unauthenticated_requests_are_refused(server):
+    body = {"notebook": _notebook()}
+    status, reply = server.post(CONVERT, body, token=None)
+    assert status == 403
+    status, _ = server.post(CONVERT, body, token="not-the-token")
+    assert status == 403
+    # With a matching XSRF cookie and header but no credentials, authentication still refuses.
+    status, _ = server.post(CONVERT, body, token=None, headers={"Cookie": "_xsrf=00ff", "X-XSRFToken": "00ff"})
+    assert status == 403
+    assert "Traceback" not in server.log.read_text()
+
+
+def test_a_browser_session_needs_the_xsrf_token(server):
+    """A cookie-authenticated request (a browser logged in with the token) passes only with XSRF."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    opener.open(f"{server.url}/login", timeout=10).read()
+    xsrf = next(c.value for c in jar if c.name == "_xsrf")
+    form = urllib.parse.urlencode({"_xsrf": xsrf, "password": server.token}).encode()
+    opener.open(urllib.request.Request(f"{server.url}/login", data=form), timeout=10).read()
+    assert any(c.name.startswith("username-") for c in jar)
+    body = {"notebook": _notebook()}
+    status, reply = server.post(CONVERT, body, token=None, opener=opener)
+    assert status == 403 and "xsrf" in reply["message"].lower()
+    status, reply = server.post(CONVERT, body, token=None, opener=opener, headers={"X-XSRFToken": xsrf})
+    assert status == 200, reply
+
+
+def test_convert_returns_a_script_that_compiles_its_yaml_and_the_dag(server, tmp_path):
+    body = {"notebook": _notebook(), "name": "my notebook.ipynb",
+            "options": {"pipeline_name": "api-pipe", "pipeline_description": "From the API",
+                        "base_image": "python:3.11-slim", "experiment": "api-exp",
+                        "parameters": {"SEED": 4, "RATE": "0.25"}}}
+    status, reply = server.post(CONVERT, body)
+    assert status == 200, reply
+    assert reply["filename"] == "my notebook_pipeline.py"
+    assert reply["pipeline_name"] == "api-pipe" and reply["experiment"] == "api-exp"
+    assert 'EXPERIMENT = "api-exp"' in reply["script"] and 'BASE_IMAGE = "python:3.11-slim"' in reply["script"]
+    spec = yaml.safe_load(reply["yaml"])
+    assert spec["pipelineInfo"] == {"name": "api-pipe", "description": "From the API"}
+    defaults = {n: p["defaultValue"] for n, p in spec["root"]["inputDefinitions"]["parameters"].items()}
+    assert defaults == {"SEED": 4, "RATE": 0.25}
+    assert {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()} == {"python:3.11-slim"}
+    # The script the user downloads compiles, as a file run by Python, to the same pipeline.
+    script = tmp_path / reply["filename"].replace(" ", "_")
+    script.write_text(reply["script"], encoding="utf-8")
+    run = subprocess.run([sys.executable, str(script), "-p", "SEED", "4", "-p", "RATE", "0.25"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert yaml.safe_load(script.with_suffix(".yaml").read_text())["root"] == spec["root"]
+    svg = ET.fromstring(reply["dag"])
+    steps = [g.get("data-step") for g in svg.iter("{http://www.w3.org/2000/svg}g") if g.get("class") == "step"]
+    assert steps == ["load", "train"]
+    assert reply["mermaid"].startswith("flowchart TD")
+
+
+@pytest.mark.parametrize(("body", "status", "expected"), [
+    ({"notebook": _notebook(("step:train", "prev:lod"))}, 400,
+     {"cell_index": 2, "subject": "prev:lod", "message": re.compile(r"^cell 2: tag 'prev:lod' names step 'lod'")}),
+    ({"notebook": _notebook(("step:",))}, 400, {"cell_index": 2, "subject": "step:"}),
+    (b"{not json", 400, {"message": re.compile("^the body is not JSON")}),
+    ({"notebook": {"cells": "nope"}}, 400, {"message": re.compile("^not a valid notebook")}),
+    ({"notebook": _notebook(), "options": {"template_file": "x"}}, 400, {"message": re.compile("^unknown options")}),
+    ({"notebook": _notebook(), "options": {"parameters": {"SEED": "many"}}}, 400,
+     {"message": "parameter 'SEED': 'many' is not a int"}),
+    ({"notebook": _notebook(), "options": {"parameters": {"EPOCHS": 3}}}, 400,
+     {"message": "unknown parameters EPOCHS; the pipeline's: SEED, RATE"}),
+])
+def test_bad_requests_get_400_with_json_naming_the_problem(server, body, status, expected):
+    got, reply = server.post(CONVERT, body)
+    assert got == status, reply
+    for key, value in expected.items():
+        assert value.search(reply[key]) if isinstance(value, re.Pattern) else reply[key] == value, reply
+
+
+def test_deploy_through_the_api_uploads_versions_and_runs(server, fake_kfp_module):
+    kfp = fake_kfp_module
+    kfp.require_token = KFP_TOKEN  # the Jupyter server's own credentials (KF_PIPELINES_TOKEN)
+    body = {"notebook": _notebook(), "name": "deployed.ipynb", "host": kfp.url,
+            "options": {"experiment": "from-jupyter", "parameters": {"SEED": 9}}}
+    status, first = server.post(DEPLOY, body)
+    assert status == 200, first
+    assert first["created"] and "run_id" not in first
+    status, second = server.post(DEPLOY, dict(copy.deepcopy(body), run=True))
+    assert status == 200, second
+    assert second["pipeline_id"] == first["pipeline_id"] and second["version_id"] != first["version_id"]
+    assert [p["display_name"] for p in kfp.pipelines.values()] == ["deployed"]
+    assert len(kfp.versions[first["pipeline_id"]]) == 2
+    assert second["run_url"] == f"{kfp.url}/#/runs/details/{second['run_id']}"
+    run = kfp.runs[second["run_id"]]
+    assert run["pipeline_version_reference"]["pipeline_version_id"] == second["version_id"]
+    assert run["runtime_config"]["parameters"] == {"SEED": 9}
+    assert [e["display_name"] for e in kfp.experiments.values()] == ["from-jupyter"]
+    assert {r.headers.get("authorization") for r in kfp.requests} == {f"Bearer {KFP_TOKEN}"}
+
+    kfp.fail("POST", "/runs", 500, "the database is down")
+    status, reply = server.post(DEPLOY, dict(body, run=True))
+    assert status == 502
+    assert re.match(r"^starting run '.*' failed at http://127\.0\.0\.1:\d+: HTTP 500: the database is down",
+                    reply["message"])
+    status, reply = server.post(DEPLOY, dict(body, host="ftp://nowhere"))
+    assert status == 400 and "host" in reply["message"]
+    assert KFP_TOKEN not in server.log.read_text()
+
+
+def test_conversion_warnings_and_parameter_values_in_process():
+    """The API's work, without a server: warnings go to the reply; values are read as -p reads them."""
+    from nbconvert_kfp import serverextension
+
+    nb = _notebook()
+    nb["cells"][1]["source"] = ["import nosuchmodule_for_this_test\n", "data = [SEED]\n"]
+    reply = serverextension.convert({"notebook": nb, "options": {"parameters": {"SEED": "7", "RATE": 1}}})
+    assert any("nosuchmodule_for_this_test" in w for w in reply["warnings"])
+    assert reply["arguments"] == {"SEED": 7, "RATE": 1.0} and isinstance(reply["arguments"]["RATE"], float)
+    assert compile_script(reply["script"], reply["arguments"]) == reply["yaml"]
+    with pytest.raises(serverextension.RequestError, match='"run" must be true or false'):
+        serverextension.deploy({"notebook": nb, "run": "yes"})
