@@ -21,7 +21,7 @@ from nbconvert_kfp import marshal
 from nbconvert_kfp.marshal import resource_load, resource_save
 from nbconvert_kfp.runtime import Step
 
-# Keras 3 runs on PyTorch here, so the test extra needs no TensorFlow.
+# Keras 3 runs on PyTorch here (tensorflow-cpu, in the test extra, serves the SavedModel backend).
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:keras")
@@ -515,7 +515,7 @@ def test_keras_custom_layer_defined_in_the_notebook_loads_without_registration(t
 
 
 def test_tensorflow_module_round_trips_as_a_savedmodel():
-    tf = need("tensorflow", "the test extra runs Keras on PyTorch; install tensorflow to test this backend")
+    tf = need("tensorflow", "tensorflow is not installed (make test installs tensorflow-cpu)")
 
     class Scale(tf.Module):
         def __init__(self):
