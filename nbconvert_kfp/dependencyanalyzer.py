@@ -80,11 +80,13 @@ class DependencyAnalyzer(Preprocessor):
             step["parents"] = sorted(graph.predecessors(name), key=topo.index)
         self._assign_metrics(model, steps, topo, writes, symbols, parameters, available)
         prelude_sources = [cell["source"] for cell in model["prelude"]]
+        prelude_modules = imported_modules(prelude_sources)
         for step in steps.values():
             step["outputs"] = sorted(step["outputs"])
             step.pop("prev_cells", None)
-            runs = [*prelude_sources, *step["imports"], *step["definitions"], *(c["source"] for c in step["cells"])]
-            step["modules"] = sorted(imported_modules(runs))
+            own = [*step["imports"], *step["definitions"], *(c["source"] for c in step["cells"])]
+            runs = [*prelude_sources, *own]
+            step["modules"] = sorted(prelude_modules | imported_modules(own))
             step["uses_ipython"] = any("get_ipython" in source for source in runs)
             step["displays"] = any(word in source for source in runs for word in ("display", "IPython", "get_ipython"))
         self._type_outputs(model, steps, topo)
@@ -178,13 +180,13 @@ class DependencyAnalyzer(Preprocessor):
     def _type_outputs(self, model, steps, topo) -> None:
         """Give each saved variable a KFP artifact type from the code that assigns it (Dataset, Model,
         Artifact), and warn where a step reads a value that cannot be saved (open file, generator...)."""
-        prelude = _joined(model["prelude"])
+        prelude_imports = imports_of(_joined(model["prelude"]))
         kinds: dict[str, dict[str, str]] = {}
         unsaveable: dict[str, dict[str, str]] = {}
         for name in topo:
             step = steps[name]
             cells = _joined(step["cells"])
-            imports = imports_of("\n".join([prelude, *step["imports"], cells]))
+            imports = {**prelude_imports, **imports_of("\n".join([*step["imports"], cells]))}
             inputs = {var: kinds[source].get(var, ARTIFACT) for var, source in step["input_sources"].items()}
             kinds[name] = {**inputs, **infer_artifact_types(cells, imports, inputs)}
             unsaveable[name] = unsaveable_values(cells, imports, inputs)

@@ -16,6 +16,8 @@ def imported_modules(sources: Iterable[str]) -> set[str]:
     """Top-level names of the modules that code imports anywhere (functions included)."""
     modules: set[str] = set()
     for source in sources:
+        if "import" not in source:
+            continue
         try:
             tree = ast.parse(source)
         except SyntaxError:
@@ -38,6 +40,7 @@ def is_standard_library(module: str) -> bool:
     return module in sys.stdlib_module_names or module in sys.builtin_module_names
 
 
+@lru_cache(maxsize=1024)
 def requirement(module: str) -> str | None:
     """``sklearn`` -> ``scikit-learn==1.9.1``; ``None`` for the standard library and unknown modules."""
     if is_standard_library(module) or module in PROVIDED:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 _UNSAFE_IN_RAW = {"\r", "\x00", "\x0c", "\x0b", "\x1a"}
+#: Control characters other than tab and newline: a raw string cannot hold them as they are.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f]")
 
 
 def python_literal(value: Any) -> str:
@@ -35,7 +38,7 @@ def code_literal(source: str) -> str:
     code allows one, so backslashes read as they do in the notebook.
     """
     text = "\n" + source if source.endswith("\n") else "\n" + source + "\n"
-    printable = not any(ch in _UNSAFE_IN_RAW or (ord(ch) < 32 and ch not in "\n\t") for ch in text)
+    printable = not _CONTROL.search(text)
     for quote in ("'''", '"""'):
         if printable and quote not in text:
             return f"r{quote}{text}{quote}"

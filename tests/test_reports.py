@@ -136,3 +136,16 @@ def test_dict_confusion_matrix_and_roc_metrics(tmp_path):
     assert [p["recall"] for p in curve] == tpr.tolist()
     # roc_curve's first threshold is +inf, which JSON cannot hold: it is logged as max + 1
     assert [p["confidenceThreshold"] for p in curve] == [1.9, *thresholds[1:].tolist()]
+
+
+def test_pipeline_without_any_artifact_compiles_and_runs(tmp_path):
+    import nbformat
+
+    nb = _build_notebook([(["step:a"], "x = 1"), (["step:b"], "y = 2")])
+    notebook = tmp_path / "bare.ipynb"
+    nbformat.write(nb, notebook)
+    script = _convert(notebook, "--KFPExporter.step_reports=False")
+    assert "from kfp.dsl import" not in script.read_text(encoding="utf-8")
+    assert _run(script).returncode == 0
+    proc = _run(script, "--local")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
