@@ -139,7 +139,9 @@ def test_the_installed_config_file_enables_the_extension():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     shipped = project["tool"]["setuptools"]["data-files"]["etc/jupyter/jupyter_server_config.d"]
     assert shipped == ["jupyter-config/jupyter_server_config.d/nbconvert_kfp.json"]
-    assert any(d.startswith("jupyter_server") for d in project["project"]["dependencies"])
+    # jupyter_server is the 'server' extra (JupyterLab brings it), not a dependency of the CLI
+    assert any(d.startswith("jupyter_server") for d in project["project"]["optional-dependencies"]["server"])
+    assert not any(d.startswith("jupyter_server") for d in project["project"]["dependencies"])
     import nbconvert_kfp  # the package stays import-light: the hooks import the server lazily
 
     assert nbconvert_kfp._jupyter_server_extension_points() == [{"module": "nbconvert_kfp"}]
