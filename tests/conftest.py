@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,22 @@ def compile_script():
         return yaml.safe_load(script_path.with_suffix(".yaml").read_text(encoding="utf-8"))
 
     return _compile
+
+
+def script_constant(script: str, name: str):
+    """The literal value a generated script assigns to a module-level constant."""
+    for node in ast.parse(script).body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == name):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{name} is not assigned in the script")
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
+    """Terminate a server the test started; kill it if it does not exit in time."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)

@@ -13,6 +13,7 @@ import pytest
 from nbconvert.exporters import get_export_names, get_exporter
 from traitlets.config import Config
 
+from conftest import script_constant
 from nbconvert_kfp.errors import PipelineGraphError
 from nbconvert_kfp.exporter import KFPExporter
 from nbconvert_kfp.naming import kfp_name
@@ -34,14 +35,6 @@ SIMPLE = [
 def string_constants(script):
     return {node.value for node in ast.walk(ast.parse(script))
             if isinstance(node, ast.Constant) and isinstance(node.value, str)}
-
-
-def assigned_constant(script, name):
-    for node in ast.parse(script).body:
-        if (isinstance(node, ast.Assign) and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == name):
-            return ast.literal_eval(node.value)
-    raise AssertionError(f"{name} is not assigned in the script")
 
 
 def strip_header_comments(text):
@@ -138,8 +131,8 @@ def test_defaults(make_nb):
     assert not pipeline["description"]
     assert pipeline["base_image"] == f"python:{sys.version_info.major}.{sys.version_info.minor}"
     assert pipeline["experiment"] == "Default"
-    assert assigned_constant(script, "PIPELINE_NAME") == "simple"
-    assert assigned_constant(script, "BASE_IMAGE") == pipeline["base_image"]
+    assert script_constant(script, "PIPELINE_NAME") == "simple"
+    assert script_constant(script, "BASE_IMAGE") == pipeline["base_image"]
 
 
 def test_default_name_from_file_name_is_made_valid(make_nb):
@@ -157,10 +150,10 @@ def test_kale_1_metadata(make_nb):
     assert pipeline["description"] == "meta description"
     assert pipeline["base_image"] == "registry/img:1"
     assert pipeline["experiment"] == "exp-one"
-    assert assigned_constant(script, "PIPELINE_NAME") == "meta-name"
-    assert assigned_constant(script, "PIPELINE_DESCRIPTION") == "meta description"
-    assert assigned_constant(script, "BASE_IMAGE") == "registry/img:1"
-    assert assigned_constant(script, "EXPERIMENT") == "exp-one"
+    assert script_constant(script, "PIPELINE_NAME") == "meta-name"
+    assert script_constant(script, "PIPELINE_DESCRIPTION") == "meta description"
+    assert script_constant(script, "BASE_IMAGE") == "registry/img:1"
+    assert script_constant(script, "EXPERIMENT") == "exp-one"
 
 
 def test_kale_metadata_experiment_name_and_base_image(make_nb):
@@ -187,7 +180,7 @@ def test_traits_override_metadata(make_nb):
     assert pipeline["description"] == "trait description"
     assert pipeline["base_image"] == "img:trait"
     assert pipeline["experiment"] == "exp-trait"
-    assert assigned_constant(script, "EXPERIMENT") == "exp-trait"
+    assert script_constant(script, "EXPERIMENT") == "exp-trait"
 
 
 def test_config_traits_override_metadata(make_nb):
@@ -207,7 +200,7 @@ def test_invalid_pipeline_name_is_made_valid(make_nb, where):
         script, pipeline = settings(make_nb, {"pipeline_name": "My Pipeline!"})
     assert KFP_NAME.match(pipeline["name"])
     assert pipeline["name"] == "my-pipeline"
-    assert assigned_constant(script, "PIPELINE_NAME") == "my-pipeline"
+    assert script_constant(script, "PIPELINE_NAME") == "my-pipeline"
 
 
 # --- the generated script -----------------------------------------------------------------------
@@ -263,7 +256,7 @@ def test_hostile_text_survives_into_script_and_ir(tmp_path, make_nb, compile_scr
     script, resources = KFPExporter().from_notebook_node(nb, {"metadata": {"name": "hostile"}})
     compile(script, "hostile_pipeline.py", "exec")
     assert resources["kfp"]["parameters"][0]["default"] == HOSTILE
-    assert assigned_constant(script, "PIPELINE_DESCRIPTION") == HOSTILE
+    assert script_constant(script, "PIPELINE_DESCRIPTION") == HOSTILE
     assert "\n" + HOSTILE_SOURCE in string_constants(script)
 
     script_path = tmp_path / "hostile_pipeline.py"

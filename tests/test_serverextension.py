@@ -31,6 +31,7 @@ import yaml
 from fakekfp import FakeKFP
 
 from nbconvert_kfp.compilation import compile_script
+from conftest import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 ENABLE_FILE = ROOT / "jupyter-config" / "jupyter_server_config.d" / "nbconvert_kfp.json"
@@ -105,12 +106,7 @@ def server(tmp_path_factory, fake_kfp_module):
                 time.sleep(0.2)
         yield Server(url, token, process, log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def _notebook(tags_of_cell_2=("step:train", "prev:load")) -> dict:

@@ -17,7 +17,7 @@ import yaml
 from traitlets.config import Config
 
 from compiledir import IR, compile_all
-from conftest import VENV_BIN, _build_notebook
+from conftest import VENV_BIN, _build_notebook, script_constant
 from nbconvert_kfp.errors import NotebookError
 from nbconvert_kfp.exporter import KFPExporter
 
@@ -38,14 +38,6 @@ def settings_of(metadata=None, traits=None, cells=CELLS):
     nb = _build_notebook(cells, metadata={"kubeflow_notebook": metadata} if metadata is not None else None)
     script, resources = convert_nb(nb, config=Config({"KFPExporter": traits}) if traits else None)
     return resources["kfp"]["pipeline"], script
-
-
-def script_constant(script, name):
-    for node in ast.parse(script).body:
-        if (isinstance(node, ast.Assign) and len(node.targets) == 1
-                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == name):
-            return ast.literal_eval(node.value)
-    raise AssertionError(f"{name} is not assigned in the script")
 
 
 def run(cmd, cwd):
