@@ -8,6 +8,9 @@ from .pyliteral import python_literal as lit
 
 #: Option kinds that kfp-kubernetes applies (and kfp.local ignores).
 KUBERNETES_KINDS = frozenset({"timeout", "secret", "label", "annotation", "node_selector", "toleration"})
+#: Options that set one key/value pair on the pod, and the kfp-kubernetes call for each.
+_KEY_VALUE_CALLS = {"label": "add_pod_label", "annotation": "add_pod_annotation",
+                    "node_selector": "add_node_selector"}
 
 
 def effective_options(options: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -53,10 +56,8 @@ def _call(option: dict[str, Any], task: str) -> str | None:
     if kind == "secret":
         return (f"kubernetes.use_secret_as_env({task}, secret_name={lit(option['secret'])}, "
                 f"secret_key_to_env={{{lit(option['key'])}: {lit(option['env'])}}})")
-    if kind in ("label", "annotation"):
-        return f"kubernetes.add_pod_{kind}({task}, {lit(option['key'])}, {lit(option['value'])})"
-    if kind == "node_selector":
-        return f"kubernetes.add_node_selector({task}, {lit(option['key'])}, {lit(option['value'])})"
+    if kind in _KEY_VALUE_CALLS:
+        return f"kubernetes.{_KEY_VALUE_CALLS[kind]}({task}, {lit(option['key'])}, {lit(option['value'])})"
     if kind == "toleration":
         fields = [f"{name}={lit(option[name])}" for name in ("key", "operator", "value", "effect")
                   if option[name] is not None]

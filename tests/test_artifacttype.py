@@ -297,8 +297,6 @@ def test_a_rebound_variable_is_judged_by_its_last_value():
 # --- wired into the conversion: the compiled IR types each output, and the conversion warns --------
 
 def test_compiled_outputs_carry_the_inferred_artifact_types(tmp_path):
-    import logging
-
     from compiledir import compile_all
     from conftest import _build_notebook
     from nbconvert_kfp.exporter import KFPExporter

@@ -7,14 +7,10 @@ import ast
 import logging
 import re
 import shlex
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
-from pathlib import Path
 
 import pytest
-import yaml
 from traitlets.config import Config
 
 from compiledir import IR, compile_all

@@ -4,7 +4,6 @@ per-run PVCs) compiled to KFP IR and run locally."""
 
 from __future__ import annotations
 
-import ast
 import logging
 import shutil
 import subprocess
@@ -13,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import yaml
 from traitlets.config import Config
 
 from compiledir import IR, compile_all

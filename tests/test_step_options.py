@@ -11,7 +11,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import yaml
 from traitlets.config import Config
 
 from compiledir import IR, compile_all
