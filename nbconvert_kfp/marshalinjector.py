@@ -97,29 +97,19 @@ class MarshalInjector(Preprocessor):
         for step in model["steps"]:
             component = self._component(step, functions, tasks, param_ident, param_type, outputs_by_step)
             options = effective_options(step["options"])
-            task = component["task"]
-            image = [o["image"] for o in options if o["kind"] == "image"]
-            component["base_image"] = python_literal(image[-1]) if image else "BASE_IMAGE"
-            component["options"] = task_calls(options, task, pipeline["enable_caching"])
-            mounted = [v for v in pipeline["volumes"] if v["steps"] is None or step["name"] in v["steps"]]
-            for volume in mounted:
-                component["options"] += volume_calls(volume, task, *claims[volume["name"]])
-            modules_behind[step["name"]] = set(step["modules"]).union(
-                *(modules_behind[p] for p in step["input_sources"].values()))
-            reports = [o["enabled"] for o in options if o["kind"] == "report"]
-            if (reports[-1] if reports else pipeline["reports"]):
-                component["report"] = self._report_output(component, step)
-                pipeline_outputs.append({"ident": namer.take(f"{component['function']}_report"), "type": "HTML",
-                                         "task": task, "output": component["report"]})
-            component["ipython"] = step["displays"]
-            component["packages"] = [python_literal(r) for r in self._packages(
-                step, options, modules_behind[step["name"]], pipeline)]
-            unapplied = [describe(o) for o in options if o["kind"] in ("limit", "request") or o["kind"] in
-                         KUBERNETES_KINDS] + [f"volume {v['name']} at {v['mount_point']}" for v in mounted]
-            if image:
-                unapplied.append(f"image {image[-1]}")
+            unapplied = self._apply_options(component, step, options, pipeline, claims)
             if unapplied:
                 ignored.append(python_literal(f"step {step['name']!r}: {', '.join(unapplied)}"))
+            modules_behind[step["name"]] = set(step["modules"]).union(
+                *(modules_behind[p] for p in step["input_sources"].values()))
+            component["packages"] = [python_literal(r) for r in self._packages(
+                step, options, modules_behind[step["name"]], pipeline)]
+            reports = [o["enabled"] for o in options if o["kind"] == "report"]
+            if (reports[-1] if reports else pipeline["reports"]):
+                component["report"] = self._report_output(component)
+                pipeline_outputs.append({"ident": namer.take(f"{component['function']}_report"), "type": "HTML",
+                                         "task": component["task"], "output": component["report"]})
+            component["ipython"] = step["displays"]
             step["component"] = component
             if component["metrics"]:
                 pipeline_outputs.append({"ident": namer.take(f"{component['function']}_metrics"), "type": "Metrics",
@@ -154,7 +144,21 @@ class MarshalInjector(Preprocessor):
         return nb, resources
 
     @staticmethod
-    def _report_output(component: dict[str, Any], step: dict[str, Any]) -> str:
+    def _apply_options(component, step, options, pipeline, claims) -> list[str]:
+        """Set the step's image, task calls and volume mounts; return what a local run cannot apply."""
+        task = component["task"]
+        image = [o["image"] for o in options if o["kind"] == "image"]
+        component["base_image"] = python_literal(image[-1]) if image else "BASE_IMAGE"
+        component["options"] = task_calls(options, task, pipeline["enable_caching"])
+        mounted = [v for v in pipeline["volumes"] if v["steps"] is None or step["name"] in v["steps"]]
+        for volume in mounted:
+            component["options"] += volume_calls(volume, task, *claims[volume["name"]])
+        unapplied = [describe(o) for o in options if o["kind"] in ("limit", "request") or o["kind"] in
+                     KUBERNETES_KINDS] + [f"volume {v['name']} at {v['mount_point']}" for v in mounted]
+        return unapplied + [f"image {image[-1]}"] if image else unapplied
+
+    @staticmethod
+    def _report_output(component: dict[str, Any]) -> str:
         """Add the step's HTML report to its component signature; return the parameter name."""
         taken = {argument.partition(":")[0] for argument in component["signature"]}
         ident = Namer(COMPONENT_LOCALS | taken).take("report")
