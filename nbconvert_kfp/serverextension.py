@@ -16,7 +16,7 @@ with the XSRF check for cookie-authenticated requests):
 
 A problem in the notebook answers 400 with ``{"message", "cell_index", "subject"}``; a bad
 request body 400 with ``{"message"}``; a failed deployment 502 with ``{"message"}``. KFP
-credentials are the Jupyter server's (see ``nbconvert_kfp.deployment``), never the request's.
+credentials are the Jupyter server's (see ``nbconvert_kfp.script.deployment``), never the request's.
 """
 
 from __future__ import annotations
@@ -55,19 +55,13 @@ class RequestError(Exception):
 
 def _coerce(name: str, kind: str, value: Any) -> Any:
     """A parameter value of the parameter's type; strings are read as the script's ``-p`` reads them."""
+    from .script.cli import parse_value
+
     if isinstance(value, str) and kind != "str":
-        text = value.strip()
         try:
-            if kind == "bool":
-                if text.lower() not in ("true", "1", "yes", "on", "false", "0", "no", "off"):
-                    raise ValueError(text)
-                value = text.lower() in ("true", "1", "yes", "on")
-            elif kind in ("list", "dict"):
-                value = json.loads(text)
-            else:
-                value = {"int": int, "float": float}[kind](text)
-        except (ValueError, KeyError):
-            raise RequestError(f"parameter {name!r}: {value!r} is not a {kind}") from None
+            value = parse_value(kind, value)
+        except ValueError as error:
+            raise RequestError(f"parameter {name!r}: {error}") from None
     if not isinstance(value, _JSON_TYPES.get(kind, (object,))) or (isinstance(value, bool) and kind != "bool"):
         raise RequestError(f"parameter {name!r}: expected a {kind}, got {json.dumps(value)}")
     return float(value) if kind == "float" else value
@@ -106,9 +100,8 @@ def convert(body: Any, config: Any = None, log: logging.Logger | None = None) ->
     """Convert a request body's notebook; compile the script. Runs in a worker thread."""
     from traitlets.config import Config
 
-    from . import dag
-    from .compilation import compile_script
-    from .exporter import KFPExporter
+    from .exporters import KFPExporter, compile_script
+    from .script import dag
 
     notebook, name, options, parameters = _read_body(body)
     stem = Path(name).name
@@ -132,7 +125,9 @@ def convert(body: Any, config: Any = None, log: logging.Logger | None = None) ->
         if unknown:
             raise RequestError(f"unknown parameters {', '.join(unknown)}; the pipeline's: "
                                f"{', '.join(types) or 'none'}")
-        arguments = {n: _coerce(n, types[n], v) for n, v in parameters.items()}
+        # the pipeline's own parameter names (a name that is a Python keyword gets a trailing '_')
+        kfp_names = model["script"]["parameter_names"]
+        arguments = {kfp_names[n]: _coerce(n, types[n], v) for n, v in parameters.items()}
         yaml_text = compile_script(script, arguments, stem=re.sub(r"\W", "_", stem) or "pipeline")
     finally:
         logger.removeHandler(collector)
@@ -156,7 +151,7 @@ def convert(body: Any, config: Any = None, log: logging.Logger | None = None) ->
 
 def deploy(body: Any, config: Any = None, log: logging.Logger | None = None) -> dict[str, Any]:
     """Convert, compile, upload and (with ``"run": true``) run. Runs in a worker thread."""
-    from . import deployment
+    from .script import deployment
 
     if not isinstance(body, dict):
         raise RequestError("the body must be a JSON object")
@@ -202,7 +197,7 @@ class _Handler(APIHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        from . import deployment
+        from .script import deployment
         from .errors import KFPExportError
 
         try:

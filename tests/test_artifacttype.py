@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from nbconvert_kfp.artifacttype import (
+from nbconvert_kfp.analysis.artifacttype import (
     ARTIFACT, DATASET, MODEL, imports_of, infer_artifact_types, unsaveable_values,
 )
 
@@ -298,10 +298,10 @@ def test_a_rebound_variable_is_judged_by_its_last_value():
 
 def test_compiled_outputs_carry_the_inferred_artifact_types(tmp_path):
     from compiledir import compile_all
-    from conftest import _build_notebook
-    from nbconvert_kfp.exporter import KFPExporter
+    from helpers import build_notebook
+    from nbconvert_kfp.exporters import KFPExporter
 
-    nb = _build_notebook([
+    nb = build_notebook([
         (["imports"], "import pandas as pd\nfrom sklearn.linear_model import LinearRegression"),
         (["step:make"], "df = pd.DataFrame({'x': [1.0, 2.0, 3.0], 'y': [2.0, 4.0, 6.0]})\n"
                         "model = LinearRegression()\nscale = lambda v: v * 2"),
@@ -324,10 +324,10 @@ def test_compiled_outputs_carry_the_inferred_artifact_types(tmp_path):
 
 
 def test_conversion_warns_when_a_step_reads_a_value_that_cannot_travel(caplog):
-    from conftest import _build_notebook
-    from nbconvert_kfp.exporter import KFPExporter
+    from helpers import build_notebook
+    from nbconvert_kfp.exporters import KFPExporter
 
-    nb = _build_notebook([
+    nb = build_notebook([
         (["step:a"], "fh = open('data.txt', 'w')\nrows = (i for i in range(3))\ncount = 3"),
         (["step:b", "prev:a"], "fh.write('x')\nprint(list(rows), count)"),
     ])

@@ -19,7 +19,7 @@ from pandas.testing import assert_frame_equal, assert_series_equal
 
 from nbconvert_kfp import marshal
 from nbconvert_kfp.marshal import resource_load, resource_save
-from nbconvert_kfp.runtime import Step
+from nbconvert_kfp.runtime.step import Step
 
 # Keras 3 runs on PyTorch here (tensorflow-cpu, in the test extra, serves the SavedModel backend).
 os.environ.setdefault("KERAS_BACKEND", "torch")

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from nbconvert_kfp import dag
+from nbconvert_kfp.script import dag
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -18,9 +18,9 @@ import yaml
 import fakekfp
 from fakekfp import FakeKFP
 
-from nbconvert_kfp import deployment
-from nbconvert_kfp.compilation import compile_script
-from nbconvert_kfp.deployment import DeploymentError
+from nbconvert_kfp.script import deployment
+from nbconvert_kfp.exporters import compile_script
+from nbconvert_kfp.script.deployment import DeploymentError
 
 fake_kfp = fakekfp.fake_kfp  # the fixture
 TOKEN = "s3cret-token-do-not-print"
@@ -231,7 +231,13 @@ def test_script_failures_exit_1_with_one_clear_line(fake_kfp, script):
 
 
 def test_script_deploy_options_are_checked(script):
-    parse = runpy.run_path(str(script), run_name="deploy_options_test")["parse_arguments"]
+    from nbconvert_kfp.script.cli import parse_arguments
+
+    namespace = runpy.run_path(str(script), run_name="deploy_options_test")
+
+    def parse(argv):
+        return parse_arguments(namespace, argv)
+
     args = parse(["--run", "--host", "https://kfp.example.com", "--namespace", "team-a"])
     assert (args.run, args.host, args.namespace, args.experiment) == (True, "https://kfp.example.com", "team-a", None)
     for argv in (["--local", "--run"], ["--host", "https://kfp.example.com"], ["--namespace", "x"]):

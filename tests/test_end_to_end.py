@@ -23,13 +23,9 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-PYTHON = sys.executable
-JUPYTER = str(Path(sys.executable).parent / "jupyter")
-REPO = Path(__file__).resolve().parent.parent
-NOTEBOOKS = REPO / "tests" / "notebooks"
-EXAMPLES = REPO / "examples"
+from helpers import EXAMPLES, JUPYTER, NOTEBOOKS, PYTHON, build_notebook, run, script_constant
+
 TIMEOUT = 600
 
 #: fixture notebook -> (source, pipeline name, {step: set of required parent steps})
@@ -65,38 +61,9 @@ FINISHED = re.compile(r"\[nbconvert-kfp\] step '([^']*)' finished in")
 # --- helpers -------------------------------------------------------------------------------
 
 
-def build_notebook(cells):
-    """Notebook from ``(tags, source)`` pairs; ``tags=None`` makes a markdown cell."""
-    built = []
-    for tags, source in cells:
-        if tags is None:
-            built.append(new_markdown_cell(source))
-        else:
-            built.append(new_code_cell(textwrap.dedent(source).strip("\n"), metadata={"tags": list(tags)}))
-    nb = new_notebook(cells=built)
-    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    return nb
-
-
-def run(cmd, cwd, timeout=TIMEOUT):
-    """Run a command; stdout and stderr merged, decoded as UTF-8."""
-    env = dict(os.environ, PYTHONIOENCODING="utf-8")
-    return subprocess.run([str(c) for c in cmd], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          env=env, timeout=timeout, encoding="utf-8", errors="replace")
-
-
 def metrics_of(output):
     """``metric NAME = VALUE`` lines that the script prints after a successful local run."""
     return {name: float(value) for name, value in METRIC_LINE.findall(output)}
-
-
-def script_constant(script, name):
-    """A literal module-level constant of a generated script."""
-    tree = ast.parse(script.read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
-            return ast.literal_eval(node.value)
-    raise AssertionError(f"{name} not found in {script}")
 
 
 def parameter_types(script):
@@ -200,7 +167,7 @@ class Lab:
         directory = self.root / name
         directory.mkdir()
         nb_path = directory / f"{name}.ipynb"
-        nbformat.write(build_notebook(cells), nb_path)
+        nbformat.write(build_notebook(cells, markdown=True, dedent=True), nb_path)
         body, resources = get_exporter("kfp")().from_filename(str(nb_path))
         script = directory / f"{name}{resources['output_extension']}"
         script.write_text(body, encoding="utf-8")
@@ -311,6 +278,26 @@ PARAMS = [
     (["pipeline-metrics"], "score"),
 ]
 
+#: Steps named like Python builtins and like the names the generated script defines, handing data on;
+#: variables named like the names a component body uses.
+BUILTIN_NAMES = [
+    (["pipeline-parameters"], "main = 2\nrequirements = 3"),
+    (["step:print"], "step = 1\nbundle = 10"),
+    (["step:str"], "sys = step + 1"),
+    (["step:list"], "Step = sys + 1"),
+    (["step:getattr"], "report = Step + 1"),
+    (["step:exec"], "metrics = report + 1"),
+    (["step:compile"], "executor_input = metrics + 1"),
+    (["step:ValueError"], "x = executor_input + main"),
+    (["step:dsl"], "x = x + requirements"),
+    (["step:kfp"], "x = x + 1"),
+    (["step:pipeline"], "x = x + 1"),
+    (["step:main"], "total = x + bundle"),
+    (["pipeline-metrics"], "total"),
+]
+BUILTIN_STEPS = ["print", "str", "list", "getattr", "exec", "compile", "ValueError", "dsl", "kfp", "pipeline",
+                 "main"]
+
 WORKDIR_PROBE = [
     (["imports"], "import os"),
     (["step:probe"], """
@@ -339,7 +326,7 @@ def lab(tmp_path_factory):
 
     for name, cells in [("failing", FAILING), ("mutation", MUTATION), ("function", FUNCTION),
                         ("class_unnamed", CLASS_UNNAMED), ("class_named", CLASS_NAMED), ("lambda", LAMBDA),
-                        ("params", PARAMS), ("workdir_probe", WORKDIR_PROBE)]:
+                        ("params", PARAMS), ("workdir_probe", WORKDIR_PROBE), ("builtin_names", BUILTIN_NAMES)]:
         try:
             lab.convert_custom(name, cells)
         except Exception as err:  # reported by the tests that need this notebook
@@ -348,7 +335,7 @@ def lab(tmp_path_factory):
     (probe / "wd").mkdir(parents=True)
     (probe / "cwd").mkdir()
     jobs = [(name, name, (), {}) for name in ("failing", "mutation", "function", "class_unnamed",
-                                              "class_named", "lambda")]
+                                              "class_named", "lambda", "builtin_names")]
     jobs += [("params_default", "params", (), {}), ("params_override", "params", PARAMS_OVERRIDE, {}),
              ("workdir_probe", "workdir_probe",
               ("--workdir", probe / "wd", "--pipeline-root", probe / "root"), {"cwd": probe / "cwd"})]
@@ -392,7 +379,8 @@ def test_fixture_notebook_compiles_to_yaml(lab, stem):
     assert len(spec["components"]) == len(edges)
     tasks = spec["root"]["dag"]["tasks"]
     assert len(tasks) == len(edges)
-    step_names = script_constant(result.script, "STEP_NAMES")  # task name -> notebook step name
+    graph = script_constant(result.script, "GRAPH")
+    step_names = {step["task"]: step["name"] for step in graph["steps"]}  # task name -> notebook step name
     assert set(step_names) == set(tasks)
     assert set(step_names.values()) == set(edges)
     task_of = {step: task for task, step in step_names.items()}
@@ -614,6 +602,18 @@ def test_lambda_passes_between_steps(lab):
     assert "dill" in json.dumps(formats)
 
 
+def test_steps_named_like_builtins_and_script_names_compile_and_run(lab, tmp_path):
+    result = lab.result("builtin_names")
+    compiled = run([PYTHON, result.script, "--output", tmp_path / "names.yaml"], cwd=result.directory)
+    assert compiled.returncode == 0, compiled.stdout
+    tasks = yaml.safe_load((tmp_path / "names.yaml").read_text(encoding="utf-8"))["root"]["dag"]["tasks"]
+    display = {task.get("taskInfo", {}).get("name") for task in tasks.values()}
+    assert set(BUILTIN_STEPS) <= display | set(tasks)
+    assert_succeeded(result, "builtin-names")
+    assert metrics_of(result.local.stdout) == {"total": 23.0}
+    assert set(STARTED.findall(result.local.stdout)) >= set(BUILTIN_STEPS)
+
+
 # --- the generated script does not need nbconvert_kfp ---------------------------------------------
 
 
@@ -625,19 +625,45 @@ def _imports(tree):
             yield ("." * node.level) + (node.module or "")
 
 
-def test_generated_scripts_do_not_import_nbconvert_kfp(lab):
+def test_generated_scripts_import_nbconvert_kfp_only_from_what_they_carry(lab):
+    """Every function of a script that imports nbconvert_kfp first puts the archive it carries on sys.path."""
     assert not lab.conversion_errors, lab.conversion_errors
     scripts = [run_.script for run_ in lab.custom.values()]
     for stem in FIXTURES:
         result = lab.result(stem)
         result.check_converted()
         scripts.append(result.script)
+    loaders = ("_script_tools()", "_step_runtime()", "sys.path.insert(0, bundle.path)")
     for script in scripts:
         text = script.read_text(encoding="utf-8")
-        imported = set(_imports(ast.parse(text)))
-        assert not {m for m in imported if m.split(".")[0] == "nbconvert_kfp" or m.startswith(".")}, script
+        tree = ast.parse(text)
+        imported = set(_imports(tree))
         third_party = {m.split(".")[0] for m in imported} - set(sys.stdlib_module_names)
-        assert third_party == {"kfp"}, (script, imported)
+        assert third_party <= {"kfp", "nbconvert_kfp"}, (script, imported)
+        for function in (n for n in tree.body if isinstance(n, ast.FunctionDef)):
+            if any(m.split(".")[0] == "nbconvert_kfp" for m in _imports(function)):
+                assert any(loader in ast.get_source_segment(text, function) for loader in loaders), \
+                    (script, function.name)
+
+
+SCRIPT_WITHOUT_PACKAGE = textwrap.dedent(r"""
+    import importlib.util, runpy, sys
+
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f)]  # the editable install's finder
+    for name in [m for m in sys.modules if m.split(".")[0] == "nbconvert_kfp"]:
+        del sys.modules[name]
+    assert importlib.util.find_spec("nbconvert_kfp") is None, "nbconvert_kfp is importable"
+    namespace = runpy.run_path(sys.argv[1], run_name="isolated")
+    sys.exit(namespace["main"](["--output", sys.argv[2]]))
+""")
+
+
+def test_generated_script_compiles_where_nbconvert_kfp_is_not_installed(lab, tmp_path):
+    script = lab.custom_script("lambda")
+    output = tmp_path / "isolated.yaml"
+    proc = run([PYTHON, "-c", SCRIPT_WITHOUT_PACKAGE, script, output], cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stdout
+    assert yaml.safe_load(output.read_text(encoding="utf-8"))["pipelineInfo"]["name"] == "lambda"
 
 
 ISOLATED_PROBE = textwrap.dedent(r"""
@@ -650,10 +676,11 @@ ISOLATED_PROBE = textwrap.dedent(r"""
         source = fh.read()
     namespace = {}
     exec(compile(source, "<_step_runtime>", "exec"), namespace)
-    Step = namespace["_step_runtime"]().Step
+    namespace["_step_runtime"]()
+    from nbconvert_kfp.runtime.step import Step
     import nbconvert_kfp.marshal as marshal
-    print("MARSHAL_FILE", marshal.__file__)
-    print("PACKAGE_IS_EMBEDDED", sys.modules["nbconvert_kfp"].__path__ == [])
+    print("MARSHAL_FILE", marshal.__file__.replace(os.sep, "/").rsplit(".zip/", 1)[-1])
+    print("PACKAGE_IS_EMBEDDED", ".zip" in sys.modules["nbconvert_kfp"].__file__)
 
     class Artifact:
         def __init__(self, path):
@@ -681,14 +708,14 @@ def test_embedded_step_runtime_works_without_site_packages(lab, tmp_path):
     text = script.read_text(encoding="utf-8")
     tree = ast.parse(text)
     # exactly what KFP ships to a step: the functions passed as the components' additional_funcs
-    shipped = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in ("_install_modules", "_step_runtime")]
-    assert len(shipped) == 2
+    shipped = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_step_runtime"]
+    assert len(shipped) == 1
     source_file = tmp_path / "step_runtime.py"
     source_file.write_text("\n\n".join(ast.get_source_segment(text, f) for f in shipped), encoding="utf-8")
     proc = run([PYTHON, "-I", "-S", "-c", ISOLATED_PROBE, source_file], cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stdout
     out = proc.stdout
-    assert "MARSHAL_FILE <nbconvert_kfp/marshal.py>" in out
+    assert "MARSHAL_FILE nbconvert_kfp/runtime/marshal.py" in out
     assert "PACKAGE_IS_EMBEDDED True" in out
     assert "[nbconvert-kfp] step 'produce' finished" in out
     assert "FILES ['value.pkl'] pkl" in out

@@ -13,10 +13,10 @@ import pytest
 from nbconvert.exporters import get_export_names, get_exporter
 from traitlets.config import Config
 
-from conftest import script_constant
+from helpers import script_constant
 from nbconvert_kfp.errors import PipelineGraphError
-from nbconvert_kfp.exporter import KFPExporter
-from nbconvert_kfp.naming import kfp_name
+from nbconvert_kfp.exporters import KFPExporter
+from nbconvert_kfp.codegen.identifier import kfp_name
 
 HERE = Path(__file__).parent
 REPO = HERE.parent

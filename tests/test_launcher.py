@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from nbconvert_kfp import launcher
-from nbconvert_kfp.launcher import WarmLauncher
+from nbconvert_kfp.script import launcher
+from nbconvert_kfp.script.launcher import WarmLauncher
+
+from helpers import JUPYTER
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the warm launcher forks (Linux)")
 
 FIXTURES = Path(__file__).parent / "notebooks"
-JUPYTER = Path(sys.executable).parent / "jupyter"
 
 
 def test_launcher_replaces_and_restores_the_python_executable():

@@ -703,7 +703,7 @@ def _unsaveable_values(tmp_path):
 
 
 def test_each_unsaveable_value_fails_the_step_with_a_message_that_says_what_to_do(tmp_path):
-    from nbconvert_kfp.runtime import Step
+    from nbconvert_kfp.runtime.step import Step
 
     class Artifact:
         def __init__(self, path):
@@ -743,7 +743,7 @@ def test_in_memory_streams_and_spark_schema_types_are_saveable(tmp_path):
 
 
 def test_a_value_nested_in_a_container_fails_with_pickles_reason(tmp_path):
-    from nbconvert_kfp.runtime import Step
+    from nbconvert_kfp.runtime.step import Step
 
     class Artifact:
         def __init__(self, path):

@@ -13,7 +13,6 @@ import io
 import json
 import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -21,8 +20,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-PYTHON = sys.executable
-JUPYTER = str(Path(sys.executable).parent / "jupyter")
+from helpers import JUPYTER, PYTHON
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "mixed_values.ipynb"
 TIMEOUT = 300
 

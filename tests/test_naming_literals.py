@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nbconvert_kfp.naming import Namer, ascii_identifier, kfp_name
-from nbconvert_kfp.pyliteral import code_literal, python_literal
+from nbconvert_kfp.codegen.identifier import Namer, ascii_identifier, kfp_name
+from nbconvert_kfp.codegen.literal import code_literal, python_literal
 
 KFP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
 

@@ -3,7 +3,6 @@ versions, plus extra packages and package: tags; checked in the compiled KFP IR.
 
 from __future__ import annotations
 
-import ast
 import logging
 import re
 import shlex
@@ -14,8 +13,8 @@ import pytest
 from traitlets.config import Config
 
 from compiledir import IR, compile_all
-from conftest import _build_notebook
-from nbconvert_kfp.exporter import KFPExporter
+from helpers import build_notebook
+from nbconvert_kfp.exporters import KFPExporter
 
 TIMEOUT = 300
 EXTRA = "tqdm==4.66.0"
@@ -93,7 +92,7 @@ def containers(docs):
 def compiled(tmp_path_factory):
     """Two compiles of the same notebook: packages on (with extras and index URLs) and off."""
     root = tmp_path_factory.mktemp("knobs_packages")
-    nb = _build_notebook(CELLS)
+    nb = build_notebook(CELLS)
     variants = {
         "on": {"extra_packages": [EXTRA], "pip_index_urls": INDEX_URLS},
         "off": {"install_packages": False, "extra_packages": [EXTRA]},
@@ -219,5 +218,5 @@ def test_install_packages_off_without_extras_installs_nothing_of_the_notebooks(p
     model = pipeline_model(CELLS, config=Config({"KFPExporter": {"install_packages": False}}))
     for step in STEPS:
         expected = ["xgboost==2.1.0"] if step == "frames" else []
-        packages = [ast.literal_eval(p) for p in model["steps"][step]["component"]["packages"]]
+        packages = model["steps"][step]["component"]["packages"]
         assert packages == expected, step

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
-JUPYTER = Path(sys.executable).parent / "jupyter"
+from helpers import JUPYTER
+
 
 REGISTRATION = '''\
 from nbconvert_kfp.marshal import resource_save, resource_load

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import _build_notebook  # noqa: F401  (shared notebook builder)
+from helpers import JUPYTER, build_notebook
 
 FIXTURES = Path(__file__).parent / "notebooks"
-JUPYTER = Path(sys.executable).parent / "jupyter"
 pytest.importorskip("matplotlib", reason="the report figure test needs matplotlib")
 
 
@@ -69,7 +68,7 @@ def test_report_is_a_kfp_html_artifact_and_a_disabled_step_has_none(rich_run):
 
 
 def test_failing_cell_writes_a_report_and_names_step_cell_and_line(tmp_path):
-    nb = _build_notebook([(["step:ok"], "a = 1"), (["step:boom", "prev:ok"], "b = a + 1\nc = b / 0\nprint('never')")])
+    nb = build_notebook([(["step:ok"], "a = 1"), (["step:boom", "prev:ok"], "b = a + 1\nc = b / 0\nprint('never')")])
     notebook = tmp_path / "boom.ipynb"
     import nbformat
 
@@ -96,7 +95,7 @@ def test_reports_can_be_turned_off_for_the_whole_pipeline(tmp_path):
 def test_untagged_notebook_is_one_step_with_its_parameters(tmp_path):
     import nbformat
 
-    nb = _build_notebook([(["parameters"], "n = 3"), ([], "total = sum(range(n))"), ([], "print('TOTAL', total)")])
+    nb = build_notebook([(["parameters"], "n = 3"), ([], "total = sum(range(n))"), ([], "print('TOTAL', total)")])
     notebook = tmp_path / "plain.ipynb"
     nbformat.write(nb, notebook)
     script = _convert(notebook)
@@ -109,7 +108,7 @@ def test_untagged_notebook_is_one_step_with_its_parameters(tmp_path):
 def test_dict_confusion_matrix_and_roc_metrics(tmp_path):
     import nbformat
 
-    nb = _build_notebook([
+    nb = build_notebook([
         (["imports"], "import numpy as np\nfrom sklearn.metrics import confusion_matrix, roc_curve"),
         (["step:evaluate"], "y_true = np.array([0, 0, 1, 1, 1])\ny_score = np.array([0.1, 0.6, 0.4, 0.8, 0.9])\n"
                             "scores = {'accuracy': 0.8, 'recall': 2 / 3}\n"
@@ -141,7 +140,7 @@ def test_dict_confusion_matrix_and_roc_metrics(tmp_path):
 def test_pipeline_without_any_artifact_compiles_and_runs(tmp_path):
     import nbformat
 
-    nb = _build_notebook([(["step:a"], "x = 1"), (["step:b"], "y = 2")])
+    nb = build_notebook([(["step:a"], "x = 1"), (["step:b"], "y = 2")])
     notebook = tmp_path / "bare.ipynb"
     nbformat.write(nb, notebook)
     script = _convert(notebook, "--KFPExporter.step_reports=False")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from nbconvert_kfp import marshal
-from nbconvert_kfp.runtime import Step
+from nbconvert_kfp.runtime.step import Step
 
 
 class FakeArtifact:
@@ -255,7 +255,7 @@ def test_log_metrics_logs_numbers_and_skips_the_rest(tmp_path, capsys):
 
 GET_IPYTHON_PROBE = textwrap.dedent(r"""
     import sys
-    from nbconvert_kfp.runtime import Step
+    from nbconvert_kfp.runtime.step import Step
 
     with Step("shell") as step:
         assert callable(step.namespace["get_ipython"])

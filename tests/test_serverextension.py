@@ -14,7 +14,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -30,18 +29,12 @@ import pytest
 import yaml
 from fakekfp import FakeKFP
 
-from nbconvert_kfp.compilation import compile_script
-from conftest import stop_process
+from nbconvert_kfp.exporters import compile_script
+from helpers import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 ENABLE_FILE = ROOT / "jupyter-config" / "jupyter_server_config.d" / "nbconvert_kfp.json"
 KFP_TOKEN = "kfp-token-of-the-jupyter-server"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:
@@ -82,7 +75,7 @@ def server(tmp_path_factory, fake_kfp_module):
     config.mkdir(parents=True)
     shutil.copy(ENABLE_FILE, config)  # what installing the package puts in etc/jupyter
     (base / "root").mkdir()
-    token, port = secrets.token_hex(16), _free_port()
+    token, port = secrets.token_hex(16), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KF_PIPELINES", "JUPYTER"))}
     env.update(HOME=str(base / "home"), JUPYTER_CONFIG_DIR=str(base / "config"),
                JUPYTER_RUNTIME_DIR=str(base / "runtime"), KF_PIPELINES_TOKEN=KFP_TOKEN)
@@ -209,7 +202,7 @@ def test_convert_returns_a_script_that_compiles_its_yaml_and_the_dag(server, tmp
     ({"notebook": {"cells": "nope"}}, 400, {"message": re.compile("^not a valid notebook")}),
     ({"notebook": _notebook(), "options": {"template_file": "x"}}, 400, {"message": re.compile("^unknown options")}),
     ({"notebook": _notebook(), "options": {"parameters": {"SEED": "many"}}}, 400,
-     {"message": "parameter 'SEED': 'many' is not a int"}),
+     {"message": "parameter 'SEED': expected an integer, got 'many'"}),
     ({"notebook": _notebook(), "options": {"parameters": {"EPOCHS": 3}}}, 400,
      {"message": "unknown parameters EPOCHS; the pipeline's: SEED, RATE"}),
 ])

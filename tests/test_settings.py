@@ -15,9 +15,9 @@ import pytest
 from traitlets.config import Config
 
 from compiledir import IR, compile_all
-from conftest import VENV_BIN, _build_notebook, script_constant
+from helpers import VENV_BIN, build_notebook, script_constant
 from nbconvert_kfp.errors import NotebookError
-from nbconvert_kfp.exporter import KFPExporter
+from nbconvert_kfp.exporters import KFPExporter
 
 TIMEOUT = 300
 NOTEBOOKS = Path(__file__).parent / "notebooks"
@@ -33,7 +33,7 @@ def convert_nb(nb, name="settings_nb", config=None):
 
 
 def settings_of(metadata=None, traits=None, cells=CELLS):
-    nb = _build_notebook(cells, metadata={"kubeflow_notebook": metadata} if metadata is not None else None)
+    nb = build_notebook(cells, metadata={"kubeflow_notebook": metadata} if metadata is not None else None)
     script, resources = convert_nb(nb, config=Config({"KFPExporter": traits}) if traits else None)
     return resources["kfp"]["pipeline"], script
 
@@ -258,7 +258,7 @@ def lab(tmp_path_factory):
         scripts[stem] = directory / f"{stem}_pipeline.py"
         scripts[stem].write_text(script, encoding="utf-8")
     (root / "volumes").mkdir()
-    script, _ = convert_nb(_build_notebook(VOLUME_CELLS, metadata=VOLUME_METADATA), name="knobs_volumes")
+    script, _ = convert_nb(build_notebook(VOLUME_CELLS, metadata=VOLUME_METADATA), name="knobs_volumes")
     scripts["volumes"] = root / "volumes" / "knobs_volumes_pipeline.py"
     scripts["volumes"].write_text(script, encoding="utf-8")
     (root / "cli").mkdir()

@@ -14,9 +14,9 @@ import pytest
 from traitlets.config import Config
 
 from compiledir import IR, compile_all
-from conftest import _build_notebook
+from helpers import build_notebook
 from nbconvert_kfp.errors import TagError
-from nbconvert_kfp.exporter import KFPExporter
+from nbconvert_kfp.exporters import KFPExporter
 
 TIMEOUT = 300
 DEFAULT_IMAGE = f"python:{sys.version_info.major}.{sys.version_info.minor}"
@@ -70,7 +70,7 @@ def run_script(script: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def options_run(tmp_path_factory):
     directory = tmp_path_factory.mktemp("knobs_options")
-    nb = _build_notebook(OPTIONS_CELLS, metadata=OPTIONS_METADATA)
+    nb = build_notebook(OPTIONS_CELLS, metadata=OPTIONS_METADATA)
     script = write_script(directory, nb, "knobs_options")
     with ThreadPoolExecutor(2) as pool:
         compiled = pool.submit(compile_all, script)

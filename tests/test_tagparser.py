@@ -94,7 +94,7 @@ def test_untagged_cells_before_the_first_step_are_left_out_with_a_warning(pipeli
 ])
 def test_prev_tags_name_parents(pipeline_model, tags):
     model = pipeline_model([(["step:a"], "x = 1"), (["step:b"], "y = 2"), (tags, "z = 3")])
-    assert model["steps"]["c"]["prev"] == ["a", "b"]
+    assert [p["step"] for p in model["steps"]["c"]["prev"]] == ["a", "b"]
     assert model["steps"]["c"]["parents"] == ["a", "b"]
     assert model["step_order"][-1] == "c"
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -12,12 +10,13 @@ import yaml
 from nbconvert.exporters import get_export_names, get_exporter
 from traitlets.config import Config
 
-from nbconvert_kfp import yamlexporter
+from nbconvert_kfp.exporters import kfpyaml as yamlexporter
 from nbconvert_kfp.errors import KFPExportError, TagError
-from nbconvert_kfp.exporter import KFPExporter
-from nbconvert_kfp.yamlexporter import KFPYAMLExporter
+from nbconvert_kfp.exporters import KFPExporter
+from nbconvert_kfp.exporters import KFPYAMLExporter
 
-JUPYTER = Path(sys.executable).parent / "jupyter"
+from helpers import JUPYTER
+
 
 CELLS = [
     (["imports"], "import math"),

@@ -2,18 +2,38 @@
 
 That YAML is the file a user uploads in the KFP UI (*Upload pipeline*). The exporter
 builds the pipeline script exactly as the ``kfp`` exporter does, then compiles it in
-this process with :func:`nbconvert_kfp.compilation.compile_script`.
+this process with :func:`compile_script`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import runpy
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from traitlets import default
 
-from .compilation import compile_script
-from .errors import KFPExportError
-from .exporter import KFPExporter
+from ..errors import KFPExportError
+from ..script.compiler import write_ir
+from .kfp import KFPExporter
+
+
+def compile_script(script: str, parameters: dict[str, Any] | None = None, stem: str = "pipeline") -> str:
+    """Run a generated script's module code and return its pipeline compiled to IR YAML text.
+
+    ``parameters`` overrides parameter defaults, as ``-p NAME VALUE`` does. The script
+    is written to a temporary directory so that kfp can read its functions' source.
+    """
+    with tempfile.TemporaryDirectory(prefix="nbconvert-kfp-compile-") as directory:
+        path = Path(directory) / f"{stem}_pipeline.py"
+        path.write_text(script, encoding="utf-8")
+        namespace = runpy.run_path(str(path), run_name="nbconvert_kfp_compiled_pipeline")
+        with contextlib.redirect_stdout(io.StringIO()):
+            output = write_ir(namespace["pipeline"], path.with_suffix(".yaml"), dict(parameters or {}))
+        return output.read_text(encoding="utf-8")
 
 
 class KFPYAMLExporter(KFPExporter):

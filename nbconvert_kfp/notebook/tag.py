@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from enum import Enum
 
-from .errors import TagError
+from ..errors import TagError
 from .stepoption import PREFIXES
 
 

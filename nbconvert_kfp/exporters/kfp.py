@@ -7,23 +7,28 @@ from typing import Any
 
 from nbconvert.exporters import TemplateExporter
 from nbconvert.preprocessors import RegexRemovePreprocessor, TagRemovePreprocessor
-from traitlets import Bool, Dict, List, Unicode, default, validate
+from traitlets import Bool, Dict, Enum, List, Unicode, default, validate
 from traitlets.config import Config
 
+from ..errors import TracebackFilter
+from ..model import RESOURCE_KEY, Settings
+from ..preprocessors.componentbuilder import RUNTIME_MODES, ComponentBuilder
+from ..preprocessors.dependencyanalyzer import DependencyAnalyzer
+from ..preprocessors.tagparser import TagParser
 from . import settings
-from .dependencyanalyzer import DependencyAnalyzer
-from .errors import TracebackFilter
-from .marshalinjector import MarshalInjector
-from .tagparser import RESOURCE_KEY, TagParser
 
 #: Folder holding the ``kfp`` template directory.
-TEMPLATES = str(Path(__file__).parent / "templates")
+TEMPLATES = str(Path(__file__).parent.parent / "templates")
+#: The traits that are pipeline settings (see ``settings.resolve``).
+SETTING_TRAITS = ("pipeline_name", "pipeline_description", "base_image", "experiment", "enable_caching", "volumes",
+                  "steps_defaults", "install_packages", "extra_packages", "pip_index_urls", "pip_trusted_hosts",
+                  "install_kfp_package", "step_reports", "runtime", "runtime_package")
 
 
 class KFPExporter(TemplateExporter):
     """Export a notebook whose cells carry Kale tags as a Kubeflow Pipelines v2 script.
 
-    The preprocessor chain (TagParser -> DependencyAnalyzer -> MarshalInjector)
+    The preprocessor chain (TagParser -> DependencyAnalyzer -> ComponentBuilder)
     stores the pipeline in ``resources["kfp"]`` and the ``kfp`` template prints it.
     Pipeline settings come from these traits first, then from the notebook's
     ``kubeflow_notebook`` metadata (Kale 0.x, 1.x and 2.x keys), then defaults.
@@ -78,6 +83,28 @@ class KFPExporter(TemplateExporter):
     pip_index_urls = List(
         Unicode(), help="Package index URLs the steps install packages from (first one is the index).",
     ).tag(config=True)
+    pip_trusted_hosts = List(
+        Unicode(),
+        help="Hosts pip may reach without verifying TLS (pip --trusted-host). Default: none; every "
+        "index's certificate is verified.",
+    ).tag(config=True)
+    install_kfp_package = Bool(
+        True,
+        help="Let each step pip-install kfp when it starts (the step image needs kfp to run the step). "
+        "Turn off when the image already has kfp, e.g. on a cluster without a package index.",
+    ).tag(config=True)
+    runtime = Enum(
+        list(RUNTIME_MODES), "embedded",
+        help="How the steps get nbconvert-kfp's step runtime. 'artifact': a first step writes it, with the "
+        "notebook's imports and functions cells, to one KFP artifact that every step loads (works on any KFP "
+        "install, keeps steps small). 'package': each step pip-installs 'runtime_package'. 'image': the step "
+        "image has it. 'embedded': every step carries it in its own command (tiny pipelines only).",
+    ).tag(config=True)
+    runtime_package = Unicode(
+        "",
+        help="With runtime='package', the requirement the steps install (default: "
+        "nbconvert-kfp-runtime==<this version>, from the steps' package index).",
+    ).tag(config=True)
     step_reports = Bool(
         True,
         help="Give every step an HTML report of its cells and outputs (a KFP HTML artifact); a "
@@ -90,6 +117,12 @@ class KFPExporter(TemplateExporter):
     ).tag(config=True)
 
     def __init__(self, config: Config | None = None, **kw: Any):
+        if config is not None and "MarshalInjector" in config:
+            # The component builder's former name: its configuration section still applies.
+            config = Config(config)
+            section = Config({"ComponentBuilder": config["MarshalInjector"]})
+            section.merge(Config({"ComponentBuilder": config.get("ComponentBuilder", {})}))
+            config.merge(section)
         super().__init__(config=config, **kw)
         TracebackFilter.install(self.log)
 
@@ -114,7 +147,7 @@ class KFPExporter(TemplateExporter):
     def _default_preprocessors_default(self) -> list[Any]:
         # nbconvert's cell-removal preprocessors stay available (disabled unless configured);
         # the others (outputs, execution, LaTeX, ...) have no meaning for a pipeline script.
-        return [TagRemovePreprocessor, RegexRemovePreprocessor, TagParser, DependencyAnalyzer, MarshalInjector]
+        return [TagRemovePreprocessor, RegexRemovePreprocessor, TagParser, DependencyAnalyzer, ComponentBuilder]
 
     @property
     def default_config(self) -> Config:
@@ -122,19 +155,16 @@ class KFPExporter(TemplateExporter):
         config = Config({
             "TagParser": {"enabled": True},
             "DependencyAnalyzer": {"enabled": True},
-            "MarshalInjector": {"enabled": True},
+            "ComponentBuilder": {"enabled": True},
         })
         config.merge(super().default_config)
         return config
 
-    def pipeline_settings(self, nb: Any, resources: dict[str, Any]) -> dict[str, Any]:
+    def pipeline_settings(self, nb: Any, resources: dict[str, Any]) -> Settings:
         """Resolve the pipeline settings: traits, then notebook metadata, then defaults."""
         metadata = nb.get("metadata", {}).get("kubeflow_notebook", {}) or {}
         notebook = (resources.get("metadata") or {}).get("name") or "notebook"
-        options = {name: getattr(self, name) for name in (
-            "pipeline_name", "pipeline_description", "base_image", "experiment", "enable_caching",
-            "volumes", "steps_defaults", "install_packages", "extra_packages", "pip_index_urls",
-            "step_reports")}
+        options = {name: getattr(self, name) for name in SETTING_TRAITS}
         return settings.resolve(options, metadata, notebook, self.log)
 
     def from_notebook_node(self, nb: Any, resources: dict[str, Any] | None = None, **kw: Any):

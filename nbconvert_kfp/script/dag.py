@@ -1,21 +1,25 @@
 """A picture of the pipeline: its steps, the variables on each edge, its parameters.
 
-From the pipeline model (``resources["kfp"]``) this module draws
+From a :class:`Graph` (``graph(model)`` builds one from the pipeline model,
+``resources["kfp"]``; the generated script carries one as plain data) this module draws
 
-- ``mermaid(model)``: a Mermaid flowchart, which JupyterLab 4.1+ renders in a Markdown
-  ```` ```mermaid ```` block (``markdown(model)`` wraps it so);
-- ``svg(model)``: a standalone SVG image drawn here, with no graphviz: steps are laid
+- ``mermaid(graph)``: a Mermaid flowchart, which JupyterLab 4.1+ renders in a Markdown
+  ```` ```mermaid ```` block (``markdown(graph)`` wraps it so);
+- ``svg(graph)``: a standalone SVG image drawn here, with no graphviz: steps are laid
   out in layers (topological generations), edges carry the names of the variables
   that flow along them, and the parameters are listed.
 
-Every text the user wrote (step names, variables, parameter defaults) is escaped.
+Every text the user wrote (step names, variables, parameter defaults) is escaped. The
+functions also take the pipeline model itself. Uses the standard library only; the
+generated script carries this module.
 """
 
 from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Union
 from xml.sax.saxutils import escape, quoteattr
 
 #: Longest step name or label shown in full; longer ones end with an ellipsis (the SVG's
@@ -38,7 +42,10 @@ class Edge:
 
 @dataclass
 class Graph:
-    """The DAG as drawn: steps in topological order, their layers, edges and parameters."""
+    """The DAG as drawn: steps in topological order, their layers, edges and parameters.
+
+    ``tasks`` maps each step to its KFP task name.
+    """
 
     name: str
     steps: list[str]
@@ -46,10 +53,31 @@ class Graph:
     edges: list[Edge]
     parameters: list[tuple[str, str, str]]
     layers: list[list[str]]
+    tasks: dict[str, str] = field(default_factory=dict)
+
+    def to_data(self) -> dict[str, Any]:
+        """The graph as plain data (what a generated script carries)."""
+        return {"name": self.name,
+                "steps": [{"name": s, "task": self.tasks.get(s, ""), "parameters": self.step_parameters[s]}
+                          for s in self.steps],
+                "edges": [[e.source, e.target, e.variables] for e in self.edges],
+                "parameters": [list(p) for p in self.parameters]}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Graph:
+        """The graph from ``to_data``'s plain data."""
+        steps = [s["name"] for s in data["steps"]]
+        edges = [Edge(source, target, list(variables)) for source, target, variables in data["edges"]]
+        return cls(name=data["name"], steps=steps,
+                   step_parameters={s["name"]: list(s["parameters"]) for s in data["steps"]},
+                   edges=edges, parameters=[tuple(p) for p in data["parameters"]],  # type: ignore[misc]
+                   layers=_layers(steps, [(e.source, e.target) for e in edges]),
+                   tasks={s["name"]: s["task"] for s in data["steps"]})
 
 
-def graph(model: dict[str, Any]) -> Graph:
-    """The DAG of a pipeline model: edges from ``parents`` and ``input_sources``."""
+def graph(model: dict[str, Any], tasks: dict[str, str] | None = None) -> Graph:
+    """The DAG of a pipeline model: edges from ``parents`` and ``input_sources``; ``tasks`` maps
+    steps to their KFP task names."""
     steps = [step["name"] for step in model["steps"]]
     edges: dict[tuple[str, str], Edge] = {}
     for step in model["steps"]:
@@ -67,7 +95,15 @@ def graph(model: dict[str, Any]) -> Graph:
         edges=list(edges.values()),
         parameters=parameters,
         layers=_layers(steps, list(edges)),
+        tasks=dict(tasks or {}),
     )
+
+
+GraphLike = Union[Graph, dict]
+
+
+def _graph(source: GraphLike) -> Graph:
+    return source if isinstance(source, Graph) else graph(source)
 
 
 def _value(value: Any) -> str:
@@ -105,9 +141,9 @@ def _mermaid_text(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in " _-.:,=+*/" else f"#{ord(ch)};" for ch in text)
 
 
-def mermaid(model: dict[str, Any]) -> str:
+def mermaid(source: GraphLike) -> str:
     """The pipeline as a Mermaid flowchart (top to bottom)."""
-    g = graph(model)
+    g = _graph(source)
     ident = {step: f"s{i}" for i, step in enumerate(g.steps)}
     lines = ["flowchart TD"]
     if g.parameters:
@@ -127,10 +163,17 @@ def mermaid(model: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown(model: dict[str, Any]) -> str:
+def markdown(source: GraphLike) -> str:
     """A Markdown document holding the Mermaid flowchart, which JupyterLab renders."""
-    name = (model.get("pipeline") or {}).get("name") or "pipeline"
-    return f"# Pipeline `{name}`\n\n```mermaid\n{mermaid(model)}```\n"
+    g = _graph(source)
+    return f"# Pipeline `{g.name}`\n\n```mermaid\n{mermaid(g)}```\n"
+
+
+def write(source: GraphLike, path: Path) -> None:
+    """Write the picture to ``path``: Mermaid for ``.mmd``, Markdown with Mermaid for ``.md``, else SVG."""
+    suffix = path.suffix.lower()
+    text = mermaid(source) if suffix == ".mmd" else markdown(source) if suffix == ".md" else svg(source)
+    path.write_text(text, encoding="utf-8")
 
 
 # --- SVG ---------------------------------------------------------------------------------------
@@ -173,9 +216,9 @@ class _Box:
         return self.x + self.width / 2
 
 
-def svg(model: dict[str, Any]) -> str:
+def svg(source: GraphLike) -> str:
     """The pipeline as a standalone SVG document."""
-    g = graph(model)
+    g = _graph(source)
     boxes: dict[str, _Box] = {}
     for step in g.steps:
         lines = [(_shorten(step), _NAME_SIZE, True)]

@@ -7,15 +7,13 @@ from typing import Any
 from nbconvert.preprocessors import Preprocessor
 from traitlets import List, Unicode
 
-from .cellsource import python_source
-from .errors import NotebookError, TagError
-from .metric import parse_metrics
-from .parameter import parse_parameters
-from .stepoption import parse_step_option
-from .tag import PRELUDE_STEP_NAMES, Tag, TagKind, parse_tag
-
-#: Key of the pipeline model in nbconvert's ``resources``.
-RESOURCE_KEY = "kfp"
+from ..errors import NotebookError, TagError
+from ..model import RESOURCE_KEY, Cell, Metric, Parameter, Step
+from ..notebook.ipython import python_source
+from ..notebook.metric import parse_metrics
+from ..notebook.parameter import parse_parameters
+from ..notebook.stepoption import parse_step_option
+from ..notebook.tag import PRELUDE_STEP_NAMES, Tag, TagKind, parse_tag
 
 #: Name of the single step of a notebook that has no step tags at all.
 WHOLE_NOTEBOOK_STEP = "notebook"
@@ -31,10 +29,13 @@ def _source(cell: Any) -> str:
     return "".join(source) if isinstance(source, list) else source
 
 
-def _record(index: int, raw: str) -> dict[str, Any]:
+def _record(index: int, raw: str) -> Cell:
     """A cell of the model: its index, plain-Python source and, where IPython syntax was translated, the original."""
     source = python_source(raw)
-    return {"index": index, "source": source, **({"original": raw} if source != raw else {})}
+    cell: Cell = {"index": index, "source": source}
+    if source != raw:
+        cell["original"] = raw
+    return cell
 
 
 def _kernel_language(nb: Any) -> str | None:
@@ -122,11 +123,11 @@ class TagParser(Preprocessor):
         if language is not None and language != "python":
             raise NotebookError(f"the notebook's kernel language is {language!r}; only Python "
                                 "notebooks can become KFP pipelines", None, language)
-        imports: list[dict[str, Any]] = []
-        functions: list[dict[str, Any]] = []
-        parameters: dict[str, dict[str, Any]] = {}
-        metrics: list[dict[str, Any]] = []
-        steps: dict[str, dict[str, Any]] = {}
+        imports: list[Cell] = []
+        functions: list[Cell] = []
+        parameters: dict[str, Parameter] = {}
+        metrics: list[Metric] = []
+        steps: dict[str, Step] = {}
         leftover: list[int] = []
         continued_prelude: list[int] = []
         current: tuple[TagKind | None, tuple[str, ...]] = (None, ())
@@ -150,7 +151,8 @@ class TagParser(Preprocessor):
                 # untagged cells after it continue what came before it.
                 current = (role, names)
             any_step_tag = any_step_tag or role is TagKind.STEP
-            prevs = [(name, tag.text) for tag in tags if tag.kind is TagKind.PREV for name in tag.names]
+            prevs = [{"step": name, "cell": index, "tag": tag.text}
+                     for tag in tags if tag.kind is TagKind.PREV for name in tag.names]
             options = [parse_step_option(tag.text, index) for tag in tags if tag.kind is TagKind.STEP_OPTION]
             step_only = [tag.text for tag in tags if tag.kind in (TagKind.PREV, TagKind.STEP_OPTION)]
             if step_only and role is not TagKind.STEP:
@@ -173,14 +175,12 @@ class TagParser(Preprocessor):
                     continued_prelude.append(index)
             elif role is TagKind.STEP:
                 for name in names:
-                    step = steps.setdefault(name, {"name": name, "cells": [], "prev": [], "prev_cells": {},
-                                                   "options": list(defaults)})
+                    step = steps.setdefault(name, {"name": name, "cells": [], "prev": [], "options": list(defaults)})
                     step["cells"].append(record)
                     step["options"].extend(options)
-                    for prev, text in prevs:
-                        if prev not in step["prev"]:
+                    for prev in prevs:
+                        if all(p["step"] != prev["step"] for p in step["prev"]):
                             step["prev"].append(prev)
-                            step["prev_cells"][prev] = (index, text)
             else:
                 leftover.append(index)
 
@@ -191,7 +191,7 @@ class TagParser(Preprocessor):
             leftover = sorted(leftover + continued_prelude)
         if not any_step_tag and leftover:
             steps[WHOLE_NOTEBOOK_STEP] = {
-                "name": WHOLE_NOTEBOOK_STEP, "prev": [], "prev_cells": {}, "options": list(defaults),
+                "name": WHOLE_NOTEBOOK_STEP, "prev": [], "options": list(defaults),
                 "cells": [_record(i, _source(nb.cells[i])) for i in leftover],
             }
             self.log.info("the notebook has no step tags: it becomes a single step %r", WHOLE_NOTEBOOK_STEP)
@@ -202,11 +202,10 @@ class TagParser(Preprocessor):
             raise NotebookError("the notebook has no code to run: tag cells with 'step:<name>'")
         for step in steps.values():
             for prev in step["prev"]:
-                if prev not in steps:
-                    index, text = step["prev_cells"][prev]
+                if prev["step"] not in steps:
                     known = ", ".join(sorted(steps))
-                    raise TagError(f"tag {text!r} names step {prev!r}, which does not exist "
-                                   f"(steps: {known})", index, text)
+                    raise TagError(f"tag {prev['tag']!r} names step {prev['step']!r}, which does not exist "
+                                   f"(steps: {known})", prev["cell"], prev["tag"])
 
         resources[RESOURCE_KEY] = {
             **resources.get(RESOURCE_KEY, {}),

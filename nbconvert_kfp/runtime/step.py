@@ -1,21 +1,23 @@
 """Step runtime: runs a step's notebook cells inside a KFP component, as Jupyter would.
 
-This module runs inside pipeline steps and imports only the standard library and
-``nbconvert_kfp.marshal``; generated scripts carry its source. The cells of a step
-run in one fresh ``__main__`` module, so functions and classes they define pickle and
-unpickle by reference as they do in a notebook.
+This module runs inside pipeline steps and imports only the standard library (see
+:mod:`nbconvert_kfp.runtime`). The cells of a step run in one fresh ``__main__`` module,
+so functions and classes they define pickle and unpickle by reference as they do in a
+notebook.
 """
 
 from __future__ import annotations
 
 import ast
 import builtins
+import json
 import linecache
 import math
 import os
 import sys
 import time
 import types
+import zipfile
 from typing import Any, Iterable
 
 from . import marshal
@@ -23,6 +25,8 @@ from .report import Report, Tee, mime_bundle
 
 #: Source handed to ``run`` starts with this newline, which is not part of the cell.
 LEADING_NEWLINE = "\n"
+#: The member of the shared-code archive that holds the notebook's imports and functions cells.
+PRELUDE_MEMBER = "nbconvert-kfp-prelude.json"
 
 
 def _shell(step: Step):
@@ -92,13 +96,15 @@ def _frames(error: BaseException):
 class Step:
     """One pipeline step: a namespace, the cells that run in it, and its inputs and outputs."""
 
-    def __init__(self, name: str, report: Any = None, ipython: bool = False):
-        """``report``: the HTML output artifact to write the step's report to (None: no report).
+    def __init__(self, name: str, bundle: str | None = None, report: Any = None, ipython: bool = False):
+        """``bundle``: the path of the shared-code archive (the notebook's imports and functions cells).
 
+        ``report``: the HTML output artifact to write the step's report to (None: no report).
         ``ipython``: the step displays objects or uses IPython, so IPython's shell (when
         installed) is started up front to format and record what the cells display.
         """
         self.name = name
+        self.bundle = bundle
         self.module = types.ModuleType("__main__")
         self.module.__dict__["__builtins__"] = builtins
         self.module.__dict__["get_ipython"] = _get_ipython_factory(self)
@@ -158,6 +164,17 @@ class Step:
             self.report.current.display(data)
         elif self.report is None:
             print(data.get("text/plain", ""), flush=True)
+
+    def run_prelude(self) -> None:
+        """Run the notebook's imports and functions cells, from the shared-code archive."""
+        if self.bundle is None:
+            return
+        with zipfile.ZipFile(self.bundle) as archive:
+            if PRELUDE_MEMBER not in archive.namelist():
+                return
+            cells = json.loads(archive.read(PRELUDE_MEMBER).decode("utf-8"))
+        self.run([(index, LEADING_NEWLINE + source, *([LEADING_NEWLINE + original] if original else []))
+                  for index, source, original in cells])
 
     def define(self, values: dict[str, Any]) -> None:
         """Bind pipeline parameters in the namespace."""

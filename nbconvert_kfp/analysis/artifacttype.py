@@ -22,7 +22,10 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Mapping
+
+from .parsedcell import record_import, top_level_statements
 
 DATASET = "Dataset"
 MODEL = "Model"
@@ -159,8 +162,8 @@ def imports_of(source: str) -> dict[str, str]:
     except SyntaxError:
         return {}
     imports: dict[str, str] = {}
-    for node in _top_level_statements(tree.body):
-        _record_import(node, imports)
+    for node in top_level_statements(tree.body):
+        record_import(node, imports)
     return imports
 
 
@@ -208,34 +211,6 @@ def unsaveable_values(source: str, imports: Mapping[str, str] | None = None,
 # --- the analysis -------------------------------------------------------------------------------
 
 
-def _top_level_statements(body: list[ast.stmt]):
-    """Statements that run at module level, in order, including those inside compound statements."""
-    for node in body:
-        yield node
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            continue
-        for field in ("body", "orelse", "finalbody"):
-            yield from _top_level_statements(getattr(node, field, None) or [])
-        for handler in getattr(node, "handlers", None) or []:
-            yield from _top_level_statements(handler.body)
-        for case in getattr(node, "cases", None) or []:
-            yield from _top_level_statements(case.body)
-
-
-def _record_import(node: ast.stmt, imports: dict[str, str]) -> None:
-    if isinstance(node, ast.Import):
-        for alias in node.names:
-            if alias.asname:
-                imports[alias.asname] = alias.name
-            else:
-                top = alias.name.partition(".")[0]
-                imports[top] = top
-    elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-        for alias in node.names:
-            if alias.name != "*":
-                imports[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-
-
 def _is_generator_function(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     todo: list[ast.AST] = list(node.body)
     while todo:
@@ -248,6 +223,7 @@ def _is_generator_function(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool
     return False
 
 
+@lru_cache(maxsize=4096)
 def _call_rule(qualified: str) -> tuple[str | None, str | None]:
     """(kind, reason it cannot be saved) for the result of calling ``qualified``."""
     for pattern, reason in UNSAVEABLE_CALLS:
@@ -261,32 +237,39 @@ def _call_rule(qualified: str) -> tuple[str | None, str | None]:
     return None, None
 
 
+def _named_expressions(node: ast.stmt) -> list[ast.NamedExpr]:
+    """The ``(x := ...)`` expressions a statement evaluates at module level (in its value or test)."""
+    root = node.test if isinstance(node, (ast.If, ast.While)) else getattr(node, "value", None)
+    if not isinstance(root, ast.AST) or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return []
+    return [child for child in ast.walk(root) if isinstance(child, ast.NamedExpr)]
+
+
 class _Analysis:
-    def __init__(self, imports: Mapping[str, str] | None):
+    def __init__(self, imports: Mapping[str, str] | None, walrus: bool = True):
+        self.walrus = walrus
         self.imports: dict[str, str] = dict(imports or {})
         self.values: dict[str, _Value] = {}
         self.classes: dict[str, str] = {}  # class defined in the source -> kind of its instances
-        self.generator_functions: set[str] = set()
-        self.functions: set[str] = set()
+        #: functions defined in the source, by name (whether one is a generator is worked out when called)
+        self.functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
 
     # statements
 
     def run(self, tree: ast.Module) -> dict[str, _Value]:
-        for node in _top_level_statements(tree.body):
+        for node in top_level_statements(tree.body):
             self.statement(node)
         return self.values
 
     def statement(self, node: ast.stmt) -> None:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             before = set(self.imports)
-            _record_import(node, self.imports)
+            record_import(node, self.imports)
             for name in set(self.imports) - before | {a.asname or a.name.partition(".")[0] for a in node.names}:
                 self.values.pop(name, None)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             self.values.pop(node.name, None)
-            self.functions.add(node.name)
-            if _is_generator_function(node):
-                self.generator_functions.add(node.name)
+            self.functions[node.name] = node
         elif isinstance(node, ast.ClassDef):
             self.values.pop(node.name, None)
             self.classes[node.name] = self._class_kind(node)
@@ -317,10 +300,9 @@ class _Analysis:
                     self.values.pop(target.id, None)
         elif isinstance(node, ast.Expr):
             self.expression_statement(node.value)
-        root = node.test if isinstance(node, (ast.If, ast.While)) else getattr(node, "value", None)
-        if isinstance(root, ast.AST) and not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            for child in ast.walk(root):
-                if isinstance(child, ast.NamedExpr) and isinstance(child.target, ast.Name):
+        if self.walrus:
+            for child in _named_expressions(node):
+                if isinstance(child.target, ast.Name):
                     self.values[child.target.id] = self.expr(child.value)
 
     def expression_statement(self, node: ast.expr) -> None:
@@ -406,7 +388,7 @@ class _Analysis:
             kinds = {self.expr(operand).kind for operand in operands}
             return _Value(DATASET if DATASET in kinds else ARTIFACT, None)
         if isinstance(node, ast.UnaryOp):
-            return _Value(self.expr(node.operand).kind if self.expr(node.operand).kind == DATASET else ARTIFACT)
+            return _Value(DATASET if self.expr(node.operand).kind == DATASET else ARTIFACT)
         if isinstance(node, ast.IfExp):
             body, orelse = self.expr(node.body), self.expr(node.orelse)
             if body.unsaveable or orelse.unsaveable:
@@ -414,8 +396,6 @@ class _Analysis:
             return _Value(body.kind if body.kind == orelse.kind else ARTIFACT, None)
         if isinstance(node, ast.NamedExpr):
             return self.expr(node.value)
-        if isinstance(node, ast.Await):
-            return _UNKNOWN
         return _UNKNOWN
 
     def attribute(self, node: ast.Attribute) -> _Value:
@@ -438,7 +418,8 @@ class _Analysis:
     def call(self, node: ast.Call) -> _Value:
         func = node.func
         if isinstance(func, ast.Name):
-            if func.id in self.generator_functions and func.id not in self.values:
+            defined = self.functions.get(func.id)
+            if defined is not None and func.id not in self.values and _is_generator_function(defined):
                 return _Value(ARTIFACT, None, f"calling generator function {func.id}() makes a generator, which "
                                               "keeps its position in the step that runs it")
             if func.id in self.classes and func.id not in self.values:
@@ -489,17 +470,32 @@ def _analyse(source: str, imports: Mapping[str, str] | None,
         tree = ast.parse(source)
     except SyntaxError:
         return {}
-    analysis = _Analysis(imports)
+    return _analyse_tree(tree, imports, inputs)
+
+
+def _analyse_tree(tree: ast.Module, imports: Mapping[str, str] | None,
+                  inputs: Mapping[str, str] | None, walrus: bool = True) -> dict[str, _Value]:
+    analysis = _Analysis(imports, walrus)
     analysis.values.update({name: _Value(kind) for name, kind in (inputs or {}).items()})
     values = analysis.run(tree)
-    assigned = _assigned_names(tree)
+    assigned = _assigned_names(tree, walrus)
     return {name: value for name, value in values.items() if name in assigned}
 
 
-def _assigned_names(tree: ast.Module) -> set[str]:
+def value_kinds(tree: ast.Module, imports: Mapping[str, str] | None = None,
+                inputs: Mapping[str, str] | None = None, walrus: bool = True) -> tuple[dict[str, str], dict[str, str]]:
+    """Both analyses of an already parsed step in one pass: ``(artifact type by variable,
+    reason by variable that cannot be saved)``; arguments as for ``infer_artifact_types``.
+    ``walrus=False`` says the code holds no ``:=``, which spares a walk of every expression."""
+    values = _analyse_tree(tree, imports, inputs, walrus)
+    return ({name: value.kind for name, value in values.items()},
+            {name: value.unsaveable for name, value in values.items() if value.unsaveable})
+
+
+def _assigned_names(tree: ast.Module, walrus: bool = True) -> set[str]:
     """Names that the top level of ``tree`` binds to values (not imports, functions or classes)."""
     names: set[str] = set()
-    for node in _top_level_statements(tree.body):
+    for node in top_level_statements(tree.body):
         targets: list[ast.AST] = []
         if isinstance(node, ast.Assign):
             targets = list(node.targets)
@@ -509,10 +505,12 @@ def _assigned_names(tree: ast.Module) -> set[str]:
             targets = [node.target]
         elif isinstance(node, (ast.With, ast.AsyncWith)):
             targets = [item.optional_vars for item in node.items if item.optional_vars is not None]
-        root = node.test if isinstance(node, (ast.If, ast.While)) else getattr(node, "value", None)
-        if isinstance(root, ast.AST) and not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            targets += [child.target for child in ast.walk(root) if isinstance(child, ast.NamedExpr)]
+        if walrus:
+            targets += [child.target for child in _named_expressions(node)]
         for target in targets:
+            if isinstance(target, ast.Name):
+                names.add(target.id)
+                continue
             for child in ast.walk(target):
                 if isinstance(child, ast.Name):
                     names.add(child.id)

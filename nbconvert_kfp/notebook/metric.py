@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from .errors import MetricError
+from ..errors import MetricError
 
 
 def _names(statement: ast.stmt, cell_index: int) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 #: Python type of a literal -> the annotation used in the generated pipeline.
 PARAMETER_TYPES: dict[type, str] = {bool: "bool", int: "int", float: "float", str: "str",

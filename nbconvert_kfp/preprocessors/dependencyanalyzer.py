@@ -2,39 +2,17 @@
 
 from __future__ import annotations
 
-import ast
 from typing import Any
 
 import networkx as nx
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool
 
-from .artifacttype import ARTIFACT, imports_of, infer_artifact_types, unsaveable_values
-from .errors import CellSourceError, MetricError, PipelineGraphError
-from .packages import imported_modules
-from .symbols import Symbols, analyse
-from .tagparser import RESOURCE_KEY
-
-
-def _check_syntax(cells: list[dict[str, Any]]) -> None:
-    for cell in cells:
-        try:
-            ast.parse(cell["source"])
-        except SyntaxError as err:
-            line = f", line {err.lineno}" if err.lineno else ""
-            raise CellSourceError(f"syntax error{line}: {err.msg}", cell["index"], err.msg) from None
-
-
-def _joined(cells: list[dict[str, Any]]) -> str:
-    return "\n".join(cell["source"] for cell in cells)
-
-
-def _first_cell_reading(step: dict[str, Any], name: str) -> int:
-    for cell in step["cells"]:
-        tree = ast.parse(cell["source"])
-        if any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(tree)):
-            return cell["index"]
-    return step["cells"][0]["index"]
+from ..analysis.artifacttype import ARTIFACT, imports_of, value_kinds
+from ..analysis.parsedcell import Notebook, ParsedCell, collector_paused, module
+from ..analysis.scope import Symbols, analyse
+from ..errors import MetricError, PipelineGraphError
+from ..model import RESOURCE_KEY, Pipeline, Step
 
 
 class DependencyAnalyzer(Preprocessor):
@@ -43,7 +21,8 @@ class DependencyAnalyzer(Preprocessor):
     A step loads each variable it reads from the upstream step that last wrote it,
     re-runs the imports and definitions (functions, classes) it uses from upstream
     steps, and receives the pipeline parameters it reads. Steps without ``prev:``
-    tags get a dependency on the earlier step whose variables they read.
+    tags get a dependency on the earlier step whose variables they read. Each cell
+    is parsed once; every analysis shares its tree.
     """
 
     infer_dependencies = Bool(
@@ -54,16 +33,20 @@ class DependencyAnalyzer(Preprocessor):
 
     def preprocess(self, nb: Any, resources: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """Analyse every step and store parents, inputs, outputs, parameters and metrics."""
-        model = resources[RESOURCE_KEY]
-        steps: dict[str, dict[str, Any]] = {s["name"]: s for s in model["steps"]}
+        with collector_paused():
+            self._analyse(resources[RESOURCE_KEY])
+        return nb, resources
+
+    def _analyse(self, model: Pipeline) -> None:
+        steps: dict[str, Step] = {s["name"]: s for s in model["steps"]}
         order = {name: i for i, name in enumerate(steps)}
 
-        _check_syntax(model["prelude"])
-        prelude = analyse(_joined(model["prelude"])) if model["prelude"] else Symbols()
-        symbols: dict[str, Symbols] = {}
-        for name, step in steps.items():
-            _check_syntax(step["cells"])
-            symbols[name] = analyse(_joined(step["cells"]))
+        notebook = Notebook()
+        prelude_cells = [notebook.parse(cell) for cell in model["prelude"]]
+        parsed: dict[str, list[ParsedCell]] = {
+            name: [notebook.parse(cell) for cell in step["cells"]] for name, step in steps.items()}
+        prelude = analyse(prelude_cells) if prelude_cells else Symbols()
+        symbols = {name: analyse(cells) for name, cells in parsed.items()}
 
         graph = self._graph(steps, symbols, order, prelude, model)
         topo = list(nx.lexicographical_topological_sort(graph, key=order.__getitem__))
@@ -80,28 +63,45 @@ class DependencyAnalyzer(Preprocessor):
             step["parents"] = sorted(graph.predecessors(name), key=topo.index)
         self._assign_metrics(model, steps, topo, writes, symbols, parameters, available)
         prelude_sources = [cell["source"] for cell in model["prelude"]]
-        prelude_modules = imported_modules(prelude_sources)
-        for step in steps.values():
+        for name, step in steps.items():
             step["outputs"] = sorted(step["outputs"])
-            step.pop("prev_cells", None)
-            own = [*step["imports"], *step["definitions"], *(c["source"] for c in step["cells"])]
-            runs = [*prelude_sources, *own]
-            step["modules"] = sorted(prelude_modules | imported_modules(own))
+            modules = prelude.modules | symbols[name].modules | self._upstream_modules(step, topo, symbols)
+            step["modules"] = sorted(modules)
+            runs = [*prelude_sources, *step["imports"], *step["definitions"], *(c["source"] for c in step["cells"])]
             step["uses_ipython"] = any("get_ipython" in source for source in runs)
             step["displays"] = any(word in source for source in runs for word in ("display", "IPython", "get_ipython"))
-        self._type_outputs(model, steps, topo)
+        self._type_outputs(steps, topo, prelude_cells, parsed, symbols)
         model["steps"] = [steps[name] for name in topo]
         model["imports"] = list(dict.fromkeys(
             statement for own in [prelude, *(symbols[name] for name in topo)]
             for statement in own.imports.values()))
-        return nb, resources
 
-    def _graph(self, steps, symbols, order, prelude, model) -> nx.DiGraph:
+    @staticmethod
+    def _cell_of(step: Step, symbols: Symbols, name: str) -> int:
+        """The index of the step's first cell that reads ``name``."""
+        return symbols.read_cells.get(name, step["cells"][0]["index"])
+
+    @staticmethod
+    def _upstream_modules(step: Step, topo: list[str], symbols: dict[str, Symbols]) -> set[str]:
+        """Modules that the imports and definitions a step re-runs from upstream steps import."""
+        modules: set[str] = set()
+        rerun_imports, rerun_definitions = set(step["imports"]), set(step["definitions"])
+        for name in topo:
+            own = symbols[name]
+            modules.update(own.import_modules[n] for n, statement in own.imports.items()
+                           if statement in rerun_imports)
+            for definition in own.definitions.values():
+                if definition.source in rerun_definitions:
+                    modules.update(definition.modules)
+        return modules
+
+    def _graph(self, steps: dict[str, Step], symbols: dict[str, Symbols], order: dict[str, int],
+               prelude: Symbols, model: Pipeline) -> nx.DiGraph:
         graph = nx.DiGraph()
         graph.add_nodes_from(steps)
         for name, step in steps.items():
             for prev in step["prev"]:
-                graph.add_edge(prev, name, explicit=True)
+                graph.add_edge(prev["step"], name, explicit=True)
         if self.infer_dependencies:
             parameters = {p["name"] for p in model["parameters"]}
             for name, step in steps.items():
@@ -121,11 +121,13 @@ class DependencyAnalyzer(Preprocessor):
             return graph
         names = [edge[0] for edge in cycle]
         tail, head = cycle[0]
-        index, text = steps[head]["prev_cells"].get(tail, (steps[head]["cells"][0]["index"], f"prev:{tail}"))
+        tag = next((p for p in steps[head]["prev"] if p["step"] == tail), None)
+        index, text = (tag["cell"], tag["tag"]) if tag else (steps[head]["cells"][0]["index"], f"prev:{tail}")
         raise PipelineGraphError(
             f"the 'prev:' tags form a cycle: {' -> '.join(names + [names[0]])}", index, text)
 
-    def _resolve(self, step, own: Symbols, graph, topo, symbols, writes, parameters, prelude, steps) -> None:
+    def _resolve(self, step: Step, own: Symbols, graph: nx.DiGraph, topo: list[str], symbols: dict[str, Symbols],
+                 writes: dict[str, set[str]], parameters: set[str], prelude: Symbols, steps: dict[str, Step]) -> None:
         name = step["name"]
         ancestors = sorted(nx.ancestors(graph, name), key=topo.index)
         step.update(inputs=[], input_sources={}, parameters=[], imports=[], definitions=[], outputs=[],
@@ -165,43 +167,50 @@ class DependencyAnalyzer(Preprocessor):
                 continue
             others = [o for o in topo if o != name and var in symbols[o].bound]
             if others:
-                cell = _first_cell_reading(step, var)
-                suggestion = ";".join([*step["prev"], others[-1]])
+                suggestion = ";".join([*(p["step"] for p in step["prev"]), others[-1]])
                 raise PipelineGraphError(
                     f"step {name!r} reads {var!r}, which only step {others[-1]!r} defines, and "
                     f"{others[-1]!r} does not run before {name!r}: tag the cell with "
-                    f"'prev:{suggestion}'", cell, var)
+                    f"'prev:{suggestion}'", self._cell_of(step, own, var), var)
             self.log.warning("cell %d: step %r reads %r, which no cell of the pipeline defines",
-                             _first_cell_reading(step, var), name, var)
+                             self._cell_of(step, own, var), name, var)
         step["imports"] = list(dict.fromkeys(step["imports"]))
         step["definitions"].reverse()
         step["parameters"].sort()
 
-    def _type_outputs(self, model, steps, topo) -> None:
+    def _type_outputs(self, steps: dict[str, Step], topo: list[str], prelude_cells: list[ParsedCell],
+                      parsed: dict[str, list[ParsedCell]], symbols: dict[str, Symbols]) -> None:
         """Give each saved variable a KFP artifact type from the code that assigns it (Dataset, Model,
         Artifact), and warn where a step reads a value that cannot be saved (open file, generator...)."""
-        prelude_imports = imports_of(_joined(model["prelude"]))
+        prelude_imports = {name: value for p in prelude_cells for name, value in p.imports.items()}
         kinds: dict[str, dict[str, str]] = {}
         unsaveable: dict[str, dict[str, str]] = {}
         for name in topo:
             step = steps[name]
-            cells = _joined(step["cells"])
-            imports = {**prelude_imports, **imports_of("\n".join([*step["imports"], cells]))}
+            imports = dict(prelude_imports)
+            for statement in step["imports"]:
+                imports.update(imports_of(statement))
+            for p in parsed[name]:
+                imports.update(p.imports)
             inputs = {var: kinds[source].get(var, ARTIFACT) for var, source in step["input_sources"].items()}
-            kinds[name] = {**inputs, **infer_artifact_types(cells, imports, inputs)}
-            unsaveable[name] = unsaveable_values(cells, imports, inputs)
+            types: dict[str, str] = {}
+            unsaveable[name] = {}
+            if step["outputs"]:  # only what a step saves needs a type, or may be unsaveable
+                walrus = any(":=" in p.cell["source"] for p in parsed[name])
+                types, unsaveable[name] = value_kinds(module(parsed[name]), imports, inputs, walrus)
+            kinds[name] = {**inputs, **types}
             for var, source in step["input_sources"].items():
                 reason = unsaveable[source].get(var)
                 if reason:
                     self.log.warning(
                         "cell %d: step %r reads %r from step %r, which cannot pass it on (%s); create it "
-                        "in step %r, or in a 'functions' cell", _first_cell_reading(step, var),
+                        "in step %r, or in a 'functions' cell", self._cell_of(step, symbols[name], var),
                         name, var, source, reason, name)
         for name in topo:
             steps[name]["output_types"] = {var: kinds[name].get(var, ARTIFACT) for var in steps[name]["outputs"]}
 
     @staticmethod
-    def _classes_behind(step, graph, topo, symbols) -> list[str]:
+    def _classes_behind(step: Step, graph: nx.DiGraph, topo: list[str], symbols: dict[str, Symbols]) -> list[str]:
         """Classes that values this step loads may be instances of, so unpickling finds them.
 
         A loaded value comes from its producer, which only knows the classes that it
@@ -211,7 +220,8 @@ class DependencyAnalyzer(Preprocessor):
         scope = producers.union(*(nx.ancestors(graph, p) for p in producers)) if producers else set()
         return [name for s in topo if s in scope for name, d in symbols[s].definitions.items() if d.is_class]
 
-    def _assign_metrics(self, model, steps, topo, writes, symbols, parameters, available) -> None:
+    def _assign_metrics(self, model: Pipeline, steps: dict[str, Step], topo: list[str], writes: dict[str, set[str]],
+                        symbols: dict[str, Symbols], parameters: set[str], available: set[str]) -> None:
         for step in steps.values():
             step["metrics"] = []
         for metric in model["metrics"]:
@@ -227,3 +237,4 @@ class DependencyAnalyzer(Preprocessor):
             else:
                 raise MetricError(f"metric {var!r} is not a variable that any step or parameter defines",
                                   metric["cell"], var)
+

@@ -1,0 +1,1 @@
+"""What the code does: cells parsed once, scope analysis, artifact types, package pins."""

@@ -1,0 +1,1 @@
+"""Python source text for the generated script: literals, identifiers, reserved names, carried archives."""

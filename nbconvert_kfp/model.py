@@ -1,0 +1,208 @@
+"""The pipeline model: what the preprocessors leave in ``resources["kfp"]``, as typed records.
+
+The records are ``TypedDict``s, so the model stays plain data: other nbconvert tools
+read it as dicts and lists, and the server API sends parts of it as JSON. Each
+preprocessor fills its own fields:
+
+- the exporter: ``pipeline`` (the resolved settings);
+- ``TagParser``: ``prelude``, ``parameters``, ``metrics`` and each step's ``name``,
+  ``cells``, ``prev`` and ``options``;
+- ``DependencyAnalyzer``: ``imports`` and each step's ``parents``, ``inputs``,
+  ``input_sources``, ``outputs``, ``output_types``, ``parameters``, ``metrics``,
+  ``imports``, ``definitions``, ``modules`` and ``uses_ipython``; it also puts the
+  steps in topological order;
+- ``ComponentBuilder``: ``script`` and each step's ``component``: the identifiers and
+  source literals the template prints.
+
+Cell numbers: ``index`` and ``cell`` fields are nbformat's 0-based cell indexes; every
+message shown to a user counts cells from 1, as JupyterLab does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+#: Key of the pipeline model in nbconvert's ``resources``.
+RESOURCE_KEY = "kfp"
+
+
+class _CellRequired(TypedDict):
+    index: int
+    source: str
+
+
+class Cell(_CellRequired, total=False):
+    """A code cell: its 0-based index and its source as plain Python.
+
+    ``original`` is the text the user wrote, when IPython syntax (``%magic``,
+    ``!shell``) was translated into the ``get_ipython()`` calls in ``source``.
+    """
+
+    original: str
+
+
+class Parameter(TypedDict):
+    """A pipeline parameter: its name, type (``int``, ``float``, ``str``, ``bool``, ``list``, ``dict``),
+    default value and the index of the cell that assigns it."""
+
+    name: str
+    type: str
+    default: Any
+    cell: int
+
+
+class Metric(TypedDict):
+    """A variable listed in a ``pipeline-metrics`` cell, and that cell's index."""
+
+    name: str
+    cell: int
+
+
+class PrevTag(TypedDict):
+    """A dependency a ``prev:`` tag declares: the step it names, and the cell and tag it came from."""
+
+    step: str
+    cell: int
+    tag: str
+
+
+class _StepOptionRequired(TypedDict):
+    kind: str
+
+
+class StepOption(_StepOptionRequired, total=False):
+    """A parsed step option tag (see :mod:`nbconvert_kfp.notebook.stepoption` for each kind's fields).
+
+    ``kind`` names the option (``limit``, ``retry``, ``env``, ...); the other keys
+    are the kind's values, e.g. ``{"kind": "limit", "resource": "memory", "amount": "4Gi"}``.
+    """
+
+    resource: str
+    amount: str
+    image: str
+    enabled: bool
+    count: int
+    backoff: str
+    factor: float
+    max_backoff: str
+    seconds: int
+    name: str
+    value: str | None
+    secret: str
+    key: str
+    env: str
+    operator: str
+    effect: str | None
+    requirement: str
+
+
+class _VolumeRequired(TypedDict):
+    type: str
+    name: str
+    mount_point: str
+    steps: list[str] | None
+    env: str | None
+
+
+class Volume(_VolumeRequired, total=False):
+    """A volume from the notebook metadata: ``pvc`` mounts an existing claim, ``new_pvc`` creates one per run.
+
+    ``steps`` limits the mount to the steps it names (``None``: every step); ``env``
+    is the environment variable that holds the mount point, if exposed. A ``new_pvc``
+    also has ``size``, ``access_modes``, ``storage_class`` and ``annotations``.
+    """
+
+    size: str
+    access_modes: list[str]
+    storage_class: str | None
+    annotations: dict[str, str]
+    keep: bool
+
+
+class Settings(TypedDict):
+    """The pipeline settings, resolved from the exporter's traits, then the notebook metadata, then defaults."""
+
+    name: str
+    description: str | None
+    base_image: str
+    experiment: str
+    notebook: str
+    enable_caching: bool | None
+    volumes: list[Volume]
+    steps_defaults: list[str]
+    install_packages: bool
+    extra_packages: list[str]
+    pip_index_urls: list[str]
+    pip_trusted_hosts: list[str]
+    install_kfp_package: bool
+    step_reports: bool
+    runtime: str
+    runtime_package: str
+
+
+class Component(TypedDict, total=False):
+    """What the template prints for one step: identifiers and source literals (all already valid Python)."""
+
+    function: str
+    task: str
+    name: str
+    docstring: str
+    display_name: str | None
+    decorator: list[str]
+    signature: list[str]
+    arguments: list[str]
+    after: list[str]
+    options: list[str]
+    body: list[str]
+    packages: list[str]
+    report: str | None
+    metrics: str | None
+
+
+class _StepRequired(TypedDict):
+    name: str
+    cells: list[Cell]
+    prev: list[PrevTag]
+    options: list[StepOption]
+
+
+class Step(_StepRequired, total=False):
+    """One pipeline step. The tag parser gives ``name``, ``cells``, ``prev`` and ``options``; the
+    dependency analyzer the data flow; the component builder ``component``."""
+
+    parents: list[str]
+    inputs: list[str]
+    input_sources: dict[str, str]
+    outputs: list[str]
+    output_types: dict[str, str]
+    parameters: list[str]
+    metrics: list[str]
+    imports: list[str]
+    definitions: list[str]
+    modules: list[str]
+    uses_ipython: bool
+    displays: bool
+    component: Component
+
+
+class Script(TypedDict, total=False):
+    """What the template prints around the steps: pipeline-level names, literals and carried code."""
+
+    header: list[str]
+    imports: list[str]
+    constants: list[tuple[str, str]]
+    functions: list[str]
+    pipeline: list[str]
+    main: str
+
+
+class Pipeline(TypedDict, total=False):
+    """``resources["kfp"]``: the whole pipeline."""
+
+    pipeline: Settings
+    prelude: list[Cell]
+    parameters: list[Parameter]
+    metrics: list[Metric]
+    steps: list[Step]
+    imports: list[str]
+    script: Script

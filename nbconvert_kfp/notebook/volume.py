@@ -1,0 +1,86 @@
+"""Volumes: the notebook metadata's ``volumes`` list, read and rendered as kfp-kubernetes calls."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..codegen.literal import python_literal as lit
+from ..errors import NotebookError
+from ..model import Volume
+
+#: Kale 1.x ``volume_access_mode`` values.
+ACCESS_MODES = {"rwo": "ReadWriteOnce", "rom": "ReadOnlyMany", "rwm": "ReadWriteMany", "rox": "ReadOnlyMany",
+                "rwx": "ReadWriteMany", "rwop": "ReadWriteOncePod"}
+#: Volume types a pipeline can apply.
+TYPES = ("pvc", "new_pvc")
+
+_ENV_INVALID = re.compile(r"[^A-Za-z0-9]+")
+
+
+def volume_env_name(name: str) -> str:
+    """Kale's environment variable for a volume's mount point: ``raw-data`` -> ``KALE_VOLUME_RAW_DATA``."""
+    return "KALE_VOLUME_" + _ENV_INVALID.sub("_", name).strip("_").upper()
+
+
+def parse_volume(entry: Any, index: int, metadata: dict[str, Any]) -> Volume:
+    """Read one entry of ``kubeflow_notebook.volumes``; ``metadata`` gives Kale's notebook-wide defaults."""
+    where = f"kubeflow_notebook.volumes[{index}]"
+    if not isinstance(entry, dict):
+        raise NotebookError(f"{where} must be an object with 'name', 'mount_point' and 'type'", None, "volumes")
+    kind = entry.get("type") or "pvc"
+    name = entry.get("name")
+    mount = entry.get("mount_point")
+    if kind not in TYPES:
+        raise NotebookError(f"{where}: volume type {kind!r} is not supported (use 'pvc' for an existing "
+                            "claim or 'new_pvc' to create one per run)", None, "volumes")
+    if not isinstance(name, str) or not name or not isinstance(mount, str) or not mount.startswith("/"):
+        raise NotebookError(f"{where} needs a 'name' and an absolute 'mount_point'", None, "volumes")
+    steps = entry.get("steps")
+    if steps is not None and not (isinstance(steps, list) and all(isinstance(s, str) for s in steps)):
+        raise NotebookError(f"{where}: 'steps' must be a list of step names", None, "volumes")
+    volume: Volume = {"type": kind, "name": name, "mount_point": mount, "steps": steps,
+                      "env": volume_env_name(name) if entry.get("expose_as_env_var") else None}
+    if kind == "new_pvc":
+        size = entry.get("size", 1)
+        unit = entry.get("size_type", "Gi")
+        mode = entry.get("access_mode") or metadata.get("volume_access_mode") or "rwo"
+        volume.update(
+            size=f"{size}{unit}" if not isinstance(size, str) or size.isdigit() else size,
+            access_modes=[ACCESS_MODES.get(str(mode).lower(), str(mode))],
+            storage_class=entry.get("storage_class_name") or metadata.get("storage_class_name") or None,
+            annotations={a["key"]: a["value"] for a in entry.get("annotations") or []
+                         if isinstance(a, dict) and a.get("key")},
+        )
+    return volume
+
+
+def mounts_into(volume: Volume, step: str) -> bool:
+    """Whether the volume is mounted into ``step`` (every step unless its ``steps`` list says otherwise)."""
+    return volume["steps"] is None or step in volume["steps"]
+
+
+def mount_calls(volume: Volume, task: str, claim: str, created: str | None = None) -> list[str]:
+    """Mount a volume into a task (``claim`` is the PVC name expression) and expose its path.
+
+    ``created`` names the variable of a PVC the pipeline creates; a local run does not
+    create it, so the mount is guarded.
+    """
+    mount = f"kubernetes.mount_pvc({task}, pvc_name={claim}, mount_path={lit(volume['mount_point'])})"
+    calls = [f"if {created} is not None:\n        {mount}" if created else mount]
+    if volume["env"]:
+        calls.append(f"{task}.set_env_variable({lit(volume['env'])}, {lit(volume['mount_point'])})")
+    return calls
+
+
+def create_calls(volume: Volume, variable: str) -> list[str]:
+    """Create a per-run PVC for a ``new_pvc`` volume; it is never taken from KFP's cache."""
+    arguments = [f"pvc_name_suffix={lit('-' + volume['name'])}",
+                 f"access_modes={lit(volume['access_modes'])}", f"size={lit(volume['size'])}"]
+    if volume["storage_class"]:
+        arguments.append(f"storage_class_name={lit(volume['storage_class'])}")
+    if volume["annotations"]:
+        arguments.append(f"annotations={lit(volume['annotations'])}")
+    # kfp.local cannot run CreatePVC (a cluster-side component): a local run creates no volume.
+    return [f"{variable} = None if LOCAL_RUN else kubernetes.CreatePVC({', '.join(arguments)})",
+            f"if {variable} is not None:\n        {variable}.set_caching_options(enable_caching=False)"]

@@ -1,0 +1,442 @@
+"""Component builder: the third preprocessor, turning each step into a KFP component and the
+pipeline into the statements the ``kfp`` template prints.
+
+Every identifier, literal and statement of the generated script is made here, as text
+that is valid Python for any input; the template only prints ``resources["kfp"]["script"]``.
+
+How the steps get nbconvert-kfp's step runtime (``KFPExporter.runtime``):
+
+- ``artifact`` (default): a first step, ``shared_code``, writes the runtime and the
+  notebook's imports and functions cells as one zip archive to a KFP artifact; every
+  step takes it as an input and imports from it. The runtime's source is in the
+  pipeline once, so step commands stay small, and KFP's cache keys change only with
+  the code each step runs;
+- ``package``: each step pip-installs the runtime distribution (``runtime_package``);
+- ``image``: the step image already has it (``nbconvert-kfp-runtime``, or nbconvert-kfp);
+- ``embedded``: every step carries the runtime in its own command (tiny pipelines).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from nbconvert.preprocessors import Preprocessor
+from traitlets import Unicode
+
+from .. import __version__, runtime, script as script_package
+from ..analysis.packages import requirement, requirements
+from ..codegen import archive
+from ..codegen.identifier import Namer, kfp_name
+from ..codegen.literal import code_literal, python_literal
+from ..codegen.reserved import COMPONENT_LOCALS, RESERVED
+from ..errors import NotebookError
+from ..model import RESOURCE_KEY, Component, Pipeline, Settings, Step, StepOption, Volume
+from ..notebook.stepoption import describe, effective_options, ignored_locally, last_value, task_calls
+from ..notebook.volume import create_calls, mount_calls, mounts_into
+from ..runtime.step import PRELUDE_MEMBER
+from ..script import dag
+from ..script.cli import LOCAL_RUN_ENV
+
+#: How steps get the step runtime.
+RUNTIME_MODES = ("artifact", "package", "image", "embedded")
+#: Names used inside the pipeline function's body; parameters must not shadow them.
+PIPELINE_BODY_NAMES = frozenset({"kubernetes", "LOCAL_RUN", "PipelineOutputs", "dsl", "None", "True", "False"})
+#: The one-line comment under the script's first line, and the usage lines after it.
+USAGE = (
+    "",
+    "  python THIS_SCRIPT                   compile to KFP IR YAML next to this script",
+    "  python THIS_SCRIPT --local           run on this machine with kfp.local (no cluster)",
+    "  python THIS_SCRIPT -p NAME VALUE     override a pipeline parameter (repeatable)",
+    "  python THIS_SCRIPT --run --host URL  upload to a KFP cluster and start a run (see --help)",
+    "  python THIS_SCRIPT --dag dag.svg     draw the pipeline (.svg, or Mermaid for .md/.mmd)",
+    "",
+    "Change the notebook and convert it again rather than editing this file.",
+)
+
+
+def _indent(text: str, spaces: int) -> str:
+    """Indent the continuation lines of a statement (its first line is placed by the template)."""
+    return text.replace("\n", "\n" + " " * spaces)
+
+
+def _call(function: str, arguments: list[str], indent: int = 4) -> str:
+    """``function(a, b)`` on one line when short, else one argument per line."""
+    one_line = f"{function}({', '.join(arguments)})"
+    if len(one_line) + indent <= 100 and "\n" not in one_line:
+        return one_line
+    pad = " " * (indent + 4)
+    return f"{function}(\n" + "".join(f"{pad}{_indent(a, indent + 4)},\n" for a in arguments) + " " * indent + ")"
+
+
+def _dict_lines(items: list[tuple[str, str]], indent: int) -> str:
+    """A dict display, one ``key: value`` per line when not empty."""
+    if not items:
+        return "{}"
+    pad = " " * (indent + 4)
+    return "{\n" + "".join(f"{pad}{k}: {v},\n" for k, v in items) + " " * indent + "}"
+
+
+def _list_lines(items: list[str], indent: int) -> str:
+    """A list display, one item per line when not empty (an item's own line breaks are kept as they
+    are: they may be inside a string literal)."""
+    if not items:
+        return "[]"
+    pad = " " * (indent + 4)
+    return "[\n" + "".join(f"{pad}{item},\n" for item in items) + " " * indent + "]"
+
+
+def _cell_entry(label: int | str, source: str, original: str | None = None) -> str:
+    """One ``(label, source[, original])`` entry of ``step.run([...])``."""
+    parts = [python_literal(label), code_literal(source)] + ([code_literal(original)] if original else [])
+    return "(" + ", ".join(parts) + ")"
+
+
+def _dsl_imports(components: list[Component], outputs: list[dict[str, str]]) -> str:
+    """The ``kfp.dsl`` names the script uses: annotations of the components and pipeline outputs."""
+    names = {match for c in components for argument in c["signature"]
+             for pair in re.findall(r"\b(Input|Output)\[(\w+)\]", argument) for match in pair}
+    names |= {output["type"] for output in outputs} | ({"Metrics"} if outputs else set())
+    return ", ".join(sorted(names))
+
+
+class ComponentBuilder(Preprocessor):
+    """Give every step a KFP component: parameters in, one artifact per variable in and out.
+
+    Stores in ``resources["kfp"]`` each step's ``component`` and the ``script``: every
+    identifier, literal and statement the template prints.
+    """
+
+    output_suffix = Unicode(
+        "_out", help="Suffix of output artifact names: variable 'df' is saved as artifact 'df_out'.",
+    ).tag(config=True)
+
+    def preprocess(self, nb: Any, resources: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """Compute the components, the pipeline function and the script around them."""
+        model: Pipeline = resources[RESOURCE_KEY]
+        settings = model["pipeline"]
+        if settings["runtime"] not in RUNTIME_MODES:
+            raise NotebookError(f"runtime {settings['runtime']!r} is not one of {', '.join(RUNTIME_MODES)}",
+                                None, "runtime")
+        self._reported: set[str] = set()
+        self._settings = settings
+        parameter_namer = Namer(PIPELINE_BODY_NAMES | COMPONENT_LOCALS)
+        parameters = {p["name"]: parameter_namer.take(p["name"], "param") for p in model["parameters"]}
+        namer = Namer(RESERVED | set(parameters.values()))
+        shared = self._shared_files(model)
+        bundle = ({"function": namer.take("shared_code"), "task": namer.take("shared_code_task"),
+                   "archive": archive.pack(shared)} if shared else None)
+        functions = {step["name"]: namer.take(step["name"], "step") for step in model["steps"]}
+        tasks = {name: namer.take(f"{function}_task") for name, function in functions.items()}
+        setup, claims = self._volumes(settings["volumes"], model["steps"], namer)
+
+        components: list[Component] = [self._bundle_component(bundle)] if bundle else []
+        statements: list[str] = []
+        if bundle:
+            statements += [f"{bundle['task']} = {bundle['function']}()",
+                           f"{bundle['task']}.set_display_name({python_literal('shared code')})"]
+        statements += setup
+        ignored: list[str] = []
+        outputs_by_step: dict[str, dict[str, str]] = {}
+        modules_behind: dict[str, set[str]] = {}
+        pipeline_outputs: list[dict[str, str]] = []
+        for step in model["steps"]:
+            options = effective_options(step["options"])
+            modules_behind[step["name"]] = set(step["modules"]).union(
+                *(modules_behind[p] for p in step["input_sources"].values()))
+            component = self._component(step, options, functions, tasks, parameters, outputs_by_step, bundle,
+                                        modules_behind[step["name"]], model)
+            components.append(component)
+            step["component"] = component
+            statements += self._task_statements(component, step, options, tasks, bundle, claims)
+            unapplied = [describe(o) for o in ignored_locally(options)]
+            unapplied += [f"volume {v['name']} at {v['mount_point']}" for v in settings["volumes"]
+                          if mounts_into(v, step["name"])]
+            if unapplied:
+                ignored.append(python_literal(f"step {step['name']!r}: {', '.join(unapplied)}"))
+            for kind, key in (("HTML", "report"), ("Metrics", "metrics")):
+                if component.get(key):
+                    pipeline_outputs.append({
+                        "name": python_literal(namer.take(f"{component['function']}_{key}")), "type": kind,
+                        "value": f'{component["task"]}.outputs[{python_literal(component[key])}]'})  # type: ignore[literal-required]
+
+        graph = dag.graph(model, {s["name"]: kfp_name(functions[s["name"]], "step") for s in model["steps"]})
+        model["script"] = self._script(model, components, statements, pipeline_outputs, parameters, ignored, graph)
+        return nb, resources
+
+    # --- what the steps share ------------------------------------------------------------------
+
+    def _shared_files(self, model: Pipeline) -> dict[str, str]:
+        """The files of the ``shared_code`` archive: the runtime (artifact mode) and the prelude cells."""
+        mode = self._settings["runtime"]
+        if mode == "embedded":
+            return {}
+        files: dict[str, str] = runtime.sources() if mode == "artifact" else {}
+        if model["prelude"]:
+            files[PRELUDE_MEMBER] = json.dumps(
+                [[c["index"], c["source"], c.get("original")] for c in model["prelude"]], ensure_ascii=False)
+        return files
+
+    def _common_decorator(self, image: str) -> list[str]:
+        settings = self._settings
+        install = "False" if not settings["install_kfp_package"] else "not LOCAL_RUN"
+        arguments = [f"base_image={image}", f"install_kfp_package={install}"]
+        if settings["pip_index_urls"]:
+            arguments += ["pip_index_urls=PIP_INDEX_URLS", "pip_trusted_hosts=PIP_TRUSTED_HOSTS"]
+        return arguments
+
+    def _bundle_component(self, bundle: dict[str, Any]) -> Component:
+        literal = "\n".join(archive.literal_lines(bundle["archive"], 8))
+        return {
+            "function": bundle["function"],
+            "task": bundle["task"],
+            "decorator": self._common_decorator("BASE_IMAGE"),
+            "signature": ["bundle: Output[Artifact]"],
+            "docstring": python_literal("The code every step shares, as one zip archive: nbconvert-kfp's step "
+                                        "runtime and the notebook's imports and functions cells."),
+            "body": ["import base64\n",
+                     'with open(bundle.path, "wb") as fh:',
+                     f"    fh.write(base64.b85decode({_indent(literal, 0)}))"],
+        }
+
+    # --- one step ------------------------------------------------------------------------------
+
+    def _component(self, step: Step, options: list[StepOption], functions: dict[str, str], tasks: dict[str, str],
+                   parameters: dict[str, str], outputs_by_step: dict[str, dict[str, str]],
+                   bundle: dict[str, Any] | None, modules: set[str], model: Pipeline) -> Component:
+        settings = self._settings
+        namer = Namer(COMPONENT_LOCALS | set(parameters.values()))
+        bundle_ident = namer.take("bundle") if bundle else None
+        function = functions[step["name"]]
+        signature = [f"{bundle_ident}: Input[Artifact]"] if bundle_ident else []
+        arguments = [f'{bundle_ident}={bundle["task"]}.outputs["bundle"]'] if bundle else []
+        signature += [f"{parameters[p]}: {self._parameter_type(model, p)}" for p in step["parameters"]]
+        arguments += [f"{parameters[p]}={parameters[p]}" for p in step["parameters"]]
+        loads, saves = [], []
+        data_parents = set()
+        for var in step["inputs"]:
+            ident = namer.take(var, "value")
+            source = step["input_sources"][var]
+            data_parents.add(source)
+            signature.append(f"{ident}: Input[Artifact]")
+            arguments.append(f"{ident}={tasks[source]}.outputs[{python_literal(outputs_by_step[source][var])}]")
+            loads.append((python_literal(var), ident))
+        outputs_by_step[step["name"]] = {}
+        for var in step["outputs"]:
+            ident = namer.take(f"{var}{self.output_suffix}", "value")
+            outputs_by_step[step["name"]][var] = ident
+            signature.append(f"{ident}: Output[{step['output_types'][var]}]")
+            saves.append((python_literal(var), ident))
+        metrics = classification = None
+        if step["metrics"]:
+            metrics, classification = namer.take("metrics"), namer.take("classification_metrics")
+            signature += [f"{metrics}: Output[Metrics]", f"{classification}: Output[ClassificationMetrics]"]
+        report_switch = last_value(options, "report", "enabled")
+        report = namer.take("report") if (settings["step_reports"] if report_switch is None else report_switch) \
+            else None
+        if report:
+            signature.append(f"{report}: Output[HTML]")
+
+        step_arguments = [python_literal(step["name"])]
+        if bundle_ident:
+            step_arguments.append(f"bundle={bundle_ident}.path")
+        if report:
+            step_arguments.append(f"report={report}")
+            if step["displays"]:
+                step_arguments.append("ipython=True")
+        body = self._runtime_import(bundle_ident)
+        body.append(f"with Step({', '.join(step_arguments)}) as step:")
+        if step["parameters"]:
+            items = [(python_literal(p), parameters[p]) for p in step["parameters"]]
+            body.append(f"    step.define({_dict_lines(items, 8)})")
+        if model["prelude"]:
+            if bundle_ident:
+                body.append("    step.run_prelude()")
+            else:
+                entries = [_cell_entry(c["index"], c["source"], c.get("original")) for c in model["prelude"]]
+                body.append(f"    step.run({_list_lines(entries, 8)})")
+        upstream = ([_cell_entry("upstream imports", "\n".join(step["imports"]))] if step["imports"] else [])
+        upstream += [_cell_entry("upstream definitions", d) for d in step["definitions"]]
+        if upstream:
+            body.append(f"    step.run({_list_lines(upstream, 8)})")
+        if loads:
+            body.append(f"    step.load({_dict_lines(loads, 8)})")
+        cells = [_cell_entry(c["index"], c["source"], c.get("original")) for c in step["cells"]]
+        body.append(f"    step.run({_list_lines(cells, 8)})")
+        if saves:
+            body.append(f"    step.save({_dict_lines(saves, 8)})")
+        if metrics:
+            names = ", ".join(python_literal(m) for m in step["metrics"])
+            body.append(f"    step.log_metrics({metrics}, [{names}], {classification})")
+
+        image = last_value(options, "image", "image")
+        decorator = self._common_decorator(python_literal(image) if image else "BASE_IMAGE")
+        packages = self._packages(step, options, modules)
+        if packages:
+            decorator.append(f"packages_to_install={_call('installs', [python_literal(p) for p in packages])}")
+        if settings["runtime"] == "embedded":
+            decorator.append("additional_funcs=[_step_runtime]")
+        cell_numbers = ", ".join(str(c["index"] + 1) for c in step["cells"])
+        component_name = kfp_name(function, "step")
+        return {
+            "function": function,
+            "task": tasks[step["name"]],
+            "name": step["name"],
+            "docstring": python_literal(f"Step {step['name']!r} (notebook cells {cell_numbers})."),
+            "display_name": step["name"] if step["name"] != component_name else None,
+            "decorator": decorator,
+            "signature": signature,
+            "arguments": arguments,
+            "after": [tasks[p] for p in step["parents"] if p not in data_parents],
+            "body": body,
+            "packages": packages,
+            "report": report,
+            "metrics": metrics,
+        }
+
+    def _runtime_import(self, bundle_ident: str | None) -> list[str]:
+        """The statements that make ``Step`` importable in the step."""
+        if bundle_ident:
+            return ["import sys\n", f"sys.path.insert(0, {bundle_ident}.path)",
+                    "from nbconvert_kfp.runtime.step import Step\n"]
+        if self._settings["runtime"] == "embedded":
+            return ["_step_runtime()", "from nbconvert_kfp.runtime.step import Step\n"]
+        return ["from nbconvert_kfp.runtime.step import Step\n"]
+
+    @staticmethod
+    def _parameter_type(model: Pipeline, name: str) -> str:
+        return next(p["type"] for p in model["parameters"] if p["name"] == name)
+
+    def _task_statements(self, component: Component, step: Step, options: list[StepOption], tasks: dict[str, str],
+                         bundle: dict[str, Any] | None, claims: dict[str, tuple[str, str | None]]) -> list[str]:
+        """The statements of the pipeline function that create the step's task and apply its options."""
+        task = component["task"]
+        statements = [f"{task} = {_call(component['function'], component['arguments'])}"]
+        if component["after"]:
+            statements.append(f"{task}.after({', '.join(component['after'])})")
+        if component["display_name"]:
+            statements.append(f"{task}.set_display_name({python_literal(component['display_name'])})")
+        statements += task_calls(options, task, self._settings["enable_caching"])
+        for volume in self._settings["volumes"]:
+            if mounts_into(volume, step["name"]):
+                statements += mount_calls(volume, task, *claims[volume["name"]])
+        return statements
+
+    @staticmethod
+    def _volumes(volumes: list[Volume], steps: list[Step], namer: Namer) -> tuple[list[str], dict[str, tuple[str, str | None]]]:
+        """Statements creating per-run PVCs; per volume its claim-name expression and PVC variable."""
+        names = {step["name"] for step in steps}
+        setup: list[str] = []
+        claims: dict[str, tuple[str, str | None]] = {}
+        for volume in volumes:
+            unknown = [s for s in volume["steps"] or [] if s not in names]
+            if unknown:
+                raise NotebookError(f"volume {volume['name']!r} names steps that do not exist: "
+                                    f"{', '.join(unknown)}", None, "volumes")
+            if volume["type"] == "new_pvc":
+                variable = namer.take(f"{volume['name']}_pvc", "volume")
+                setup += create_calls(volume, variable)
+                claims[volume["name"]] = (f'{variable}.outputs["name"]', variable)
+            else:
+                claims[volume["name"]] = (python_literal(volume["name"]), None)
+        return setup, claims
+
+    def _packages(self, step: Step, options: list[StepOption], modules: set[str]) -> list[str]:
+        """What the step pip-installs on a cluster: its imports' distributions, pinned, plus extras."""
+        settings = self._settings
+        found: list[str] = []
+        if settings["install_packages"]:
+            found, unknown = requirements(modules)
+            for module in unknown:
+                if module not in self._reported:
+                    self._reported.add(module)
+                    self.log.warning("module %r is imported but no installed distribution provides it; "
+                                     "add it with a 'package:<requirement>' tag or "
+                                     "--KFPExporter.extra_packages", module)
+            extras = [requirement(name) for name in ("dill", "ipython" if step["uses_ipython"] else "")
+                      if name and requirement(name)]
+            found += [r for r in extras if r and r.partition("==")[0].lower() not in
+                      {f.partition("==")[0].lower() for f in found}]
+        if settings["runtime"] == "package":
+            found.append(settings["runtime_package"] or f"nbconvert-kfp-runtime=={__version__}")
+        found += settings["extra_packages"] + [o["requirement"] for o in options if o["kind"] == "package"]
+        return list(dict.fromkeys(found))
+
+    # --- the script ----------------------------------------------------------------------------
+
+    def _script(self, model: Pipeline, components: list[Component], statements: list[str],
+                outputs: list[dict[str, str]], parameters: dict[str, str], ignored: list[str],
+                graph: dag.Graph) -> dict[str, Any]:
+        settings: Settings = model["pipeline"]
+        uses_kubernetes = any("kubernetes." in statement for statement in statements)
+        imports = ["import os", "import sys"]
+        if outputs:
+            imports.append("from typing import NamedTuple")
+        imports += [""]
+        imports.append("from kfp import dsl, kubernetes" if uses_kubernetes else "from kfp import dsl")
+        dsl_names = _dsl_imports(components, outputs)
+        if dsl_names:
+            imports.append(f"from kfp.dsl import {dsl_names}")
+        imports.append("")
+        types = [(python_literal(parameters[p["name"]]), p["type"]) for p in model["parameters"]]
+        constants = [
+            f"PIPELINE_NAME = {python_literal(settings['name'])}",
+            f"PIPELINE_DESCRIPTION = {python_literal(settings['description'])}",
+            f"BASE_IMAGE = {python_literal(settings['base_image'])}",
+            f"EXPERIMENT = {python_literal(settings['experiment'])}",
+            f"PARAMETER_TYPES = {_dict_lines(types, 0)}",
+        ]
+        if settings["pip_index_urls"]:
+            constants += [f"PIP_INDEX_URLS = {python_literal(settings['pip_index_urls'])}",
+                          f"PIP_TRUSTED_HOSTS = {python_literal(settings['pip_trusted_hosts'])}"]
+        constants += [
+            "# A local run (--local) runs the steps in this Python environment and installs nothing.",
+            f'LOCAL_RUN = os.environ.get({python_literal(LOCAL_RUN_ENV)}) == "1" or (__name__ == "__main__" and '
+            '"--local" in sys.argv[1:])',
+            "# Settings that kfp.local does not apply; a local run lists them once.",
+            f"LOCAL_IGNORED = {_list_lines(ignored, 0)}",
+            "# Modules the notebook imports: --local loads them once in a warm process that forks the steps.",
+            f"PRELOAD_IMPORTS = {_list_lines([python_literal(s) for s in model['imports']], 0)}",
+            "# The pipeline's graph, for --dag and for naming a failed step.",
+            f"GRAPH = {python_literal(graph.to_data())}",
+        ]
+        functions = ['def installs(*requirements):\n'
+                     '    """The packages a step pip-installs on a cluster; a local run uses this environment\'s."""\n'
+                     '    return [] if LOCAL_RUN else list(requirements)']
+        if settings["runtime"] == "embedded":
+            functions.append(archive.loader_function(
+                "_step_runtime", python_literal("Put nbconvert-kfp's step runtime (a zip archive) on sys.path."),
+                archive.pack(runtime.sources())).rstrip("\n"))
+        signature = [f"{parameters[p['name']]}: {p['type']} = {python_literal(p['default'])}"
+                     for p in model["parameters"]]
+        tools = ('def main(argv=None):\n'
+                 '    """This script\'s command line: compile, run locally, deploy, draw (--help lists the options)."""\n'
+                 '    _script_tools()\n'
+                 '    from nbconvert_kfp.script import cli\n\n'
+                 '    return cli.main(globals(), argv)\n\n\n')
+        tools += archive.loader_function(
+            "_script_tools", python_literal("Put nbconvert-kfp's script tools (command line, local runs, "
+                                            "deployment, DAG picture; a zip archive) on sys.path."),
+            archive.pack(script_package.sources())).rstrip("\n")
+        return {
+            "header": [f"Kubeflow Pipelines v2 pipeline generated by nbconvert-kfp {__version__} from the notebook "
+                       f"{settings['notebook']!r}.".replace("\n", " "), *USAGE],
+            "imports": imports,
+            "constants": constants,
+            "functions": functions,
+            "components": components,
+            "outputs": outputs,
+            "parameters": signature,
+            "docstring": python_literal(f"Notebook {settings['notebook']!r} as a pipeline; "
+                                        "data flows between its steps as KFP artifacts."),
+            "pipeline": statements,
+            "tools": tools,
+            "parameter_names": parameters,
+            "main": ["sys.exit(main())"],
+        }
+
+
+#: The name this preprocessor had before: ``--MarshalInjector.output_suffix`` keeps working.
+class MarshalInjector(ComponentBuilder):
+    """The component builder under its former name (configuration sections ``MarshalInjector``)."""

@@ -1,0 +1,30 @@
+"""What ships into the generated script: its command line, local runs, deployment and DAG picture.
+
+A generated pipeline script carries these modules as a zip archive, so it runs where
+only kfp is installed. They import the standard library and kfp only (kfp inside
+functions); a test checks the rule. The converter and the Jupyter server extension
+import them from here too.
+
+- ``cli``: the script's command line (``main``) and the parameter value parser;
+- ``compiler``: the pipeline written as IR YAML;
+- ``launcher``: the warm process that forks the steps of a local run;
+- ``deployment``: upload to a KFP cluster and start a run;
+- ``dag``: the pipeline's picture (SVG, Mermaid).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: The modules the generated script carries, besides this package's ``__init__``.
+MODULES = ("cli", "compiler", "dag", "deployment", "launcher")
+
+
+def sources() -> dict[str, str]:
+    """Archive path -> source text of everything the generated script imports from nbconvert-kfp."""
+    script = Path(__file__).parent
+    package = script.parent
+    files = {"nbconvert_kfp/__init__.py": package / "__init__.py",
+             "nbconvert_kfp/script/__init__.py": script / "__init__.py"}
+    files.update({f"nbconvert_kfp/script/{name}.py": script / f"{name}.py" for name in MODULES})
+    return {path: file.read_text(encoding="utf-8") for path, file in files.items()}

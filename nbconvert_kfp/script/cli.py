@@ -1,0 +1,222 @@
+"""The generated script's command line: compile the pipeline, run it locally, deploy it, draw it.
+
+A generated pipeline script carries this module (with the rest of ``nbconvert_kfp.script``)
+and ends with ``sys.exit(main(globals()))``. ``main`` reads what the script defines,
+by the names in :data:`SCRIPT_ATTRIBUTES`: the ``pipeline`` function, its name, description,
+experiment, parameter types, the settings a local run cannot apply, the imports a local
+run loads ahead, and the pipeline's graph. Uses the standard library and kfp only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+#: What ``main`` reads from the script's namespace.
+SCRIPT_ATTRIBUTES = ("pipeline", "PIPELINE_NAME", "PIPELINE_DESCRIPTION", "EXPERIMENT", "PARAMETER_TYPES",
+                     "LOCAL_RUN", "LOCAL_IGNORED", "PRELOAD_IMPORTS", "GRAPH")
+#: The environment variable that makes an imported script define its steps for a local run (the script's
+#: ``LOCAL_RUN`` is true when it is run with ``--local`` or this variable is "1"): they install nothing.
+LOCAL_RUN_ENV = "NBCONVERT_KFP_LOCAL_RUN"
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+def parse_value(kind: type | str, text: str) -> Any:
+    """Convert a command-line (or JSON string) value to a parameter type (``int``, ``float``, ``str``,
+    ``bool``, ``list``, ``dict``, given as a type or its name); raise ``ValueError`` when it does not fit."""
+    name = kind if isinstance(kind, str) else kind.__name__
+    if name == "str":
+        return text
+    if name == "bool":
+        lowered = text.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ValueError(f"expected true or false, got {text!r}")
+    if name in ("list", "dict"):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise ValueError(f"expected a JSON {name}, got {text!r}") from None
+        if not isinstance(value, list if name == "list" else dict):
+            raise ValueError(f"expected a JSON {name}, got {text!r}")
+        return value
+    if name == "int":
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"expected an integer, got {text!r}") from None
+    if name == "float":
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"expected a number, got {text!r}") from None
+    raise ValueError(f"unknown parameter type {name!r}")
+
+
+def _type_name(kind: type | str) -> str:
+    return kind if isinstance(kind, str) else kind.__name__
+
+
+def parse_arguments(script: Mapping[str, Any], argv: list[str] | None = None) -> argparse.Namespace:
+    """Read the command line of a generated script."""
+    here = Path(script.get("__file__") or ".").resolve().parent
+    name = script["PIPELINE_NAME"]
+    types = script["PARAMETER_TYPES"]
+    default_output = Path(script["__file__"]).resolve().with_suffix(".yaml") if script.get("__file__") else None
+    parser = argparse.ArgumentParser(
+        description=f"Compile the KFP pipeline {name!r} to IR YAML, run it locally, or deploy it.")
+    parser.add_argument("--local", action="store_true",
+                        help="run the pipeline on this machine with kfp.local instead of compiling it")
+    parser.add_argument("--output", type=Path, default=default_output,
+                        help="where to write the compiled YAML (default: next to this script)")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="set a pipeline parameter; parameters: "
+                        + (", ".join(f"{n} ({_type_name(t)})" for n, t in types.items()) or "none"))
+    parser.add_argument("--workdir", type=Path, default=here,
+                        help="with --local, the directory steps run in, against which the notebook's "
+                        "relative paths resolve (default: this script's directory)")
+    parser.add_argument("--pipeline-root", type=Path, default=None,
+                        help="with --local, where step outputs are kept (default: WORKDIR/local_outputs)")
+    parser.add_argument("--cold-start", action="store_true",
+                        help="with --local, start every step in a new Python interpreter instead of "
+                        "forking it from a warm process that has the notebook's imports loaded")
+    parser.add_argument("--upload", action="store_true",
+                        help="upload the pipeline to KFP; a pipeline of that name gets a new version")
+    parser.add_argument("--run", action="store_true", help="upload the pipeline to KFP and start a run of it")
+    parser.add_argument("--host", help="with --upload or --run, the KFP API URL (default: $KF_PIPELINES_ENDPOINT, "
+                        "else in-cluster or kube config); the token comes from $KF_PIPELINES_TOKEN, "
+                        "$KF_PIPELINES_SA_TOKEN_PATH or wherever kfp.Client finds one")
+    parser.add_argument("--experiment", help=f"with --run, the KFP experiment (default: {script['EXPERIMENT']})")
+    parser.add_argument("--namespace", help="with --upload or --run, the user namespace (multi-user KFP)")
+    parser.add_argument("--ca-cert", help="with --upload or --run, the CA certificate file that signed the "
+                        "server's TLS certificate")
+    parser.add_argument("--dag", type=Path, metavar="PATH",
+                        help="write a picture of the pipeline to PATH: SVG, or Mermaid if PATH ends with "
+                        ".mmd, or Markdown with a Mermaid diagram if it ends with .md")
+    args = parser.parse_args(argv)
+    deploying = args.upload or args.run
+    if args.local and deploying:
+        parser.error("--local runs on this machine; it does not go with --upload or --run")
+    unused = [f"--{n.replace('_', '-')}" for n in ("host", "experiment", "namespace", "ca_cert")
+              if getattr(args, n) is not None and not deploying]
+    if unused:
+        parser.error(f"{', '.join(unused)}: only with --upload or --run")
+    if args.output is None:
+        args.output = Path(f"{name}.yaml")
+    args.arguments = {}
+    for parameter, text in args.parameter:
+        if parameter not in types:
+            parser.error(f"unknown parameter {parameter!r}; known: {', '.join(types) or 'none'}")
+        try:
+            args.arguments[parameter] = parse_value(types[parameter], text)
+        except ValueError as err:
+            parser.error(f"parameter {parameter}: {err}")
+    return args
+
+
+def run_local(script: Mapping[str, Any], arguments: dict[str, Any], workdir: Path, pipeline_root: Path | None,
+              warm: bool = True) -> int:
+    """Run the pipeline with kfp.local in this Python environment; return the exit status."""
+    import warnings
+
+    from kfp import local
+
+    from . import launcher
+
+    if not script["LOCAL_RUN"]:
+        print(f"A local run needs the script's steps defined for it: run it as 'python SCRIPT --local', "
+              f"or set {LOCAL_RUN_ENV}=1 before importing it.", file=sys.stderr)
+        return 2
+    # kfp.local warns once per task about settings it ignores; they are listed once below.
+    warnings.filterwarnings("ignore", message=r".*have no effect in the current local runner")
+    name = script["PIPELINE_NAME"]
+    if script["LOCAL_IGNORED"]:
+        print("kfp.local does not apply these settings (they apply on a KFP cluster):")
+        for line in script["LOCAL_IGNORED"]:
+            print(f"  {line}")
+    workdir = workdir.resolve()
+    pipeline_root = (pipeline_root or workdir / "local_outputs").resolve()
+    os.chdir(workdir)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
+    try:
+        with launcher.WarmLauncher(script["PRELOAD_IMPORTS"], enabled=warm):
+            result = script["pipeline"](**arguments)
+    except RuntimeError as err:
+        message = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+        tasks = {step["task"]: step["name"] for step in script["GRAPH"]["steps"]}
+        failed = [step for task, step in tasks.items() if f"'{task}'" in message]
+        which = f"step {failed[0]!r}" if failed else "a step"
+        print(f"Pipeline {name!r} failed: {which} failed; its log is above.", file=sys.stderr)
+        return 1
+    print(f"Pipeline {name!r} succeeded; outputs are in {pipeline_root}")
+    outputs = list(getattr(result, "outputs", {}).values()) if result is not None else []
+    from kfp.dsl import Metrics
+
+    for artifact in outputs:
+        for metric, value in artifact.metadata.items() if isinstance(artifact, Metrics) else ():
+            print(f"  metric {metric} = {value}")
+    reports = [Path(a.path) for a in outputs if not isinstance(a, Metrics)]
+    if reports:
+        print("Step reports (open in a browser):")
+    for report in reports:
+        page = report.with_name(report.name + ".html")
+        page.write_bytes(report.read_bytes())
+        print(f"  {page}")
+    return 0
+
+
+def deploy(script: Mapping[str, Any], arguments: dict[str, Any], host: str | None, experiment: str | None,
+           namespace: str | None, run: bool, ca_cert: str | None = None) -> int:
+    """Compile the pipeline, upload it to KFP (a new version when the name exists), and with
+    ``run`` start a run of the uploaded version; return the exit status."""
+    import tempfile
+
+    from . import deployment
+    from .compiler import write_ir
+
+    name = script["PIPELINE_NAME"]
+    with tempfile.TemporaryDirectory(prefix="kfp-upload-") as directory:
+        package = Path(directory) / f"{name}.yaml"
+        write_ir(script["pipeline"], package, arguments)
+        try:
+            result = deployment.deploy(str(package), name, description=script["PIPELINE_DESCRIPTION"], host=host,
+                                       experiment=experiment or script["EXPERIMENT"], namespace=namespace,
+                                       start_run=run, params=arguments, ssl_ca_cert=ca_cert)
+        except deployment.DeploymentError as err:
+            print(f"Deployment failed: {err}", file=sys.stderr)
+            return 1
+    for line in deployment.summary(result, name):
+        print(line)
+    return 0
+
+
+def main(script: Mapping[str, Any], argv: list[str] | None = None) -> int:
+    """Compile the pipeline, run it locally with --local, or deploy it with --upload/--run."""
+    from . import dag
+    from .compiler import write_ir
+
+    missing = [name for name in SCRIPT_ATTRIBUTES if name not in script]
+    if missing:
+        raise TypeError(f"not a generated pipeline script: it does not define {', '.join(missing)}")
+    args = parse_arguments(script, argv)
+    if args.dag:
+        dag.write(dag.Graph.from_data(script["GRAPH"]), args.dag)
+        print(f"Wrote {args.dag}")
+        if not (args.local or args.upload or args.run):
+            return 0
+    if args.upload or args.run:
+        return deploy(script, args.arguments, args.host, args.experiment, args.namespace, args.run, args.ca_cert)
+    if args.local:
+        return run_local(script, args.arguments, args.workdir, args.pipeline_root, warm=not args.cold_start)
+    write_ir(script["pipeline"], args.output, args.arguments)
+    print(f"Wrote {args.output}")
+    return 0

@@ -1,0 +1,85 @@
+"""Helpers shared by the test modules: paths, notebook building, subprocesses, generated-script reading."""
+
+from __future__ import annotations
+
+import ast
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+#: The directory of the venv's executables (python, jupyter), and those two.
+VENV_BIN = Path(sys.executable).parent
+PYTHON = sys.executable
+JUPYTER = str(VENV_BIN / "jupyter")
+#: The repository, its test notebooks and its examples.
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = REPO / "tests" / "notebooks"
+EXAMPLES = REPO / "examples"
+
+KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+
+
+def build_notebook(cells, metadata=None, *, markdown=False, dedent=False):
+    """A v4 notebook from ``(tags, source)`` pairs; a ready-made cell node is used as is.
+
+    ``tags`` may be a list, a single tag string, or ``None``/``[]`` for an untagged cell;
+    with ``markdown=True`` a ``None`` tag makes a markdown cell instead. ``dedent=True``
+    dedents and strips each source (for triple-quoted sources in tests).
+    """
+    built = []
+    for cell in cells:
+        if isinstance(cell, nbformat.NotebookNode):
+            built.append(cell)
+            continue
+        tags, source = cell
+        if dedent:
+            source = textwrap.dedent(source).strip("\n")
+        if tags is None and markdown:
+            built.append(new_markdown_cell(source))
+            continue
+        tags = [tags] if isinstance(tags, str) else list(tags or [])
+        built.append(new_code_cell(source, metadata={"tags": tags} if tags else {}))
+    nb = new_notebook(cells=built)
+    nb.metadata.update({"kernelspec": dict(KERNELSPEC), "language_info": {"name": "python"}})
+    nb.metadata.update(metadata or {})
+    return nb
+
+
+def script_constant(script: str | Path, name: str):
+    """The literal value a generated script assigns to a module-level constant."""
+    text = script.read_text(encoding="utf-8") if isinstance(script, Path) else script
+    for node in ast.parse(text).body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == name):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{name} is not assigned in the script")
+
+
+def run(cmd, cwd, timeout=600, **env):
+    """Run a command; stdout and stderr merged, decoded as UTF-8; ``env`` adds variables."""
+    environment = dict(os.environ, PYTHONIOENCODING="utf-8", **env)
+    return subprocess.run([str(c) for c in cmd], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          env=environment, timeout=timeout, encoding="utf-8", errors="replace")
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
+    """Terminate a server the test started; kill it if it does not exit in time."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)

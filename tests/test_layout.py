@@ -1,0 +1,155 @@
+"""The package layout's rules: what ships into steps imports only the standard library, what ships into
+the generated script only the standard library and kfp, and the script's names come from one list."""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from traitlets.config import Config
+
+import nbconvert_kfp
+from nbconvert_kfp import runtime, script
+from nbconvert_kfp.codegen import archive
+from nbconvert_kfp.codegen.reserved import SCRIPT_GLOBALS
+
+from helpers import PYTHON, build_notebook
+
+PACKAGE = Path(nbconvert_kfp.__file__).parent
+STDLIB = set(sys.stdlib_module_names)
+#: Libraries a marshal backend (or the step's IPython shell) imports the first time a value needs it.
+LAZY_BACKENDS = {"numpy", "pandas", "scipy", "sklearn", "joblib", "xgboost", "lightgbm", "torch", "keras",
+                 "tensorflow", "PIL", "dill", "IPython", "traitlets", "matplotlib"}
+
+
+def _imports(tree: ast.AST, module_level_only: bool) -> list[tuple[str, int]]:
+    """(top-level module, line) of every import; relative imports give ''."""
+    nodes = tree.body if module_level_only else list(ast.walk(tree))
+    found = []
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found += [(alias.name.partition(".")[0], node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            found.append(("" if node.level else (node.module or "").partition(".")[0], node.lineno))
+    return found
+
+
+def _package_files(package) -> list[Path]:
+    return sorted(Path(package.__file__).parent.glob("*.py"))
+
+
+@pytest.mark.parametrize("package, allowed_anywhere", [(runtime, LAZY_BACKENDS), (script, {"kfp", "kfp_server_api"})],
+                         ids=["runtime", "script"])
+def test_shipped_packages_import_the_standard_library_at_module_level(package, allowed_anywhere):
+    for path in _package_files(package):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for module, line in _imports(tree, module_level_only=True):
+            assert module == "" or module in STDLIB or module == "__future__", f"{path.name}:{line} imports {module}"
+        for module, line in _imports(tree, module_level_only=False):
+            assert module in STDLIB | allowed_anywhere | {"", "__future__"}, f"{path.name}:{line} imports {module}"
+
+
+@pytest.mark.parametrize("package", [runtime, script], ids=["runtime", "script"])
+def test_sources_ship_every_module_of_the_package(package):
+    shipped = package.sources()
+    folder = Path(package.__file__).parent.name
+    expected = {f"nbconvert_kfp/{folder}/{p.name}" for p in _package_files(package)}
+    assert {path for path in shipped if path.startswith(f"nbconvert_kfp/{folder}/")} == expected
+    assert "nbconvert_kfp/__init__.py" in shipped
+
+
+ISOLATED = textwrap.dedent(r"""
+    import importlib, sys
+    sys.path.insert(0, sys.argv[1])
+    for name in sys.argv[2].split(","):
+        importlib.import_module(name)
+    outside = sorted(m for m in sys.modules if m.partition(".")[0] not in sys.stdlib_module_names
+                     and m.partition(".")[0] not in ("nbconvert_kfp", "__main__", "__mp_main__"))
+    print("OUTSIDE", outside)
+    print("FROM", sys.modules["nbconvert_kfp"].__file__)
+""")
+
+
+@pytest.mark.parametrize("package, modules", [
+    (runtime, "nbconvert_kfp.runtime.step,nbconvert_kfp.runtime.marshal,nbconvert_kfp.runtime.report,"
+              "nbconvert_kfp.marshal"),
+    (script, "nbconvert_kfp.script.cli,nbconvert_kfp.script.compiler,nbconvert_kfp.script.dag,"
+             "nbconvert_kfp.script.deployment,nbconvert_kfp.script.launcher"),
+], ids=["runtime", "script"])
+def test_shipped_archive_imports_in_an_interpreter_without_site_packages(tmp_path, package, modules):
+    """-I -S: no site-packages at all, so not even kfp; importing loads the standard library only."""
+    path = tmp_path / "shipped.zip"
+    path.write_bytes(archive.pack(package.sources()))
+    proc = subprocess.run([PYTHON, "-I", "-S", "-c", ISOLATED, str(path), modules], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "OUTSIDE []" in proc.stdout
+    assert "shipped.zip" in proc.stdout
+
+
+def test_archives_are_byte_identical_for_the_same_files():
+    assert archive.pack(runtime.sources()) == archive.pack(runtime.sources())
+    assert archive.pack({"a.py": "x = 1\n"}) != archive.pack({"a.py": "x = 2\n"})
+
+
+# --- names of the generated script ---------------------------------------------------------------------
+
+RICH = [
+    (["imports"], "import json"),
+    (["functions"], "def helper(v):\n    return v + 1"),
+    (["pipeline-parameters"], "RATE = 0.5\nNAMES = ['a']"),
+    (["step:load", "limit:memory:1Gi", "label:team:ml", "secret:db:pw:DB_PW"], "data = [helper(1)]"),
+    (["step:train", "prev:load", "image:python:3.12", "package:xgboost==2.1.0"], "score = RATE * len(data)"),
+    (["step:report", "prev:train", "report:disabled"], "print(score)"),
+    (["pipeline-metrics"], "score"),
+]
+VOLUMES = {"kubeflow_notebook": {"volumes": [
+    {"type": "pvc", "name": "data", "mount_point": "/data", "expose_as_env_var": True},
+    {"type": "new_pvc", "name": "scratch", "mount_point": "/scratch", "size": 1, "storage_class_name": "fast"}]}}
+
+
+def _module_level_bindings(tree: ast.Module) -> set[str]:
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).partition(".")[0] for a in node.names)
+    return names
+
+
+def _global_reads(tree: ast.Module) -> set[str]:
+    """Names read at module level or as globals inside the functions (not their own locals)."""
+    reads = set()
+    for node in tree.body:
+        scope_locals: set[str] = set()
+        if isinstance(node, ast.FunctionDef):
+            arguments = node.args.args + node.args.kwonlyargs + [a for a in (node.args.vararg, node.args.kwarg) if a]
+            scope_locals = {a.arg for a in arguments}
+            scope_locals |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+            scope_locals |= {(a.asname or a.name).partition(".")[0] for n in ast.walk(node)
+                             if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+        reads |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)
+                  and n.id not in scope_locals}
+    return reads
+
+
+@pytest.mark.parametrize("runtime_mode", ["embedded", "artifact", "image", "package"])
+def test_every_name_the_script_defines_or_reads_is_reserved_or_a_step(convert, runtime_mode):
+    nb = build_notebook(RICH, metadata=VOLUMES)
+    text, resources = convert(nb, config=Config({"KFPExporter": {"runtime": runtime_mode,
+                                                                  "pip_index_urls": ["https://pypi.example/simple"]}}))
+    tree = ast.parse(text)
+    components = {step["component"]["function"] for step in resources["kfp"]["steps"]}
+    components |= {c["function"] for c in resources["kfp"]["script"]["components"]}
+    defined = _module_level_bindings(tree)
+    assert defined - components <= SCRIPT_GLOBALS, defined - components - SCRIPT_GLOBALS
+    unknown = _global_reads(tree) - defined - set(dir(builtins)) - {"__name__", "__file__"}
+    assert not unknown, unknown
