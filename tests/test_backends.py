@@ -653,13 +653,15 @@ def test_step_load_of_a_notebook_class_that_the_step_lacks_says_where_to_define_
 def test_long_string_columns_are_chunked_and_round_trip_exactly(monkeypatch):
     monkeypatch.setattr(marshal, "FRAME_CHUNK", 100)
     rows = 1050
+    index = pd.Index([f"r{i}" for i in range(rows)], dtype=object, name="row")
     frame = pd.DataFrame({
         "label": pd.array([None if i % 17 == 0 else f"s{i % 40}" for i in range(rows)], dtype="string"),
-        "obj": np.array([f"o{i}" if i % 5 else None for i in range(rows)], dtype=object),
-        "obj2": np.array([f"p{i}" for i in range(rows)], dtype=object),
-        "mixed": np.array([[i] if i % 2 else "t" for i in range(rows)], dtype=object),
+        # dtype=object explicitly: pandas 3 would infer its str dtype for strings
+        "obj": pd.Series([f"o{i}" if i % 5 else None for i in range(rows)], dtype=object, index=index),
+        "obj2": pd.Series([f"p{i}" for i in range(rows)], dtype=object, index=index),
+        "mixed": pd.Series([[i] if i % 2 else "t" for i in range(rows)], dtype=object, index=index),
         "x": np.arange(rows, dtype=np.float64),
-    }, index=pd.Index([f"r{i}" for i in range(rows)], dtype=object, name="row"))
+    }, index=index)
     loaded, fmt = roundtrip(frame)
     assert fmt == "pandas.chunked.pkl"
     assert_frame_equal(loaded, frame, check_exact=True)
@@ -667,12 +669,29 @@ def test_long_string_columns_are_chunked_and_round_trip_exactly(monkeypatch):
     # a string repeated within a chunk is stored, and loaded, once
     labels = loaded["obj2"].to_numpy()
     assert all(isinstance(v, str) for v in labels)
-    series = pd.Series(np.array(["same"] * 500, dtype=object))
+    series = pd.Series(["same"] * 500, dtype=object)
     loaded, fmt = roundtrip(series)
     assert fmt == "pandas.chunked.pkl"
     assert_series_equal(loaded, series)
     values = loaded.to_numpy()
     assert values[0] is values[99]
+
+
+def test_arrow_string_columns_are_written_as_arrow_streams_and_round_trip_exactly(monkeypatch):
+    """pandas 3's str dtype is Arrow-backed when pyarrow is installed: pickling would copy the column whole."""
+    need("pyarrow")
+    monkeypatch.setattr(marshal, "ARROW_MIN_BYTES", 1000)
+    monkeypatch.setattr(marshal, "FRAME_CHUNK", 100)
+    rows = 1050
+    frame = pd.DataFrame({
+        "label": pd.array([None if i % 17 == 0 else f"s{i % 40}" for i in range(rows)], dtype="string[pyarrow]"),
+        "big": pd.Series([f"value-{i}" for i in range(rows)], dtype=pd.StringDtype("pyarrow", na_value=np.nan)),
+        "x": np.arange(rows, dtype=np.float64),
+    })
+    loaded, fmt = roundtrip(frame)
+    assert fmt == "pandas.chunked.pkl"
+    assert_frame_equal(loaded, frame, check_exact=True)
+    assert list(loaded.dtypes) == list(frame.dtypes)
 
 
 def test_short_frames_stay_plain_pickles_that_pandas_reads():

@@ -417,8 +417,11 @@ def _load_array(path: str) -> Any:
 
 #: A column of more strings than this is pickled in chunks of this many (see ``_save_frame``).
 FRAME_CHUNK = 1 << 16
+#: An Arrow-backed column (pandas 3's ``str`` dtype with pyarrow) larger than this many bytes is
+#: written in Arrow's IPC stream format, in batches of ``FRAME_CHUNK`` rows.
+ARROW_MIN_BYTES = 1 << 20
 _CHUNKED_TRAILER = struct.Struct("<QQ8s")
-_CHUNKED_MAGIC = b"nbkfp-c1"
+_CHUNKED_MAGIC = b"nbkfp-c2"
 
 
 @resource_save.register_lazy("pandas")
@@ -427,7 +430,7 @@ def _register_pandas() -> None:
     import pandas
 
     class FramePickler(pickle.Pickler):
-        """Pickle protocol 5 that sets long string arrays aside, to be written in chunks."""
+        """Pickle protocol 5 that sets long string columns aside, to be written in chunks after the frame."""
 
         def __init__(self, fh: Any):
             super().__init__(fh, protocol=5)
@@ -439,6 +442,11 @@ def _register_pandas() -> None:
                     and pandas.api.types.infer_dtype(value.ravel(order="K"), skipna=True) in ("string", "empty")):
                 self.set_aside.append(value)
                 return ("chunked", len(self.set_aside) - 1)
+            if (isinstance(value, pandas.api.extensions.ExtensionArray) and hasattr(value, "__arrow_array__")
+                    and type(value).__name__ in ("ArrowStringArray", "ArrowExtensionArray")
+                    and value.nbytes > ARROW_MIN_BYTES):
+                self.set_aside.append(value)
+                return ("arrow", len(self.set_aside) - 1)
             return None
 
     @resource_save.register((pandas.DataFrame, pandas.Series))
@@ -446,9 +454,11 @@ def _register_pandas() -> None:
         """Pickle protocol 5: dtypes, index, categoricals, time zones and attrs are kept exactly.
 
         Numeric data is written straight from its buffers. A long column of strings
-        is written after the frame, in chunks that each have their own pickle memo:
-        one memo for a million strings would add half the frame's size to the peak
-        memory of the step. Strings repeated within a chunk are still stored once.
+        is written after the frame, in chunks: a NumPy object column as pickles that
+        each have their own memo (one memo for a million strings would add half the
+        frame's size to the peak memory of the step; strings repeated within a chunk
+        are still stored once), an Arrow-backed column in Arrow's IPC stream format
+        (pickling it would copy all of its buffers at once).
         """
         path = stem + ".pandas.pkl"
         with open(path, "wb") as fh:
@@ -456,16 +466,41 @@ def _register_pandas() -> None:
             pickler.dump(obj)
             if not pickler.set_aside:
                 return path
-            offset = fh.tell()
+            index = []
             for array in pickler.set_aside:
-                order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
-                pickle.dump((array.shape, order), fh, protocol=5)
-                flat = array.ravel(order=order)
-                for start in range(0, flat.size, FRAME_CHUNK):
-                    pickle.dump(flat[start:start + FRAME_CHUNK], fh, protocol=5)
-            fh.write(_CHUNKED_TRAILER.pack(offset, len(pickler.set_aside), _CHUNKED_MAGIC))
+                start = fh.tell()
+                if isinstance(array, numpy.ndarray):
+                    order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+                    flat = array.ravel(order=order)
+                    for first in range(0, flat.size, FRAME_CHUNK):
+                        pickle.dump(flat[first:first + FRAME_CHUNK], fh, protocol=5)
+                    index.append(("numpy", start, array.shape, order))
+                else:
+                    _write_arrow(array.__arrow_array__(), fh)
+                    index.append(("arrow", start, fh.tell(), array.dtype))
+            offset = fh.tell()
+            pickle.dump(index, fh, protocol=5)
+            fh.write(_CHUNKED_TRAILER.pack(offset, len(index), _CHUNKED_MAGIC))
         os.replace(path, stem + ".pandas.chunked.pkl")
         return stem + ".pandas.chunked.pkl"
+
+
+def _write_arrow(array: Any, fh: Any) -> None:
+    """Write a pyarrow (chunked) array as an IPC stream of ``FRAME_CHUNK``-row batches (its buffers are not copied whole)."""
+    import pyarrow
+
+    table = pyarrow.table({"v": array})
+    with pyarrow.ipc.new_stream(fh, table.schema) as writer:
+        for batch in table.to_batches(max_chunksize=FRAME_CHUNK):
+            writer.write_batch(batch)
+
+
+def _read_arrow(fh: Any, start: int, end: int) -> Any:
+    import pyarrow
+
+    fh.seek(start)
+    with pyarrow.ipc.open_stream(pyarrow.BufferReader(fh.read(end - start))) as reader:
+        return reader.read_all().column("v")
 
 
 @resource_load.register(r".*\.pandas\.pkl")
@@ -477,8 +512,9 @@ def _load_frame(path: str) -> Any:
 
 @resource_load.register(r".*\.pandas\.chunked\.pkl")
 def _load_chunked_frame(path: str) -> Any:
-    """A frame pickle followed by its long string arrays in chunks, and a trailer that locates them."""
+    """A frame pickle followed by its long string columns, an index of them, and a trailer that locates the index."""
     import numpy
+    import pandas
 
     with open(path, "rb") as fh:
         fh.seek(-_CHUNKED_TRAILER.size, os.SEEK_END)
@@ -486,12 +522,18 @@ def _load_chunked_frame(path: str) -> Any:
         if magic != _CHUNKED_MAGIC:
             raise MarshalError(f"{path} is not a chunked pandas pickle")
         fh.seek(offset)
+        index = pickle.load(fh)
         arrays = []
-        for _ in range(count):
-            shape, order = pickle.load(fh)
+        for entry in index:
+            if entry[0] == "arrow":
+                _, start, end, dtype = entry
+                arrays.append(pandas.array(_read_arrow(fh, start, end), dtype=dtype))
+                continue
+            _, start, shape, order = entry
+            fh.seek(start)
             flat = numpy.empty(int(numpy.prod(shape)), dtype=object)
-            for start in range(0, flat.size, FRAME_CHUNK):
-                flat[start:start + FRAME_CHUNK] = pickle.load(fh)
+            for first in range(0, flat.size, FRAME_CHUNK):
+                flat[first:first + FRAME_CHUNK] = pickle.load(fh)
             arrays.append(flat.reshape(shape, order=order))
         fh.seek(0)
         unpickler = pickle.Unpickler(fh)
