@@ -40,8 +40,8 @@ SCRIPT_LABEL, YAML_LABEL = "Kfp", "Kfp_yaml"
 SERVER_START_TIMEOUT = 60
 UI_TIMEOUT_MS = 30_000
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason=f"{CHROMIUM} is absent (make test installs Debian's chromium)")
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason=f"{CHROMIUM} is absent (make test installs Debian's chromium)")]
 
 
 def _write_notebook(path: Path) -> None:

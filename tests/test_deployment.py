@@ -22,6 +22,8 @@ from nbconvert_kfp.script import deployment
 from nbconvert_kfp.exporters import compile_script
 from nbconvert_kfp.script.deployment import DeploymentError
 
+pytestmark = pytest.mark.slow
+
 fake_kfp = fakekfp.fake_kfp  # the fixture
 TOKEN = "s3cret-token-do-not-print"
 CELLS = [

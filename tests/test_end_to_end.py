@@ -26,6 +26,8 @@ import yaml
 
 from helpers import EXAMPLES, JUPYTER, NOTEBOOKS, PYTHON, build_notebook, run, script_constant
 
+pytestmark = pytest.mark.e2e
+
 TIMEOUT = 600
 
 #: fixture notebook -> (source, pipeline name, {step: set of required parent steps})

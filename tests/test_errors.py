@@ -19,6 +19,8 @@ from nbconvert_kfp.errors import (
     TagError,
 )
 
+pytestmark = pytest.mark.slow
+
 ERROR_CLASSES = [KFPExportError, TagError, PipelineGraphError, CellSourceError, ParameterError,
                  MetricError, NotebookError]
 

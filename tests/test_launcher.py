@@ -15,7 +15,8 @@ from nbconvert_kfp.script.launcher import WarmLauncher
 
 from helpers import JUPYTER
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the warm launcher forks (Linux)")
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the warm launcher forks (Linux)")]
 
 FIXTURES = Path(__file__).parent / "notebooks"
 

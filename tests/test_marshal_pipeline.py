@@ -22,6 +22,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from helpers import JUPYTER, PYTHON
 
+pytestmark = pytest.mark.e2e
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "mixed_values.ipynb"
 TIMEOUT = 300
 

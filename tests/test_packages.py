@@ -16,6 +16,8 @@ from compiledir import IR, compile_all
 from helpers import build_notebook
 from nbconvert_kfp.exporters import KFPExporter
 
+pytestmark = pytest.mark.slow
+
 TIMEOUT = 300
 EXTRA = "tqdm==4.66.0"
 INDEX_URLS = ["https://pypi.example.org/simple", "https://mirror.example.org/simple"]

@@ -6,9 +6,12 @@ import subprocess
 import sys
 
 import nbformat
+import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from helpers import JUPYTER
+
+pytestmark = pytest.mark.e2e
 
 
 REGISTRATION = '''\

@@ -13,6 +13,8 @@ import yaml
 
 from helpers import JUPYTER, build_notebook
 
+pytestmark = pytest.mark.e2e
+
 FIXTURES = Path(__file__).parent / "notebooks"
 pytest.importorskip("matplotlib", reason="the report figure test needs matplotlib")
 

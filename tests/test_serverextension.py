@@ -32,6 +32,8 @@ from fakekfp import FakeKFP
 from nbconvert_kfp.exporters import compile_script
 from helpers import free_port, stop_process
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 ENABLE_FILE = ROOT / "jupyter-config" / "jupyter_server_config.d" / "nbconvert_kfp.json"
 KFP_TOKEN = "kfp-token-of-the-jupyter-server"

@@ -19,6 +19,8 @@ from helpers import VENV_BIN, build_notebook, script_constant
 from nbconvert_kfp.errors import NotebookError
 from nbconvert_kfp.exporters import KFPExporter
 
+pytestmark = pytest.mark.slow
+
 TIMEOUT = 300
 NOTEBOOKS = Path(__file__).parent / "notebooks"
 DEFAULT_IMAGE = f"python:{sys.version_info.major}.{sys.version_info.minor}"

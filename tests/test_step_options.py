@@ -18,6 +18,8 @@ from helpers import build_notebook
 from nbconvert_kfp.errors import TagError
 from nbconvert_kfp.exporters import KFPExporter
 
+pytestmark = pytest.mark.slow
+
 TIMEOUT = 300
 DEFAULT_IMAGE = f"python:{sys.version_info.major}.{sys.version_info.minor}"
 NO_SUCH_DIST = "nbkfp-no-such-dist==0.0.1"

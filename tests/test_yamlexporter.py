@@ -17,6 +17,8 @@ from nbconvert_kfp.exporters import KFPYAMLExporter
 
 from helpers import JUPYTER
 
+pytestmark = pytest.mark.slow
+
 
 CELLS = [
     (["imports"], "import math"),
