@@ -116,7 +116,6 @@ class Volume(_VolumeRequired, total=False):
     access_modes: list[str]
     storage_class: str | None
     annotations: dict[str, str]
-    keep: bool
 
 
 class Settings(TypedDict):
@@ -152,7 +151,6 @@ class Component(TypedDict, total=False):
     signature: list[str]
     arguments: list[str]
     after: list[str]
-    options: list[str]
     body: list[str]
     packages: list[str]
     report: str | None
@@ -186,14 +184,21 @@ class Step(_StepRequired, total=False):
 
 
 class Script(TypedDict, total=False):
-    """What the template prints around the steps: pipeline-level names, literals and carried code."""
+    """What the template prints: the script's header, imports, constants, functions, components, the
+    pipeline function, the carried script tools and the main block, each as finished source text."""
 
     header: list[str]
     imports: list[str]
-    constants: list[tuple[str, str]]
+    constants: list[str]
     functions: list[str]
+    components: list[Component]
+    outputs: list[dict[str, str]]
+    parameters: list[str]
+    docstring: str
     pipeline: list[str]
-    main: str
+    tools: str
+    parameter_names: dict[str, str]
+    main: list[str]
 
 
 class Pipeline(TypedDict, total=False):
