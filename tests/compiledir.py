@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from helpers import step_tasks
+
 TIMEOUT = 300
 
 
@@ -27,10 +29,12 @@ class IR:
         assert docs, "no YAML documents"
         self.spec = docs[0]
         self.platform = docs[1] if len(docs) > 1 else None
-        self.tasks = self.spec["root"]["dag"]["tasks"]
+        self.all_tasks = self.spec["root"]["dag"]["tasks"]
+        #: the tasks of the notebook's steps (not the shared-code task)
+        self.tasks = step_tasks(self.spec)
 
     def executor(self, task):
-        return self.spec["components"][self.tasks[task]["componentRef"]["name"]]["executorLabel"]
+        return self.spec["components"][self.all_tasks[task]["componentRef"]["name"]]["executorLabel"]
 
     def container(self, task):
         return self.spec["deploymentSpec"]["executors"][self.executor(task)]["container"]

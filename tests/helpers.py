@@ -83,3 +83,12 @@ def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=10)
+
+
+#: The KFP task that ships the code every step shares (the step runtime, the imports and functions cells).
+SHARED_TASK = "shared-code"
+
+
+def step_tasks(spec: dict) -> dict:
+    """The tasks of a compiled pipeline spec that run notebook steps (not the shared-code task)."""
+    return {name: task for name, task in spec["root"]["dag"]["tasks"].items() if name != SHARED_TASK}

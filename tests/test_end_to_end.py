@@ -24,7 +24,8 @@ import nbformat
 import pytest
 import yaml
 
-from helpers import EXAMPLES, JUPYTER, NOTEBOOKS, PYTHON, build_notebook, run, script_constant
+from helpers import (EXAMPLES, JUPYTER, NOTEBOOKS, PYTHON, SHARED_TASK, build_notebook, run, script_constant,
+                     step_tasks)
 
 pytestmark = pytest.mark.e2e
 
@@ -378,9 +379,10 @@ def test_fixture_notebook_compiles_to_yaml(lab, stem):
     spec = yaml.safe_load(result.yaml_path.read_text(encoding="utf-8"))
     _, pipeline_name, edges = FIXTURES[stem]
     assert spec["pipelineInfo"]["name"] == pipeline_name
-    assert len(spec["components"]) == len(edges)
-    tasks = spec["root"]["dag"]["tasks"]
+    assert len(spec["components"]) == len(edges) + 1  # and the shared-code step
+    tasks = step_tasks(spec)
     assert len(tasks) == len(edges)
+    assert all(SHARED_TASK in task["dependentTasks"] for task in tasks.values())
     graph = script_constant(result.script, "GRAPH")
     step_names = {step["task"]: step["name"] for step in graph["steps"]}  # task name -> notebook step name
     assert set(step_names) == set(tasks)
@@ -389,7 +391,7 @@ def test_fixture_notebook_compiles_to_yaml(lab, stem):
     for step, parents in edges.items():
         depends = set(tasks[task_of[step]].get("dependentTasks", []))
         assert {task_of[p] for p in parents} <= depends, (step, depends)
-    assert len(spec["deploymentSpec"]["executors"]) == len(edges)
+    assert len(spec["deploymentSpec"]["executors"]) == len(edges) + 1
 
 
 @pytest.mark.parametrize("stem", list(FIXTURES))
@@ -681,8 +683,8 @@ ISOLATED_PROBE = textwrap.dedent(r"""
     namespace["_step_runtime"]()
     from nbconvert_kfp.runtime.step import Step
     import nbconvert_kfp.marshal as marshal
-    print("MARSHAL_FILE", marshal.__file__.replace(os.sep, "/").rsplit(".zip/", 1)[-1])
-    print("PACKAGE_IS_EMBEDDED", ".zip" in sys.modules["nbconvert_kfp"].__file__)
+    print("MARSHAL_FILE", marshal.__file__[len(marshal.__loader__.archive) + 1:].replace(os.sep, "/"))
+    print("PACKAGE_IS_EMBEDDED", type(sys.modules["nbconvert_kfp"].__loader__).__name__ == "zipimporter")
 
     class Artifact:
         def __init__(self, path):
@@ -705,15 +707,32 @@ ISOLATED_PROBE = textwrap.dedent(r"""
 """)
 
 
-def test_embedded_step_runtime_works_without_site_packages(lab, tmp_path):
-    script = lab.custom_script("lambda")
-    text = script.read_text(encoding="utf-8")
+def _shipped_runtime(tmp_path, runtime):
+    """The code KFP ships to a step for the runtime mode, as a file that defines ``_step_runtime()``."""
+    from nbconvert_kfp.exporters import KFPExporter
+
+    text, _ = KFPExporter(runtime=runtime).from_notebook_node(
+        build_notebook(LAMBDA, markdown=True, dedent=True), {"metadata": {"name": "shipped"}})
     tree = ast.parse(text)
-    # exactly what KFP ships to a step: the functions passed as the components' additional_funcs
-    shipped = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_step_runtime"]
-    assert len(shipped) == 1
-    source_file = tmp_path / "step_runtime.py"
-    source_file.write_text("\n\n".join(ast.get_source_segment(text, f) for f in shipped), encoding="utf-8")
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    if runtime == "embedded":
+        # exactly what KFP ships to a step: the function passed as the components' additional_funcs
+        source = ast.get_source_segment(text, functions["_step_runtime"])
+    else:
+        # the shared-code step writes the archive to its output artifact; the steps put it on sys.path
+        body = ast.unparse(ast.Module(body=functions["shared_code"].body[1:], type_ignores=[]))
+        source = ("import os, sys, tempfile\n"
+                  "class _Out:\n    path = os.path.join(tempfile.mkdtemp(), 'bundle')\n"
+                  "def _step_runtime():\n    bundle = _Out()\n"
+                  + textwrap.indent(body, "    ") + "\n    sys.path.insert(0, bundle.path)\n")
+    path = tmp_path / "step_runtime.py"
+    path.write_text(source, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("runtime", ["embedded", "artifact"])
+def test_shipped_step_runtime_works_without_site_packages(tmp_path, runtime):
+    source_file = _shipped_runtime(tmp_path, runtime)
     proc = run([PYTHON, "-I", "-S", "-c", ISOLATED_PROBE, source_file], cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stdout
     out = proc.stdout

@@ -13,7 +13,7 @@ import pytest
 from nbconvert.exporters import get_export_names, get_exporter
 from traitlets.config import Config
 
-from helpers import script_constant
+from helpers import script_constant, step_tasks
 from nbconvert_kfp.errors import PipelineGraphError
 from nbconvert_kfp.exporters import KFPExporter
 from nbconvert_kfp.codegen.identifier import kfp_name
@@ -73,7 +73,7 @@ def test_cli_writes_stem_pipeline_py_that_compiles(tmp_path, run_nbconvert, comp
     assert script_path.is_file(), list(tmp_path.iterdir())
     ir = compile_script(script_path)
     assert ir["pipelineInfo"]["name"] == "sklearn-fan"
-    assert len(ir["root"]["dag"]["tasks"]) == 4
+    assert len(step_tasks(ir)) == 4
 
 
 # --- configuration ----------------------------------------------------------------------------
@@ -293,7 +293,7 @@ def test_step_names_get_distinct_identifiers_and_display_names(tmp_path, make_nb
     script_path = tmp_path / "names_pipeline.py"
     script_path.write_text(script, encoding="utf-8")
     ir = compile_script(script_path)
-    assert len(ir["components"]) == 3
-    tasks = ir["root"]["dag"]["tasks"]
+    assert len(ir["components"]) == 4  # and the shared-code step
+    tasks = step_tasks(ir)
     assert len(tasks) == 3
     assert {t["taskInfo"]["name"] for t in tasks.values()} == {"Train_2", "kid-1", "kid_1"}

@@ -101,7 +101,8 @@ def test_untagged_notebook_is_one_step_with_its_parameters(tmp_path):
     notebook = tmp_path / "plain.ipynb"
     nbformat.write(nb, notebook)
     script = _convert(notebook)
-    assert script.read_text(encoding="utf-8").count("@dsl.component(") == 1
+    text = script.read_text(encoding="utf-8")
+    assert text.count("@dsl.component(") == 2 and "\ndef notebook(" in text  # the step, and the shared code
     proc = _run(script, "--local", "-p", "n", "5")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "TOTAL 10" in proc.stdout
@@ -145,7 +146,8 @@ def test_pipeline_without_any_artifact_compiles_and_runs(tmp_path):
     nb = build_notebook([(["step:a"], "x = 1"), (["step:b"], "y = 2")])
     notebook = tmp_path / "bare.ipynb"
     nbformat.write(nb, notebook)
-    script = _convert(notebook, "--KFPExporter.step_reports=False")
+    # the embedded runtime: the steps take no shared-code artifact, so the script uses no artifact type
+    script = _convert(notebook, "--KFPExporter.step_reports=False", "--KFPExporter.runtime=embedded")
     assert "from kfp.dsl import" not in script.read_text(encoding="utf-8")
     assert _run(script).returncode == 0
     proc = _run(script, "--local")

@@ -94,7 +94,7 @@ class KFPExporter(TemplateExporter):
         "Turn off when the image already has kfp, e.g. on a cluster without a package index.",
     ).tag(config=True)
     runtime = Enum(
-        list(RUNTIME_MODES), "embedded",
+        list(RUNTIME_MODES), "artifact",
         help="How the steps get nbconvert-kfp's step runtime. 'artifact': a first step writes it, with the "
         "notebook's imports and functions cells, to one KFP artifact that every step loads (works on any KFP "
         "install, keeps steps small). 'package': each step pip-installs 'runtime_package'. 'image': the step "

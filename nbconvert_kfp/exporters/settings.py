@@ -90,6 +90,6 @@ def resolve(options: dict[str, Any], metadata: dict[str, Any], notebook: str,
         "pip_trusted_hosts": list(options.get("pip_trusted_hosts") or []),
         "install_kfp_package": options.get("install_kfp_package", True),
         "step_reports": options.get("step_reports", True),
-        "runtime": options.get("runtime") or "embedded",
+        "runtime": options.get("runtime") or "artifact",
         "runtime_package": options.get("runtime_package") or "",
     }
