@@ -192,7 +192,6 @@ class Script(TypedDict, total=False):
     constants: list[str]
     functions: list[str]
     components: list[Component]
-    outputs: list[dict[str, str]]
     parameters: list[str]
     docstring: str
     pipeline: list[str]

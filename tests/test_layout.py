@@ -84,7 +84,9 @@ ISOLATED = textwrap.dedent(r"""
 def test_shipped_archive_imports_in_an_interpreter_without_site_packages(tmp_path, package, modules):
     """-I -S: no site-packages at all, so not even kfp; importing loads the standard library only."""
     path = tmp_path / "shipped.zip"
-    path.write_bytes(archive.pack(package.sources()))
+    # exactly what the generated code runs to unpack a payload
+    namespace = {"target": str(path)}
+    exec("\n".join(archive.writer_statements(archive.payload(package.sources()), "target", 0)), namespace)
     proc = subprocess.run([PYTHON, "-I", "-S", "-c", ISOLATED, str(path), modules], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -92,9 +94,17 @@ def test_shipped_archive_imports_in_an_interpreter_without_site_packages(tmp_pat
     assert "shipped.zip" in proc.stdout
 
 
-def test_archives_are_byte_identical_for_the_same_files():
-    assert archive.pack(runtime.sources()) == archive.pack(runtime.sources())
-    assert archive.pack({"a.py": "x = 1\n"}) != archive.pack({"a.py": "x = 2\n"})
+def test_payloads_are_identical_for_the_same_files_and_unpack_to_them():
+    assert archive.payload(runtime.sources()) == archive.payload(dict(reversed(runtime.sources().items())))
+    assert archive.payload({"a.py": "x = 1\n"}) != archive.payload({"a.py": "x = 2\n"})
+    assert archive.unpack(archive.payload(script.sources())) == script.sources()
+
+
+def test_minified_runtime_keeps_the_code_and_drops_docstrings():
+    source = runtime.sources()["nbconvert_kfp/runtime/step.py"]
+    small = archive.minified(source)
+    assert len(small) < len(source) * 0.8 and '"""' not in small
+    assert ast.dump(ast.parse(small)).count("FunctionDef") == ast.dump(ast.parse(source)).count("FunctionDef")
 
 
 # --- names of the generated script ---------------------------------------------------------------------

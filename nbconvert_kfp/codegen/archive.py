@@ -1,71 +1,103 @@
-"""Archives: code the generated pipeline carries (the step runtime, the script tools, the notebook's
-shared cells) packed as one deterministic zip, and the Python that writes or loads it.
+"""Payloads: code the generated pipeline carries (the step runtime, the script tools, the notebook's
+shared cells and modules) as one compact string literal, and the Python that unpacks it.
 
-The same files always give the same bytes (fixed timestamps and order, deflate level 9),
-so the commands that carry an archive, and KFP's cache keys with them, change only when
-the code does. In the script an archive is a base85 string literal, in lines of
-:data:`LINE` characters.
+A payload is the files as JSON (``{path: text}``, keys sorted), compressed with xz (LZMA) and
+written in base64: xz packs Python source about a third tighter than zip's deflate, and
+base64 holds no character that JSON, and so the KFP and Argo documents a command is stored in,
+must escape. The same files always give the same literal, so the commands that carry a payload,
+and KFP's cache keys with them, change only when the code does.
+
+The code that unpacks a payload writes its files into a zip archive that ``zipimport`` reads:
+putting that archive first on ``sys.path`` makes its modules importable.
+
+The step runtime is shipped *minified*: docstrings dropped and the code re-printed by
+``ast.unparse``, which drops comments. The notebook's own cells are shipped as written, so
+tracebacks show their lines.
 """
 
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
-import io
-import zipfile
+import json
+import lzma
 from typing import Mapping
 
-#: Characters per line of an archive's base85 literal.
+#: Characters per line of a payload's literal.
 LINE = 100
-_DATE = (1980, 1, 1, 0, 0, 0)
+_XZ_PRESET = 9 | lzma.PRESET_EXTREME
 
 
-def pack(files: Mapping[str, str | bytes]) -> bytes:
-    """A zip archive of ``{path: text or bytes}``, byte-identical for the same files."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path in sorted(files):
-            content = files[path]
-            data = content.encode("utf-8") if isinstance(content, str) else content
-            info = zipfile.ZipInfo(path, date_time=_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
-    return buffer.getvalue()
+def payload(files: Mapping[str, str]) -> str:
+    """The files as one base64 string: xz-compressed JSON, the same for the same files."""
+    data = json.dumps(dict(files), sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return base64.b64encode(lzma.compress(data, format=lzma.FORMAT_XZ, preset=_XZ_PRESET)).decode("ascii")
 
 
-def digest(data: bytes) -> str:
-    """A short content hash of an archive."""
-    return hashlib.sha256(data).hexdigest()[:16]
+def unpack(text: str) -> dict[str, str]:
+    """The files of a payload (what the generated code does, for tests and tools)."""
+    return json.loads(lzma.decompress(base64.b64decode(text)).decode("utf-8"))
 
 
-def literal_lines(data: bytes, indent: int) -> list[str]:
-    """The archive as a parenthesised base85 string literal: its lines, the first not indented."""
-    text = base64.b85encode(data).decode("ascii")
+def digest(text: str) -> str:
+    """A short content hash of a payload."""
+    return hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
+
+
+def minified(source: str) -> str:
+    """Python source without docstrings and comments (``ast.unparse``), for code users never read."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                if len(body) == 1:
+                    body[0] = ast.Pass()
+                else:
+                    del body[0]
+    return ast.unparse(tree) + "\n"
+
+
+def literal_lines(text: str, indent: int) -> list[str]:
+    """A payload as a parenthesised string literal, in lines of :data:`LINE` characters, for a statement
+    indented by ``indent``: the first line (the opening parenthesis) continues the statement."""
     pad = " " * indent
     chunks = [text[i:i + LINE] for i in range(0, len(text), LINE)] or [""]
     return ["("] + [f'{pad}    "{chunk}"' for chunk in chunks] + [f"{pad})"]
 
 
-def loader_function(name: str, docstring: str, data: bytes) -> str:
-    """A function that puts the archive's modules on ``sys.path`` (from a private temporary file)."""
-    literal = "\n".join(literal_lines(data, 4))
-    return (
-        f"def {name}():\n"
-        f"    {docstring}\n"
-        "    import atexit\n"
-        "    import base64\n"
-        "    import shutil\n"
-        "    import sys\n"
-        "    import tempfile\n"
-        "\n"
-        f'    if any(entry.endswith("/{digest(data)}.zip") for entry in sys.path):\n'
-        "        return\n"
-        f"    archive = base64.b85decode({literal})\n"
-        f'    directory = tempfile.mkdtemp(prefix="nbconvert-kfp-")\n'
-        "    atexit.register(shutil.rmtree, directory, True)\n"
-        f'    path = directory + "/{digest(data)}.zip"\n'
-        '    with open(path, "wb") as fh:\n'
-        "        fh.write(archive)\n"
-        "    sys.path.insert(0, path)\n"
-    )
+def writer_statements(text: str, target: str, indent: int) -> list[str]:
+    """Statements (relative to a function body) that write the payload's files as a zip archive to
+    the path expression ``target``; ``indent`` is the body's indentation in the script."""
+    literal = "\n".join(literal_lines(text, indent))
+    return [
+        "import base64, json, lzma, zipfile",
+        f"files = json.loads(lzma.decompress(base64.b64decode({literal})))",
+        f"with zipfile.ZipFile({target}, \"w\") as archive:",
+        "    for member, text in sorted(files.items()):",
+        "        archive.writestr(member, text)",
+    ]
+
+
+def loader_function(name: str, docstring: str, text: str) -> str:
+    """A function that unpacks the payload into a zip archive in a private temporary folder and puts
+    that archive first on ``sys.path`` (once per process)."""
+    marker = f"nbconvert-kfp-{digest(text)}.zip"
+    body = [
+        docstring,
+        "import atexit, os, shutil, sys, tempfile",
+        "",
+        f"if any(entry.endswith({marker!r}) for entry in sys.path):",
+        "    return",
+        "directory = tempfile.mkdtemp(prefix=\"nbconvert-kfp-\")",
+        "atexit.register(shutil.rmtree, directory, True)",
+        f"path = os.path.join(directory, {marker!r})",
+        *writer_statements(text, "path", 4),
+        "sys.path.insert(0, path)",
+    ]
+    lines = [f"def {name}():"]
+    for statement in body:
+        lines.append("    " + statement if statement else "")
+    return "\n".join(lines) + "\n"

@@ -53,3 +53,10 @@ def code_literal(source: str) -> str:
         else:
             escaped.append(ch)
     return "'''" + "".join(escaped) + "'''"
+
+
+def docstring(text: str) -> str:
+    """A docstring literal: ``\"\"\"text\"\"\"`` where the text allows it, else an ordinary string literal."""
+    if '"""' in text or "\\" in text or text.endswith('"') or _CONTROL.search(text) or "\n" in text or "\r" in text:
+        return python_literal(text)
+    return f'"""{text}"""'

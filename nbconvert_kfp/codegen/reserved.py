@@ -14,12 +14,12 @@ import keyword
 #: Module-level names of a generated script.
 SCRIPT_GLOBALS = frozenset({
     # imports
-    "annotations", "os", "sys", "NamedTuple", "dsl", "kfp", "kubernetes",
+    "annotations", "os", "sys", "dsl", "kfp", "kubernetes",
     "Artifact", "ClassificationMetrics", "Dataset", "HTML", "Input", "Metrics", "Model", "Output",
     # constants and functions
     "PIPELINE_NAME", "PIPELINE_DESCRIPTION", "BASE_IMAGE", "EXPERIMENT", "PARAMETER_TYPES", "LOCAL_RUN",
     "LOCAL_IGNORED", "PRELOAD_IMPORTS", "GRAPH", "PIP_INDEX_URLS", "PIP_TRUSTED_HOSTS",
-    "installs", "PipelineOutputs", "pipeline", "main", "_script_tools", "_step_runtime",
+    "installs", "pipeline", "main", "_script_tools", "_step_runtime",
 })
 #: Names a component function uses for itself.
 COMPONENT_LOCALS = frozenset({"step", "sys", "Step", "executor_input", "base64", "fh"})

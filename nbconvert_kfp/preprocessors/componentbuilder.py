@@ -29,7 +29,7 @@ from .. import __version__, runtime, script as script_package
 from ..analysis.packages import requirement, requirements
 from ..codegen import archive
 from ..codegen.identifier import Namer, kfp_name
-from ..codegen.literal import code_literal, python_literal
+from ..codegen.literal import code_literal, docstring, python_literal
 from ..codegen.reserved import COMPONENT_LOCALS, RESERVED
 from ..errors import NotebookError
 from ..model import RESOURCE_KEY, Component, Pipeline, Settings, Step, StepOption, Volume
@@ -42,7 +42,7 @@ from ..script.cli import LOCAL_RUN_ENV
 #: How steps get the step runtime.
 RUNTIME_MODES = ("artifact", "package", "image", "embedded")
 #: Names used inside the pipeline function's body; parameters must not shadow them.
-PIPELINE_BODY_NAMES = frozenset({"kubernetes", "LOCAL_RUN", "PipelineOutputs", "dsl", "None", "True", "False"})
+PIPELINE_BODY_NAMES = frozenset({"kubernetes", "LOCAL_RUN", "dsl", "None", "True", "False"})
 #: The one-line comment under the script's first line, and the usage lines after it.
 USAGE = (
     "",
@@ -71,9 +71,10 @@ def _call(function: str, arguments: list[str], indent: int = 4) -> str:
 
 
 def _dict_lines(items: list[tuple[str, str]], indent: int) -> str:
-    """A dict display, one ``key: value`` per line when not empty."""
-    if not items:
-        return "{}"
+    """A dict display: on one line when it fits, else one ``key: value`` per line."""
+    one_line = "{" + ", ".join(f"{k}: {v}" for k, v in items) + "}"
+    if len(one_line) + indent <= 80:
+        return one_line
     pad = " " * (indent + 4)
     return "{\n" + "".join(f"{pad}{k}: {v},\n" for k, v in items) + " " * indent + "}"
 
@@ -81,8 +82,8 @@ def _dict_lines(items: list[tuple[str, str]], indent: int) -> str:
 def _list_lines(items: list[str], indent: int) -> str:
     """A list display, one item per line when not empty (an item's own line breaks are kept as they
     are: they may be inside a string literal)."""
-    if not items:
-        return "[]"
+    if len(items) <= 1:
+        return "[" + "".join(items) + "]"
     pad = " " * (indent + 4)
     return "[\n" + "".join(f"{pad}{item},\n" for item in items) + " " * indent + "]"
 
@@ -93,11 +94,10 @@ def _cell_entry(label: int | str, source: str, original: str | None = None) -> s
     return "(" + ", ".join(parts) + ")"
 
 
-def _dsl_imports(components: list[Component], outputs: list[dict[str, str]]) -> str:
-    """The ``kfp.dsl`` names the script uses: annotations of the components and pipeline outputs."""
+def _dsl_imports(components: list[Component]) -> str:
+    """The ``kfp.dsl`` names the script uses: the annotations of the components."""
     names = {match for c in components for argument in c["signature"]
              for pair in re.findall(r"\b(Input|Output)\[(\w+)\]", argument) for match in pair}
-    names |= {output["type"] for output in outputs} | ({"Metrics"} if outputs else set())
     return ", ".join(sorted(names))
 
 
@@ -126,7 +126,7 @@ class ComponentBuilder(Preprocessor):
         namer = Namer(RESERVED | set(parameters.values()))
         shared = self._shared_files(model)
         bundle = ({"function": namer.take("shared_code"), "task": namer.take("shared_code_task"),
-                   "archive": archive.pack(shared)} if shared else None)
+                   "payload": archive.payload(shared)} if shared else None)
         functions = {step["name"]: namer.take(step["name"], "step") for step in model["steps"]}
         tasks = {name: namer.take(f"{function}_task") for name, function in functions.items()}
         setup, claims = self._volumes(settings["volumes"], model["steps"], namer)
@@ -140,7 +140,6 @@ class ComponentBuilder(Preprocessor):
         ignored: list[str] = []
         outputs_by_step: dict[str, dict[str, str]] = {}
         modules_behind: dict[str, set[str]] = {}
-        pipeline_outputs: list[dict[str, str]] = []
         for step in model["steps"]:
             options = effective_options(step["options"])
             modules_behind[step["name"]] = set(step["modules"]).union(
@@ -155,14 +154,10 @@ class ComponentBuilder(Preprocessor):
                           if mounts_into(v, step["name"])]
             if unapplied:
                 ignored.append(python_literal(f"step {step['name']!r}: {', '.join(unapplied)}"))
-            for kind, key in (("HTML", "report"), ("Metrics", "metrics")):
-                if component.get(key):
-                    pipeline_outputs.append({
-                        "name": python_literal(namer.take(f"{component['function']}_{key}")), "type": kind,
-                        "value": f'{component["task"]}.outputs[{python_literal(component[key])}]'})  # type: ignore[literal-required]
-
-        graph = dag.graph(model, {s["name"]: kfp_name(functions[s["name"]], "step") for s in model["steps"]})
-        model["script"] = self._script(model, components, statements, pipeline_outputs, parameters, ignored, graph)
+        graph = dag.graph(model, {s["name"]: kfp_name(functions[s["name"]], "step") for s in model["steps"]},
+                          {s["name"]: {key: s["component"][key] for key in ("report", "metrics")  # type: ignore[misc]
+                                       if s["component"].get(key)} for s in model["steps"]})
+        model["script"] = self._script(model, components, statements, parameters, ignored, graph)
         return nb, resources
 
     # --- what the steps share ------------------------------------------------------------------
@@ -172,7 +167,7 @@ class ComponentBuilder(Preprocessor):
         mode = self._settings["runtime"]
         if mode == "embedded":
             return {}
-        files: dict[str, str] = runtime.sources() if mode == "artifact" else {}
+        files = {path: archive.minified(text) for path, text in runtime.sources().items()} if mode == "artifact" else {}
         if model["prelude"]:
             files[PRELUDE_MEMBER] = json.dumps(
                 [[c["index"], c["source"], c.get("original")] for c in model["prelude"]], ensure_ascii=False)
@@ -187,17 +182,14 @@ class ComponentBuilder(Preprocessor):
         return arguments
 
     def _bundle_component(self, bundle: dict[str, Any]) -> Component:
-        literal = "\n".join(archive.literal_lines(bundle["archive"], 8))
         return {
             "function": bundle["function"],
             "task": bundle["task"],
             "decorator": self._common_decorator("BASE_IMAGE"),
             "signature": ["bundle: Output[Artifact]"],
-            "docstring": python_literal("The code every step shares, as one zip archive: nbconvert-kfp's step "
-                                        "runtime and the notebook's imports and functions cells."),
-            "body": ["import base64\n",
-                     'with open(bundle.path, "wb") as fh:',
-                     f"    fh.write(base64.b85decode({_indent(literal, 0)}))"],
+            "docstring": docstring("The code every step shares, as one zip archive: nbconvert-kfp's step "
+                                   "runtime and the notebook's imports and functions cells."),
+            "body": archive.writer_statements(bundle["payload"], "bundle.path", 4),
         }
 
     # --- one step ------------------------------------------------------------------------------
@@ -277,13 +269,14 @@ class ComponentBuilder(Preprocessor):
             decorator.append(f"packages_to_install={_call('installs', [python_literal(p) for p in packages])}")
         if settings["runtime"] == "embedded":
             decorator.append("additional_funcs=[_step_runtime]")
-        cell_numbers = ", ".join(str(c["index"] + 1) for c in step["cells"])
+        numbers = [str(c["index"] + 1) for c in step["cells"]]
+        cell_numbers = f"cell{'s' if len(numbers) > 1 else ''} {', '.join(numbers)}"
         component_name = kfp_name(function, "step")
         return {
             "function": function,
             "task": tasks[step["name"]],
             "name": step["name"],
-            "docstring": python_literal(f"Step {step['name']!r} (notebook cells {cell_numbers})."),
+            "docstring": docstring(f"Step {step['name']!r} (notebook {cell_numbers})."),
             "display_name": step["name"] if step["name"] != component_name else None,
             "decorator": decorator,
             "signature": signature,
@@ -298,11 +291,11 @@ class ComponentBuilder(Preprocessor):
     def _runtime_import(self, bundle_ident: str | None) -> list[str]:
         """The statements that make ``Step`` importable in the step."""
         if bundle_ident:
-            return ["import sys\n", f"sys.path.insert(0, {bundle_ident}.path)",
-                    "from nbconvert_kfp.runtime.step import Step\n"]
+            return ["import sys", f"sys.path.insert(0, {bundle_ident}.path)",
+                    "from nbconvert_kfp.runtime.step import Step"]
         if self._settings["runtime"] == "embedded":
-            return ["_step_runtime()", "from nbconvert_kfp.runtime.step import Step\n"]
-        return ["from nbconvert_kfp.runtime.step import Step\n"]
+            return ["_step_runtime()", "from nbconvert_kfp.runtime.step import Step"]
+        return ["from nbconvert_kfp.runtime.step import Step"]
 
     @staticmethod
     def _parameter_type(model: Pipeline, name: str) -> str:
@@ -366,16 +359,13 @@ class ComponentBuilder(Preprocessor):
     # --- the script ----------------------------------------------------------------------------
 
     def _script(self, model: Pipeline, components: list[Component], statements: list[str],
-                outputs: list[dict[str, str]], parameters: dict[str, str], ignored: list[str],
+                parameters: dict[str, str], ignored: list[str],
                 graph: dag.Graph) -> dict[str, Any]:
         settings: Settings = model["pipeline"]
         uses_kubernetes = any("kubernetes." in statement for statement in statements)
-        imports = ["import os", "import sys"]
-        if outputs:
-            imports.append("from typing import NamedTuple")
-        imports += [""]
+        imports = ["import os", "import sys", ""]
         imports.append("from kfp import dsl, kubernetes" if uses_kubernetes else "from kfp import dsl")
-        dsl_names = _dsl_imports(components, outputs)
+        dsl_names = _dsl_imports(components)
         if dsl_names:
             imports.append(f"from kfp.dsl import {dsl_names}")
         imports.append("")
@@ -406,8 +396,8 @@ class ComponentBuilder(Preprocessor):
                      '    return [] if LOCAL_RUN else list(requirements)']
         if settings["runtime"] == "embedded":
             functions.append(archive.loader_function(
-                "_step_runtime", python_literal("Put nbconvert-kfp's step runtime (a zip archive) on sys.path."),
-                archive.pack(runtime.sources())).rstrip("\n"))
+                "_step_runtime", docstring("Put nbconvert-kfp's step runtime (a zip archive) on sys.path."),
+                archive.payload({p: archive.minified(t) for p, t in runtime.sources().items()})).rstrip("\n"))
         signature = [f"{parameters[p['name']]}: {p['type']} = {python_literal(p['default'])}"
                      for p in model["parameters"]]
         tools = ('def main(argv=None):\n'
@@ -416,9 +406,9 @@ class ComponentBuilder(Preprocessor):
                  '    from nbconvert_kfp.script import cli\n\n'
                  '    return cli.main(globals(), argv)\n\n\n')
         tools += archive.loader_function(
-            "_script_tools", python_literal("Put nbconvert-kfp's script tools (command line, local runs, "
-                                            "deployment, DAG picture; a zip archive) on sys.path."),
-            archive.pack(script_package.sources())).rstrip("\n")
+            "_script_tools", docstring("Put nbconvert-kfp's script tools (command line, local runs, "
+                                       "deployment, DAG picture; a zip archive) on sys.path."),
+            archive.payload(script_package.sources())).rstrip("\n")
         return {
             "header": [f"Kubeflow Pipelines v2 pipeline generated by nbconvert-kfp {__version__} from the notebook "
                        f"{settings['notebook']!r}.".replace("\n", " "), *USAGE],
@@ -426,10 +416,9 @@ class ComponentBuilder(Preprocessor):
             "constants": constants,
             "functions": functions,
             "components": components,
-            "outputs": outputs,
             "parameters": signature,
-            "docstring": python_literal(f"Notebook {settings['notebook']!r} as a pipeline; "
-                                        "data flows between its steps as KFP artifacts."),
+            "docstring": docstring(f"Notebook {settings['notebook']!r} as a pipeline; "
+                                   "data flows between its steps as KFP artifacts."),
             "pipeline": statements,
             "tools": tools,
             "parameter_names": parameters,

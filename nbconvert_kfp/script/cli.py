@@ -132,13 +132,13 @@ def run_local(script: Mapping[str, Any], arguments: dict[str, Any], workdir: Pat
 
     from . import launcher
 
+    name = script["PIPELINE_NAME"]
     if not script["LOCAL_RUN"]:
         print(f"A local run needs the script's steps defined for it: run it as 'python SCRIPT --local', "
               f"or set {LOCAL_RUN_ENV}=1 before importing it.", file=sys.stderr)
         return 2
     # kfp.local warns once per task about settings it ignores; they are listed once below.
     warnings.filterwarnings("ignore", message=r".*have no effect in the current local runner")
-    name = script["PIPELINE_NAME"]
     if script["LOCAL_IGNORED"]:
         print("kfp.local does not apply these settings (they apply on a KFP cluster):")
         for line in script["LOCAL_IGNORED"]:
@@ -146,10 +146,11 @@ def run_local(script: Mapping[str, Any], arguments: dict[str, Any], workdir: Pat
     workdir = workdir.resolve()
     pipeline_root = (pipeline_root or workdir / "local_outputs").resolve()
     os.chdir(workdir)
+    earlier = set(pipeline_root.glob(f"{name}-*")) if pipeline_root.is_dir() else set()
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
     try:
         with launcher.WarmLauncher(script["PRELOAD_IMPORTS"], enabled=warm):
-            result = script["pipeline"](**arguments)
+            script["pipeline"](**arguments)
     except RuntimeError as err:
         message = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
         tasks = {step["task"]: step["name"] for step in script["GRAPH"]["steps"]}
@@ -157,21 +158,34 @@ def run_local(script: Mapping[str, Any], arguments: dict[str, Any], workdir: Pat
         which = f"step {failed[0]!r}" if failed else "a step"
         print(f"Pipeline {name!r} failed: {which} failed; its log is above.", file=sys.stderr)
         return 1
-    print(f"Pipeline {name!r} succeeded; outputs are in {pipeline_root}")
-    outputs = list(getattr(result, "outputs", {}).values()) if result is not None else []
-    from kfp.dsl import Metrics
-
-    for artifact in outputs:
-        for metric, value in artifact.metadata.items() if isinstance(artifact, Metrics) else ():
+    runs = sorted(set(pipeline_root.glob(f"{name}-*")) - earlier, key=lambda p: p.stat().st_mtime)
+    run_dir = runs[-1] if runs else pipeline_root
+    print(f"Pipeline {name!r} succeeded; outputs are in {run_dir}")
+    reports = []
+    for step in script["GRAPH"]["steps"]:
+        outputs = _task_outputs(run_dir / step["task"])
+        for metric, value in outputs.get(step.get("metrics"), {}).items():
             print(f"  metric {metric} = {value}")
-    reports = [Path(a.path) for a in outputs if not isinstance(a, Metrics)]
+        report = run_dir / step["task"] / step["report"] if step.get("report") else None
+        if report is not None and report.is_file():
+            page = report.with_name(report.name + ".html")
+            page.write_bytes(report.read_bytes())
+            reports.append(page)
     if reports:
         print("Step reports (open in a browser):")
-    for report in reports:
-        page = report.with_name(report.name + ".html")
-        page.write_bytes(report.read_bytes())
+    for page in reports:
         print(f"  {page}")
     return 0
+
+
+def _task_outputs(task_dir: Path) -> dict[str, dict[str, Any]]:
+    """Output artifact name -> its metadata, from the executor output a kfp.local task wrote."""
+    try:
+        data = json.loads((task_dir / "executor_output.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {name: (entry.get("artifacts") or [{}])[0].get("metadata") or {}
+            for name, entry in (data.get("artifacts") or {}).items()}
 
 
 def deploy(script: Mapping[str, Any], arguments: dict[str, Any], host: str | None, experiment: str | None,

@@ -44,7 +44,8 @@ class Edge:
 class Graph:
     """The DAG as drawn: steps in topological order, their layers, edges and parameters.
 
-    ``tasks`` maps each step to its KFP task name.
+    ``tasks`` maps each step to its KFP task name, ``outputs`` each step to the names of its
+    ``report`` and ``metrics`` outputs (where a local run finds them).
     """
 
     name: str
@@ -54,12 +55,13 @@ class Graph:
     parameters: list[tuple[str, str, str]]
     layers: list[list[str]]
     tasks: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_data(self) -> dict[str, Any]:
         """The graph as plain data (what a generated script carries)."""
         return {"name": self.name,
-                "steps": [{"name": s, "task": self.tasks.get(s, ""), "parameters": self.step_parameters[s]}
-                          for s in self.steps],
+                "steps": [{"name": s, "task": self.tasks.get(s, ""), "parameters": self.step_parameters[s],
+                           **self.outputs.get(s, {})} for s in self.steps],
                 "edges": [[e.source, e.target, e.variables] for e in self.edges],
                 "parameters": [list(p) for p in self.parameters]}
 
@@ -72,12 +74,14 @@ class Graph:
                    step_parameters={s["name"]: list(s["parameters"]) for s in data["steps"]},
                    edges=edges, parameters=[tuple(p) for p in data["parameters"]],  # type: ignore[misc]
                    layers=_layers(steps, [(e.source, e.target) for e in edges]),
-                   tasks={s["name"]: s["task"] for s in data["steps"]})
+                   tasks={s["name"]: s["task"] for s in data["steps"]},
+                   outputs={s["name"]: {k: s[k] for k in ("report", "metrics") if s.get(k)} for s in data["steps"]})
 
 
-def graph(model: dict[str, Any], tasks: dict[str, str] | None = None) -> Graph:
+def graph(model: dict[str, Any], tasks: dict[str, str] | None = None,
+          outputs: dict[str, dict[str, str]] | None = None) -> Graph:
     """The DAG of a pipeline model: edges from ``parents`` and ``input_sources``; ``tasks`` maps
-    steps to their KFP task names."""
+    steps to their KFP task names, ``outputs`` to the names of their report and metrics outputs."""
     steps = [step["name"] for step in model["steps"]]
     edges: dict[tuple[str, str], Edge] = {}
     for step in model["steps"]:
@@ -96,6 +100,7 @@ def graph(model: dict[str, Any], tasks: dict[str, str] | None = None) -> Graph:
         parameters=parameters,
         layers=_layers(steps, list(edges)),
         tasks=dict(tasks or {}),
+        outputs=dict(outputs or {}),
     )
 
 
