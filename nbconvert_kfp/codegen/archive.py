@@ -31,7 +31,12 @@ _XZ_PRESET = 9 | lzma.PRESET_EXTREME
 
 def payload(files: Mapping[str, str]) -> str:
     """The files as one base64 string: xz-compressed JSON, the same for the same files."""
-    data = json.dumps(dict(files), sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return payload_bytes(json.dumps(dict(files), sort_keys=True, ensure_ascii=False,
+                                    separators=(",", ":")).encode("utf-8"))
+
+
+def payload_bytes(data: bytes) -> str:
+    """Bytes xz-compressed, in base64."""
     return base64.b64encode(lzma.compress(data, format=lzma.FORMAT_XZ, preset=_XZ_PRESET)).decode("ascii")
 
 

@@ -41,6 +41,11 @@ from ..script.cli import LOCAL_RUN_ENV
 
 #: How steps get the step runtime.
 RUNTIME_MODES = ("artifact", "package", "image", "embedded")
+#: A step whose code literals are longer than this ships its cells packed (xz-compressed, base64).
+PACK_ABOVE = 32 * 1024
+#: The most a step's command may carry in one argument: Linux refuses a longer one (MAX_ARG_STRLEN is
+#: 128 KiB) and the step cannot start; the rest of the component's source needs a few KB.
+COMMAND_ARGUMENT_LIMIT = 120 * 1024
 #: Names used inside the pipeline function's body; parameters must not shadow them.
 PIPELINE_BODY_NAMES = frozenset({"kubernetes", "LOCAL_RUN", "dsl", "None", "True", "False"})
 #: The one-line comment under the script's first line, and the usage lines after it.
@@ -127,6 +132,12 @@ class ComponentBuilder(Preprocessor):
         shared = self._shared_files(model)
         bundle = ({"function": namer.take("shared_code"), "task": namer.take("shared_code_task"),
                    "payload": archive.payload(shared)} if shared else None)
+        if bundle and len(bundle["payload"]) > COMMAND_ARGUMENT_LIMIT:
+            first = model["prelude"][0]["index"] if model["prelude"] else None
+            raise NotebookError(
+                f"the code every step shares (nbconvert-kfp's runtime and the imports and functions cells) is "
+                f"{len(bundle['payload']) // 1024} KB even compressed: a KFP step's command holds at most 128 KiB. "
+                "Move large functions into a module of your own that the step image installs", first, "functions")
         functions = {step["name"]: namer.take(step["name"], "step") for step in model["steps"]}
         tasks = {name: namer.take(f"{function}_task") for name, function in functions.items()}
         setup, claims = self._volumes(settings["volumes"], model["steps"], namer)
@@ -246,16 +257,18 @@ class ComponentBuilder(Preprocessor):
             if bundle_ident:
                 body.append("    step.run_prelude()")
             else:
-                entries = [_cell_entry(c["index"], c["source"], c.get("original")) for c in model["prelude"]]
-                body.append(f"    step.run({_list_lines(entries, 8)})")
-        upstream = ([_cell_entry("upstream imports", "\n".join(step["imports"]))] if step["imports"] else [])
-        upstream += [_cell_entry("upstream definitions", d) for d in step["definitions"]]
+                prelude = [(c["index"], c["source"], c.get("original")) for c in model["prelude"]]
+                size = sum(len(source) + len(original or "") for _, source, original in prelude)
+                body.append(self._run_statement(step, prelude, size > PACK_ABOVE))
+        upstream = ([("upstream imports", "\n".join(step["imports"]), None)] if step["imports"] else [])
+        upstream += [("upstream definitions", d, None) for d in step["definitions"]]
+        cells = [(c["index"], c["source"], c.get("original")) for c in step["cells"]]
+        packed = sum(len(source) + len(original or "") for _, source, original in upstream + cells) > PACK_ABOVE
         if upstream:
-            body.append(f"    step.run({_list_lines(upstream, 8)})")
+            body.append(self._run_statement(step, upstream, packed))
         if loads:
             body.append(f"    step.load({_dict_lines(loads, 8)})")
-        cells = [_cell_entry(c["index"], c["source"], c.get("original")) for c in step["cells"]]
-        body.append(f"    step.run({_list_lines(cells, 8)})")
+        body.append(self._run_statement(step, cells, packed))
         if saves:
             body.append(f"    step.save({_dict_lines(saves, 8)})")
         if metrics:
@@ -287,6 +300,20 @@ class ComponentBuilder(Preprocessor):
             "report": report,
             "metrics": metrics,
         }
+
+    @staticmethod
+    def _run_statement(step: Step, cells: list[tuple[int | str, str, str | None]], packed: bool) -> str:
+        """``step.run([...])`` with the cells as readable literals, or ``step.run_packed("...")`` for a large step."""
+        if not packed:
+            return f"    step.run({_list_lines([_cell_entry(*cell) for cell in cells], 8)})"
+        data = json.dumps([list(cell) for cell in cells], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        text = archive.payload_bytes(data)
+        if len(text) > COMMAND_ARGUMENT_LIMIT:
+            raise NotebookError(
+                f"step {step['name']!r} carries {len(data) // 1024} KB of code, {len(text) // 1024} KB even "
+                f"compressed: a KFP step's command holds at most 128 KiB. Split the step's cells into several "
+                "steps, or keep large data in a file the step reads", step["cells"][0]["index"], step["name"])
+        return "    step.run_packed(" + "\n".join(archive.literal_lines(text, 8)) + ")"
 
     def _runtime_import(self, bundle_ident: str | None) -> list[str]:
         """The statements that make ``Step`` importable in the step."""

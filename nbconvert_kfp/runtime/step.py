@@ -9,9 +9,11 @@ notebook.
 from __future__ import annotations
 
 import ast
+import base64
 import builtins
 import json
 import linecache
+import lzma
 import math
 import os
 import sys
@@ -173,8 +175,12 @@ class Step:
             if PRELUDE_MEMBER not in archive.namelist():
                 return
             cells = json.loads(archive.read(PRELUDE_MEMBER).decode("utf-8"))
-        self.run([(index, LEADING_NEWLINE + source, *([LEADING_NEWLINE + original] if original else []))
-                  for index, source, original in cells])
+        self.run(_entries(cells))
+
+    def run_packed(self, payload: str) -> None:
+        """Run cells shipped packed, as a large step's are: ``[[label, source, original], ...]`` as JSON,
+        xz-compressed, in base64."""
+        self.run(_entries(json.loads(lzma.decompress(base64.b64decode(payload)).decode("utf-8"))))
 
     def define(self, values: dict[str, Any]) -> None:
         """Bind pipeline parameters in the namespace."""
@@ -271,6 +277,12 @@ class Step:
             return
         artifact.log_metric(name, number)
         print(f"[nbconvert-kfp] metric {name} = {number:g}", flush=True)
+
+
+def _entries(cells: list[list]) -> list[tuple]:
+    """``run``'s entries from ``[label, source, original or None]`` lists."""
+    return [(label, LEADING_NEWLINE + source, *([LEADING_NEWLINE + original] if original else []))
+            for label, source, original in cells]
 
 
 def _as_list(value: Any) -> list | None:
