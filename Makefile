@@ -3,19 +3,33 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.demo-installed
+# A second venv holding the declared minimum versions of the dependencies (`make test-floors`).
+FLOORS := .venv-floors
 EXAMPLE ?= examples/model_comparison.ipynb
 
-.PHONY: help venv demo test bench clean
+.PHONY: help venv demo test test-fast test-floors bench clean
 
 help:
 	@echo "make demo    convert $(EXAMPLE) and run the pipeline locally with kfp.local"
-	@echo "make test    run the test suite"
+	@echo "make test    run the test suite (test-floors first)"
+	@echo "make test-fast  the tests that run in-process (no pipelines run, no subprocesses, no browser): under a minute"
+	@echo "make test-floors  run the tests marked floors against the declared minimum dependency versions"
 	@echo "make bench   run the benchmarks in bench/ (ratios against baselines measured in the same run)"
 	@echo "make clean   remove the virtual environment and generated files"
 
-$(STAMP): pyproject.toml
+# `make demo` installs nbconvert-kfp and what the example notebook imports; `make test` adds the
+# test extra (TensorFlow, PyTorch, JupyterLab, ...) to the same venv.
+$(DEMO_STAMP): pyproject.toml
+	@echo "demo: creating $(VENV) with nbconvert-kfp, kfp and the example's libraries (about a minute)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[demo]"
+	touch $(DEMO_STAMP)
+
+$(STAMP): $(DEMO_STAMP)
+	@echo "test: installing the test dependencies into $(VENV): TensorFlow, PyTorch, XGBoost, JupyterLab, ..."
+	@echo "test: (several minutes the first time)"
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@# An editable install skips data-files: enable the Jupyter server extension in the venv by hand.
@@ -25,7 +39,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/jupyter nbconvert --to kfp $(EXAMPLE)
 	$(BIN)/python $(EXAMPLE:.ipynb=_pipeline.py)
 	$(BIN)/python $(EXAMPLE:.ipynb=_pipeline.py) --local
@@ -36,11 +50,39 @@ $(VENV)/.chromium: $(STAMP)
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@touch $@
 
-test: $(STAMP) $(VENV)/.chromium
+test: $(STAMP) $(VENV)/.chromium test-floors
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not e2e and not browser and not floors"
+
+# The floors come from pyproject.toml alone: .ci/floors.py turns each `name>=X` of [project]
+# dependencies into the constraint `name==X`. constraints.txt is rewritten only when it changes,
+# so an edit elsewhere in pyproject.toml does not reinstall the venv.
+$(FLOORS)/constraints.txt: pyproject.toml .ci/floors.py
+	@mkdir -p $(FLOORS)
+	$(PYTHON) .ci/floors.py > $@.new
+	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
+
+$(FLOORS)/.installed: $(FLOORS)/constraints.txt
+	@echo "test-floors: creating the venv $(FLOORS)"
+	$(PYTHON) -m venv --clear $(FLOORS)
+	@echo '*' > $(FLOORS)/.gitignore
+	$(PYTHON) .ci/floors.py > $(FLOORS)/constraints.txt
+	@echo "test-floors: upgrading pip"
+	$(FLOORS)/bin/python -m pip install --quiet --upgrade pip
+	@echo "test-floors: installing the declared minimum versions (about a minute)"
+	@# numpy and pandas for the example notebook; hypothesis because test modules import it
+	@# at module level and pytest imports every module before selecting the floors tests.
+	$(FLOORS)/bin/python -m pip install --quiet -e . pytest nbclient ipykernel numpy pandas hypothesis \
+	  -c $(FLOORS)/constraints.txt
+	@touch $@
+
+test-floors: $(FLOORS)/.installed
+	$(FLOORS)/bin/python -m pytest -m floors -q
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) examples/*_pipeline.py examples/*_pipeline.yaml examples/local_outputs examples/outputs
+	rm -rf $(VENV) $(FLOORS) examples/*_pipeline.py examples/*_pipeline.yaml examples/local_outputs examples/outputs

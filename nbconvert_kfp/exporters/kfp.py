@@ -8,7 +8,7 @@ from typing import Any
 from nbconvert.exporters import TemplateExporter
 from nbconvert.preprocessors import RegexRemovePreprocessor, TagRemovePreprocessor
 from traitlets import Bool, Dict, Enum, List, Unicode, default, validate
-from traitlets.config import Config
+from traitlets.config import Application, Config
 
 from ..errors import TracebackFilter
 from ..model import RESOURCE_KEY, Settings
@@ -125,6 +125,11 @@ class KFPExporter(TemplateExporter):
             config.merge(section)
         super().__init__(config=config, **kw)
         TracebackFilter.install(self.log)
+        if Application.initialized():
+            # `jupyter nbconvert` logs conversion errors through its application's log, which
+            # traitlets < 5.16 may not hand to an exporter created without a parent (it caches a
+            # fallback logger): attach the filter to that log too.
+            TracebackFilter.install(Application.instance().log)
 
     @default("file_extension")
     def _file_extension_default(self) -> str:
