@@ -1,11 +1,20 @@
-"""Packages: the distributions a step's imports need, pinned to the versions installed here."""
+"""Packages: the distributions a step's imports need, pinned to the versions installed here.
+
+A pin must be installable from a package index: a local version label (``torch 2.13.0+cpu``,
+a build no public index serves) is dropped from it, and :func:`local_builds` says which pins
+lost one, so the user can point the steps at the index the build came from.
+"""
 
 from __future__ import annotations
 
+import re
 import sys
 from functools import lru_cache
 from importlib import metadata
 from typing import Iterable
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
 
 #: Modules the step image gets another way: kfp itself (see the component builder), and nbconvert-kfp's
 #: runtime.
@@ -71,16 +80,61 @@ def installed_version(distribution: str) -> str | None:
         return None
 
 
+def public_version(version: str) -> str:
+    """The version without its local label: ``2.13.0+cpu`` -> ``2.13.0``."""
+    return version.partition("+")[0]
+
+
+def pin(distribution: str) -> str:
+    """``distribution==<installed version>``, without a local version label; the bare name if not installed."""
+    version = installed_version(distribution)
+    return f"{distribution}=={public_version(version)}" if version else distribution
+
+
+def local_builds(requirements: Iterable[str]) -> dict[str, str]:
+    """Of the pins given, those whose installed version has a local label: name -> installed version."""
+    found = {}
+    for requirement_ in requirements:
+        name = requirement_.partition("==")[0]
+        version = installed_version(name)
+        if version and "+" in version:
+            found[name] = version
+    return found
+
+
 @lru_cache(maxsize=1024)
 def requirement(module: str) -> str | None:
     """``sklearn`` -> ``scikit-learn==1.9.1``; ``None`` for the standard library and unknown modules."""
     if is_standard_library(module) or module.partition(".")[0] in PROVIDED:
         return None
     name = distribution_of(module)
-    if name is None:
-        return None
-    version = installed_version(name)
-    return f"{name}=={version}" if version else name
+    return pin(name) if name is not None else None
+
+
+_IMAGE_PYTHON = re.compile(r"(?:^|/)python:(\d+)\.(\d+)")
+
+
+def image_python(image: str) -> str | None:
+    """The Python version of an official-style ``python:X.Y...`` image reference, or None."""
+    match = _IMAGE_PYTHON.search(image)
+    return f"{match.group(1)}.{match.group(2)}" if match else None
+
+
+def unsupported_on(python: str, requirements: Iterable[str]) -> list[str]:
+    """The pins whose installed distribution declares a ``Requires-Python`` that ``python`` (``3.9``) fails."""
+    failing = []
+    for requirement_ in requirements:
+        name = requirement_.partition("==")[0]
+        try:
+            declared = metadata.metadata(name).get("Requires-Python")
+        except metadata.PackageNotFoundError:
+            continue
+        try:
+            if declared and not SpecifierSet(declared).contains(Version(f"{python}.0"), prereleases=True):
+                failing.append(f"{requirement_} (requires Python {declared})")
+        except (InvalidSpecifier, InvalidVersion):
+            continue
+    return failing
 
 
 def requirements(modules: Iterable[str]) -> tuple[list[str], list[str]]:

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from typing import Any
 
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Unicode
 
 from .. import __version__, runtime, script as script_package
-from ..analysis.packages import requirement, requirements
+from ..analysis.packages import image_python, local_builds, pin, requirement, requirements, unsupported_on
 from ..codegen import archive
 from ..codegen.identifier import Namer, kfp_name
 from ..codegen.literal import code_literal, docstring, python_literal
@@ -278,6 +279,7 @@ class ComponentBuilder(Preprocessor):
         image = last_value(options, "image", "image")
         decorator = self._common_decorator(python_literal(image) if image else "BASE_IMAGE")
         packages = self._packages(step, options, modules)
+        self._check_image_python(step, image or settings["base_image"], packages)
         if packages:
             decorator.append(f"packages_to_install={_call('installs', [python_literal(p) for p in packages])}")
         if settings["runtime"] == "embedded":
@@ -369,19 +371,49 @@ class ComponentBuilder(Preprocessor):
         if settings["install_packages"]:
             found, unknown = requirements(modules)
             for module in unknown:
-                if module not in self._reported:
-                    self._reported.add(module)
-                    self.log.warning("module %r is imported but no installed distribution provides it; "
-                                     "add it with a 'package:<requirement>' tag or "
-                                     "--KFPExporter.extra_packages", module)
-            extras = [requirement(name) for name in ("dill", "ipython" if step["uses_ipython"] else "")
+                self._warn_once(module, "module %r is imported but no installed distribution provides it; add it "
+                                "with a 'package:<requirement>' tag or --KFPExporter.extra_packages", module)
+            # dill saves and loads what pickle cannot (lambdas, closures): only steps that pass values need it
+            passes_values = bool(step["inputs"] or step["outputs"])
+            extras = [requirement(name) for name in ("dill" if passes_values else "",
+                                                     "ipython" if step["uses_ipython"] else "")
                       if name and requirement(name)]
+            if any(module.partition(".")[0] == "kfp" for module in modules):
+                # the SDK installs kfp without its dependencies: a step that uses kfp itself needs them
+                extras.append(pin("kfp"))
             found += [r for r in extras if r and r.partition("==")[0].lower() not in
                       {f.partition("==")[0].lower() for f in found}]
+            for name, version in local_builds(found).items():
+                self._warn_once(f"local:{name}", "%s is installed here as %s, a local build no public index serves; "
+                                "steps install %s from their package index (--KFPExporter.pip_index_urls names the "
+                                "index the build came from, e.g. https://download.pytorch.org/whl/cpu for PyTorch's "
+                                "CPU builds)", name, version, pin(name))
         if settings["runtime"] == "package":
             found.append(settings["runtime_package"] or f"nbconvert-kfp-runtime=={__version__}")
         found += settings["extra_packages"] + [o["requirement"] for o in options if o["kind"] == "package"]
+        names = {r.partition("==")[0].lower() for r in found}
+        if settings["install_kfp_package"] and "kfp" not in names and any(n.startswith("kfp") for n in names):
+            # the SDK skips its own kfp install when a requirement starts with "kfp" (kfp-server-api, ...)
+            found.append(pin("kfp"))
         return list(dict.fromkeys(found))
+
+    def _warn_once(self, key: str, message: str, *arguments: Any) -> None:
+        if key not in self._reported:
+            self._reported.add(key)
+            self.log.warning(message, *arguments)
+
+    def _check_image_python(self, step: Step, image: str, packages: list[str]) -> None:
+        """Warn when a step's image runs another Python than the pins were taken under."""
+        python = image_python(image)
+        here = f"{sys.version_info.major}.{sys.version_info.minor}"
+        if python is None or python == here:
+            return
+        failing = unsupported_on(python, packages)
+        if failing:
+            self.log.warning("step %r runs in image %s (Python %s), but its pins were taken under Python %s and %s "
+                             "cannot be installed there; use an image with Python %s, or pin versions for Python %s "
+                             "with 'package:' tags", step["name"], image, python, here, ", ".join(failing), here,
+                             python)
 
     # --- the script ----------------------------------------------------------------------------
 
