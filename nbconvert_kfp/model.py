@@ -116,6 +116,7 @@ class Volume(_VolumeRequired, total=False):
     access_modes: list[str]
     storage_class: str | None
     annotations: dict[str, str]
+    keep: bool
 
 
 class Settings(TypedDict):

@@ -354,6 +354,29 @@ def test_new_pvc_is_created_per_run_and_mounted(lab):
         assert "KALE_VOLUME_SCRATCH" not in ir.env(task), task
 
 
+def test_new_pvc_is_deleted_after_the_steps_that_mount_it(lab):
+    ir = compiled(lab, "volumes")
+    [delete] = [name for name in ir.tasks if name.startswith("deletepvc")]
+    assert set(ir.tasks[delete]["dependentTasks"]) >= {"createpvc", "load", "train", "report"}
+    parameter = ir.tasks[delete]["inputs"]["parameters"]["pvc_name"]["taskOutputParameter"]
+    assert parameter == {"outputParameterKey": "name", "producerTask": "createpvc"}
+
+
+def test_new_pvc_without_a_storage_class_is_warned_about_and_kept_when_asked(make_nb, caplog):
+    volume = {"type": "new_pvc", "name": "scratch", "mount_point": "/scratch", "size": 1, "keep": True}
+    nb = build_notebook([(["step:a"], "x = 1")], metadata={"kubeflow_notebook": {"volumes": [volume]}})
+    with caplog.at_level(logging.WARNING):
+        script, _ = convert_nb(nb, name="kept")
+    assert "volume 'scratch' has no storage_class_name" in caplog.text and "'standard'" in caplog.text
+    assert "DeletePVC" not in script
+    volume.update(keep=False, storage_class_name="fast")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        script, _ = convert_nb(build_notebook([(["step:a"], "x = 1")],
+                                              metadata={"kubeflow_notebook": {"volumes": [volume]}}), name="deleted")
+    assert "storage_class_name" not in caplog.text and "kubernetes.DeletePVC(" in script
+
+
 def test_metadata_enable_caching_false_reaches_every_step(lab):
     ir = compiled(lab, "volumes")
     for task in ("load", "train", "report"):

@@ -51,6 +51,7 @@ def parse_volume(entry: Any, index: int, metadata: dict[str, Any]) -> Volume:
             storage_class=entry.get("storage_class_name") or metadata.get("storage_class_name") or None,
             annotations={a["key"]: a["value"] for a in entry.get("annotations") or []
                          if isinstance(a, dict) and a.get("key")},
+            keep=bool(entry.get("keep", False)),
         )
     return volume
 
@@ -71,6 +72,13 @@ def mount_calls(volume: Volume, task: str, claim: str, created: str | None = Non
     if volume["env"]:
         calls.append(f"{task}.set_env_variable({lit(volume['env'])}, {lit(volume['mount_point'])})")
     return calls
+
+
+def delete_calls(variable: str, tasks: list[str], name: str) -> list[str]:
+    """Delete a per-run PVC once the steps that mount it have succeeded (a local run created none)."""
+    after = f".after({', '.join(tasks)})" if tasks else ""
+    return [f"if {variable} is not None:\n        kubernetes.DeletePVC(pvc_name={variable}.outputs[\"name\"]){after}"
+            f".set_display_name({lit('delete volume ' + name)})"]
 
 
 def create_calls(volume: Volume, variable: str) -> list[str]:

@@ -35,7 +35,7 @@ from ..codegen.reserved import COMPONENT_LOCALS, RESERVED
 from ..errors import NotebookError
 from ..model import RESOURCE_KEY, Component, Pipeline, Settings, Step, StepOption, Volume
 from ..notebook.stepoption import describe, effective_options, ignored_locally, last_value, task_calls
-from ..notebook.volume import create_calls, mount_calls, mounts_into
+from ..notebook.volume import create_calls, delete_calls, mount_calls, mounts_into
 from ..runtime.step import PRELUDE_MEMBER
 from ..script import dag
 from ..script.cli import LOCAL_RUN_ENV
@@ -166,6 +166,11 @@ class ComponentBuilder(Preprocessor):
                           if mounts_into(v, step["name"])]
             if unapplied:
                 ignored.append(python_literal(f"step {step['name']!r}: {', '.join(unapplied)}"))
+        for volume in settings["volumes"]:
+            variable = claims[volume["name"]][1]
+            if variable is not None and not volume.get("keep"):
+                mounting = [tasks[s["name"]] for s in model["steps"] if mounts_into(volume, s["name"])]
+                statements += delete_calls(variable, mounting, volume["name"])
         graph = dag.graph(model, {s["name"]: kfp_name(functions[s["name"]], "step") for s in model["steps"]},
                           {s["name"]: {key: s["component"][key] for key in ("report", "metrics")  # type: ignore[misc]
                                        if s["component"].get(key)} for s in model["steps"]})
@@ -345,8 +350,7 @@ class ComponentBuilder(Preprocessor):
                 statements += mount_calls(volume, task, *claims[volume["name"]])
         return statements
 
-    @staticmethod
-    def _volumes(volumes: list[Volume], steps: list[Step], namer: Namer) -> tuple[list[str], dict[str, tuple[str, str | None]]]:
+    def _volumes(self, volumes: list[Volume], steps: list[Step], namer: Namer) -> tuple[list[str], dict[str, tuple[str, str | None]]]:
         """Statements creating per-run PVCs; per volume its claim-name expression and PVC variable."""
         names = {step["name"] for step in steps}
         setup: list[str] = []
@@ -360,6 +364,12 @@ class ComponentBuilder(Preprocessor):
                 variable = namer.take(f"{volume['name']}_pvc", "volume")
                 setup += create_calls(volume, variable)
                 claims[volume["name"]] = (f'{variable}.outputs["name"]', variable)
+                if not volume["storage_class"]:
+                    self.log.warning(
+                        "volume %r has no storage_class_name: KFP's backend creates it with the storage class "
+                        "'standard', not the cluster's default (kubeflow/pipelines#11396), and the claim stays "
+                        "Pending where no class has that name; set storage_class_name in the volume (or the "
+                        "notebook metadata) to a class of the cluster (kubectl get storageclass)", volume["name"])
             else:
                 claims[volume["name"]] = (python_literal(volume["name"]), None)
         return setup, claims
