@@ -126,3 +126,38 @@ def test_a_step_too_large_even_compressed_is_a_clear_error(tmp_path):
     error = [line for line in result.stdout.splitlines() if "ERROR" in line]
     assert len(error) == 1 and "cell 1:" in error[0] and "128 KiB" in error[0] and "'huge'" in error[0]
     assert "Traceback" not in result.stdout and not (tmp_path / "huge_pipeline.py").exists()
+
+
+# --- the size budget ------------------------------------------------------------------------------------
+
+
+def _chain(steps: int) -> list:
+    return [(["step:s0"], "x0 = 1"), *((([f"step:s{i}"], f"x{i} = x{i - 1} + 1")) for i in range(1, steps))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime, warned", [("embedded", True), ("artifact", False)])
+def test_a_pipeline_too_big_for_a_cluster_is_warned_about_with_figures(tmp_path, runtime, warned):
+    nbformat.write(build_notebook(_chain(50)), tmp_path / "chain.ipynb")
+    result = run([JUPYTER, "nbconvert", "--to", "kfp", "chain.ipynb", f"--KFPExporter.runtime={runtime}"],
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stdout
+    warning = [line for line in result.stdout.splitlines() if "Argo refuses a Workflow over 1 MiB" in line]
+    assert bool(warning) is warned, result.stdout
+    if warned:
+        assert "would not complete" in warning[0] and "50 steps" in warning[0] and "KiB per step" in warning[0]
+        assert "keep the default runtime 'artifact'" in warning[0]
+
+
+def test_the_estimate_from_the_script_agrees_with_the_one_from_the_compiled_spec():
+    from nbconvert_kfp.analysis import workflowsize
+    from nbconvert_kfp.exporters.kfp import _run_order
+
+    script, resources = KFPExporter().from_notebook_node(build_notebook(_chain(30) + CELLS[:2]),
+                                                         {"metadata": {"name": "agree"}})
+    before = workflowsize.estimate_components(_run_order(resources["kfp"]))
+    after = workflowsize.estimate_ir(yaml.safe_load(compile_script(script)))
+    assert after.steps == before.steps == 31
+    assert abs(before.created - after.created) < 0.1 * after.created
+    for version in workflowsize.VERSIONS:
+        assert abs(before.peak[version] - after.peak[version]) < 0.1 * after.peak[version], version

@@ -10,13 +10,17 @@ from nbconvert.preprocessors import RegexRemovePreprocessor, TagRemovePreprocess
 from traitlets import Bool, Dict, Enum, List, Unicode, default, validate
 from traitlets.config import Application, Config
 
+from ..analysis import workflowsize
 from ..errors import TracebackFilter
-from ..model import RESOURCE_KEY, Settings
+from ..codegen.identifier import kfp_name
+from ..model import RESOURCE_KEY, Pipeline, Settings
 from ..preprocessors.componentbuilder import RUNTIME_MODES, ComponentBuilder
 from ..preprocessors.dependencyanalyzer import DependencyAnalyzer
 from ..preprocessors.tagparser import TagParser
 from . import settings
 
+#: A run whose estimated Workflow passes this share of Argo's limit gets a warning.
+SIZE_WARNING = 0.95
 #: Folder holding the ``kfp`` template directory.
 TEMPLATES = str(Path(__file__).parent.parent / "templates")
 #: The traits that are pipeline settings (see ``settings.resolve``).
@@ -178,4 +182,35 @@ class KFPExporter(TemplateExporter):
         resources[RESOURCE_KEY] = {"pipeline": self.pipeline_settings(nb, resources)}
         output, resources = super().from_notebook_node(nb, resources, **kw)
         resources["output_extension"] = self.script_suffix
+        self.check_size(workflowsize.estimate_components(_run_order(resources[RESOURCE_KEY])))
         return output, resources
+
+    def check_size(self, estimate: workflowsize.Estimate) -> None:
+        """Warn when a run of the pipeline would not fit, or only just, a default KFP install."""
+        close = estimate.headroom() < 1 - SIZE_WARNING
+        if estimate.completes and not close:
+            return
+        advice = ("keep the default runtime 'artifact'" if self.runtime == "embedded" else
+                  "merge small steps, move large cell code or data into files the steps read, or install the "
+                  "runtime in the step image (--KFPExporter.runtime=image)")
+        verdict = "would not complete" if not estimate.completes else "would come close to failing"
+        self.log.warning("on a KFP cluster a run of this pipeline %s: Argo refuses a Workflow over 1 MiB. "
+                         "Estimate: %s. To shrink it: %s", verdict, estimate.describe(), advice)
+
+
+def _run_order(model: Pipeline) -> list[tuple[str, str, str, list[str], int]]:
+    """The components in the order a run executes them, with the source kfp ships for each (the
+    function as the template prints it, and the functions it names in ``additional_funcs``), as the
+    size estimate takes them."""
+    helpers = {function.split("(", 1)[0][len("def "):]: function for function in model["script"]["functions"]}
+    order = []
+    for c in model["script"]["components"]:
+        source = (f"def {c['function']}(\n" + "".join(f"    {a},\n" for a in c["signature"])
+                  + f"):\n    {c['docstring']}\n" + "".join(f"    {statement}\n" for statement in c["body"]))
+        for argument in c["decorator"]:
+            if argument.startswith("additional_funcs="):
+                source += "".join(helpers.get(name.strip(), "")
+                                  for name in argument.split("[", 1)[1].rstrip("]").split(","))
+        order.append((kfp_name(c["function"], "step"), c["function"], source, c.get("packages", []),
+                      len(c.get("arguments", []))))
+    return order
