@@ -12,15 +12,18 @@ import traceback
 from datetime import datetime, timezone
 from importlib import metadata
 
-from . import conversion, local_run, marshal, step_overhead
+from . import bigcell, clustersize, conversion, local_run, marshal, step_overhead
 from .common import RESULTS, Result, progress, table
 
 BENCHMARKS = {
-    "conversion": ("1/4 conversion time of a 1,000-cell notebook", conversion.NAME),
-    "local_run": ("2/4 local run vs nbclient (model_comparison.ipynb)", local_run.NAME),
-    "step_overhead": ("3/4 overhead of an empty step in a local run", step_overhead.NAME),
-    "marshal": ("4/4 marshal: 1 GiB array vs np.save/np.load, 1M-row DataFrame vs dill, peak memory",
+    "conversion": ("1/6 conversion time of a 1,000-cell notebook", conversion.NAME),
+    "local_run": ("2/6 local run vs nbclient (model_comparison.ipynb)", local_run.NAME),
+    "step_overhead": ("3/6 overhead of an empty step in a local run", step_overhead.NAME),
+    "marshal": ("4/6 marshal: 1 GiB array vs np.save/np.load, 1M-row DataFrame vs dill, peak memory",
                 marshal.NAME),
+    "cluster_size": ("5/6 chains of 5, 50, 200 steps on a KFP cluster: IR, Workflow, compile time",
+                     clustersize.NAME),
+    "big_cell": ("6/6 conversion of a notebook with one 10 MB cell", bigcell.NAME),
 }
 
 
@@ -69,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
                 rows = local_run.run(repeat=args.run_repeat)
             elif key == "marshal":
                 rows = marshal.run(repeat=args.marshal_repeat)
+            elif key == "cluster_size":
+                rows = clustersize.run()
+            elif key == "big_cell":
+                rows = bigcell.run()
             else:
                 rows = step_overhead.run(repeat=args.step_repeat)
         except Exception as err:  # keep going: one broken benchmark must not hide the others

@@ -163,3 +163,38 @@ def trivial_notebook(n_steps: int) -> nbformat.NotebookNode:
     cells = [new_code_cell(f"x{i} = 0", metadata={"tags": [f"step:s{i}"]}) for i in range(n_steps)]
     return new_notebook(cells=cells, metadata={"kernelspec": KERNELSPEC,
                                                "language_info": {"name": "python"}})
+
+
+def _cell(source: str, tags: list[str]) -> nbformat.NotebookNode:
+    return new_code_cell(source, metadata={"tags": tags})
+
+
+def _notebook(cells: list[nbformat.NotebookNode]) -> nbformat.NotebookNode:
+    return new_notebook(cells=cells, metadata={"kernelspec": KERNELSPEC, "language_info": {"name": "python"}})
+
+
+def chain_notebook(n_steps: int) -> nbformat.NotebookNode:
+    """``n_steps`` steps in a chain: step i adds one to step i-1's variable; an imports cell."""
+    cells = [_cell("import math", ["imports"]), _cell("x0 = 1", ["step:s0"])]
+    cells += [_cell(f"x{i} = x{i - 1} + 1", [f"step:s{i}"]) for i in range(1, n_steps)]
+    return _notebook(cells)
+
+
+def big_cell_notebook(kind: str, size: int = 10 * 1024 * 1024) -> nbformat.NotebookNode:
+    """One step whose one cell holds ``size`` bytes: ``data`` (a list literal of numbers), ``assignments``
+    (one statement a line, each reading the one before) or ``functions`` (small function definitions)."""
+    parts: list[str] = []
+    total, i = 0, 0
+    while total < size:
+        if kind == "data":
+            part = f"{i * 0.125:.3f}, " if i else "DATA = ["
+        elif kind == "assignments":
+            part = f"value_{i} = (value_{i - 1} if {i} else 0) * 3 + len('text {i}') - min({i}, 7)\n" if i \
+                else "value_0 = 1\n"
+        else:
+            part = f"def feature_{i}(rows, scale={i % 7}):\n    return sum(r * scale for r in rows if r > {i % 13})\n\n"
+        parts.append(part)
+        total += len(part)
+        i += 1
+    source = "".join(parts) + ("0]\n" if kind == "data" else "\n")
+    return _notebook([_cell(source, ["step:big"]), _cell("print('done')", ["step:after", "prev:big"])])

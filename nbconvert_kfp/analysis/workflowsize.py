@@ -17,7 +17,6 @@ the backend's: the supported size is stated in the README.
 from __future__ import annotations
 
 import json
-import re
 import zlib
 from dataclasses import dataclass, field
 

@@ -314,10 +314,12 @@ class ComponentBuilder(Preprocessor):
         if not packed:
             return f"    step.run({_list_lines([_cell_entry(*cell) for cell in cells], 8)})"
         data = json.dumps([list(cell) for cell in cells], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        text = archive.payload_bytes(data)
-        if len(text) > COMMAND_ARGUMENT_LIMIT:
+        too_large = archive.payload_size_at_least(data) > COMMAND_ARGUMENT_LIMIT
+        text = "" if too_large else archive.payload_bytes(data)
+        if too_large or len(text) > COMMAND_ARGUMENT_LIMIT:
+            size = f"at least {archive.payload_size_at_least(data) // 1024}" if too_large else str(len(text) // 1024)
             raise NotebookError(
-                f"step {step['name']!r} carries {len(data) // 1024} KB of code, {len(text) // 1024} KB even "
+                f"step {step['name']!r} carries {len(data) // 1024} KB of code, {size} KB even "
                 f"compressed: a KFP step's command holds at most 128 KiB. Split the step's cells into several "
                 "steps, or keep large data in a file the step reads", step["cells"][0]["index"], step["name"])
         return "    step.run_packed(" + "\n".join(archive.literal_lines(text, 8)) + ")"
