@@ -26,7 +26,7 @@ import nbformat
 import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-from helpers import JUPYTER, free_port, stop_process
+from helpers import JUPYTER, free_port, step_tasks, stop_process
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -192,7 +192,7 @@ def test_file_menu_downloads_the_script_which_compiles_to_ir(page, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     ir = yaml.safe_load(script.with_suffix(".yaml").read_text(encoding="utf-8"))
     assert ir["pipelineInfo"]["name"] == PIPELINE
-    assert set(ir["root"]["dag"]["tasks"]) == {"load", "forecast"}
+    assert set(step_tasks(ir)) == {"load", "forecast"}
 
 
 def test_file_menu_downloads_the_ir_yaml(page, tmp_path):
@@ -200,7 +200,7 @@ def test_file_menu_downloads_the_ir_yaml(page, tmp_path):
     assert path.name == f"{PIPELINE}_pipeline.yaml"
     ir = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert ir["pipelineInfo"]["name"] == PIPELINE
-    assert set(ir["root"]["dag"]["tasks"]) == {"load", "forecast"}
+    assert set(step_tasks(ir)) == {"load", "forecast"}
     assert ir["root"]["inputDefinitions"]["parameters"]["WINDOW"]["defaultValue"] == 3
 
 
