@@ -70,11 +70,11 @@ def test_cli_syntax_error_in_a_step_cell(tmp_path, make_nb, run_nbconvert):
 
 
 def test_cli_empty_step_name(tmp_path, make_nb, run_nbconvert):
-    nb = make_nb([(["step:a"], "x = 1"), (["step:"], "y = 2")])
+    nb = make_nb([(["step:a"], "x = 1"), (["step:b;"], "y = 2")])
     result = run_nbconvert(_write(tmp_path, nb))
     _assert_clean_failure(result, tmp_path)
     assert "cell 1" in result.stderr
-    assert "'step:'" in result.stderr
+    assert "'step:b;'" in result.stderr
 
 
 def test_cli_non_literal_parameter(tmp_path, make_nb, run_nbconvert):
@@ -104,13 +104,13 @@ def test_cli_non_python_kernel(tmp_path, make_nb, run_nbconvert):
 
 @pytest.mark.parametrize("cells, error, cell_index, subject", [
     ([(["step:a"], "x = 1"), (["step:b", "prev:nowhere"], "y = 2")], TagError, 1, "prev:nowhere"),
-    ([(["step:a"], "x = 1"), (["step:"], "y = 2")], TagError, 1, "step:"),
+    ([(["step:a"], "x = 1"), (["step:;b"], "y = 2")], TagError, 1, "step:;b"),
     ([(["step:a"], "x = 1"), (["step:b"], "y = (")], CellSourceError, 1, None),
     ([(["parameters"], "p = f()"), (["step:a"], "print(p)")], ParameterError, 0, "p"),
     ([(["step:a"], "x = 1"), (["pipeline-metrics"], "print(x + 1)")], MetricError, 1, None),
     ([(["step:a"], "x = 1"), (["pipeline-metrics"], "print(nothing_defines_me)")], MetricError, 1,
      "nothing_defines_me"),
-    ([(["prev:a"], "x = 1")], TagError, 0, "prev:a"),
+    ([(["limit:cpu:1"], "x = 1")], TagError, 0, "limit:cpu:1"),
 ])
 def test_errors_carry_class_cell_and_subject(convert, make_nb, cells, error, cell_index, subject):
     with pytest.raises(error) as info:

@@ -433,3 +433,17 @@ def test_kale2_fixture_experiment_in_script():
     assert script_constant(script, "EXPERIMENT") == "kale2-volumes"
     assert script_constant(script, "BASE_IMAGE") == "python:3.12"
 
+
+
+def test_kale1_clone_volumes_and_snapshots_warn_and_never_block(make_nb, caplog):
+    metadata = {"volumes": [
+        {"type": "clone", "name": "workspace-abc", "mount_point": "/home/jovyan", "size": 5, "size_type": "Gi",
+         "snapshot": False, "snapshot_name": "", "annotations": []},
+        {"type": "pvc", "name": "data", "mount_point": "/data", "snapshot": True, "snapshot_name": "nightly"}],
+        "autosnapshot": True, "katib_run": False}
+    with caplog.at_level(logging.WARNING):
+        _, model_settings = convert_nb(build_notebook(CELLS, metadata={"kubeflow_notebook": metadata}), name="rok")
+    volumes = model_settings["kfp"]["pipeline"]["volumes"]
+    assert [v["name"] for v in volumes] == ["data"]
+    assert "volume 'workspace-abc' is a Rok clone" in caplog.text and '"type": "pvc"' in caplog.text
+    assert "volume 'data' asks for a Rok snapshot, which is not taken" in caplog.text

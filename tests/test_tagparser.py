@@ -246,3 +246,33 @@ def test_notebook_with_only_prelude_tags_is_one_step_named_notebook(pipeline_mod
 def test_notebook_with_no_code_is_an_error(convert, make_nb):
     with pytest.raises(NotebookError):
         convert(make_nb([(["imports"], "import os")]))
+
+
+# --- Kale 1.x artefacts: warnings, never a blocked conversion ---------------------------------------------
+
+
+def test_an_empty_block_tag_continues_the_step_above(pipeline_model, caplog):
+    with caplog.at_level(logging.WARNING):
+        model = pipeline_model([(["block:load"], "x = 1"), (["block:"], "y = x + 1"), (["block:train"], "z = y")])
+    assert cell_indices(model["steps"]["load"]) == [0, 1]
+    assert "cell 1: tag 'block:' names no step" in caplog.text and "continues the step above" in caplog.text
+
+
+def test_prev_on_a_prelude_cell_is_ignored_with_one_warning(pipeline_model, caplog):
+    with caplog.at_level(logging.WARNING):
+        model = pipeline_model([(["functions", "prev:load"], "def f():\n    return 1"),
+                                (["step:load"], "x = f()")])
+    assert model["steps"]["load"]["prev"] == []
+    assert caplog.text.count("'prev:load' ignored") == 1 and "it is a functions cell" in caplog.text
+
+
+def test_prev_on_a_continued_cell_naming_its_own_step_gets_an_accurate_warning(pipeline_model, caplog):
+    with caplog.at_level(logging.WARNING):
+        model = pipeline_model([(["step:load"], "x = 1"), (["prev:load"], "y = x"), (["step:train"], "z = y")])
+    assert model["steps"]["load"]["prev"] == [] and "cycle" not in caplog.text
+    assert "tag 'prev:load' names step 'load', which this cell belongs to" in caplog.text
+
+
+def test_prev_on_a_continued_cell_naming_another_step_applies_to_the_step(pipeline_model):
+    model = pipeline_model([(["step:a"], "x = 1"), (["step:b"], "y = 2"), ([], "w = 3"), (["prev:a"], "v = 4")])
+    assert [p["step"] for p in model["steps"]["b"]["prev"]] == ["a"]

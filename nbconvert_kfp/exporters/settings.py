@@ -36,6 +36,23 @@ def _text(metadata: dict[str, Any], *keys: str) -> str | None:
     return None
 
 
+def _rok_only(entry: Any, index: int, log: logging.Logger | logging.LoggerAdapter) -> bool:
+    """Warn about the Rok parts of a Kale 1.x volume; tell whether the volume is left out (a ``clone``)."""
+    if not isinstance(entry, dict):
+        return False
+    name = entry.get("name") or f"#{index}"
+    if entry.get("type") == "clone":
+        log.warning("kubeflow_notebook.volumes[%d]: volume %r is a Rok clone (Kale 1.x on Arrikto clusters), which "
+                    "KFP cannot make; it is not mounted. To mount the claim it was cloned from, give it as "
+                    "{\"type\": \"pvc\", \"name\": <claim>, \"mount_point\": %r}", index, name,
+                    entry.get("mount_point") or "/path")
+        return True
+    if entry.get("snapshot"):
+        log.warning("kubeflow_notebook.volumes[%d]: volume %r asks for a Rok snapshot, which is not taken "
+                    "(snapshots need Rok)", index, name)
+    return False
+
+
 def resolve(options: dict[str, Any], metadata: dict[str, Any], notebook: str,
             log: logging.Logger | logging.LoggerAdapter) -> Settings:
     """Resolve the pipeline settings; an option set to ``None`` was not given and never overrides."""
@@ -82,7 +99,8 @@ def resolve(options: dict[str, Any], metadata: dict[str, Any], notebook: str,
         or "Default",
         "notebook": notebook,
         "enable_caching": caching,
-        "volumes": [parse_volume(entry, i, metadata) for i, entry in enumerate(volumes)],
+        "volumes": [parse_volume(entry, i, metadata) for i, entry in enumerate(volumes)
+                    if not _rok_only(entry, i, log)],
         "steps_defaults": list(defaults),
         "install_packages": options.get("install_packages", True),
         "extra_packages": list(options.get("extra_packages") or []),

@@ -65,7 +65,10 @@ def parse_tag(
     stripped = text.strip()
     for prefix in step_prefixes:
         if stripped.startswith(prefix):
-            names = _split_names(text, stripped[len(prefix):], _NAME_SEPARATORS, cell_index)
+            value = stripped[len(prefix):]
+            if not value.strip():  # Kale 1.x's labextension wrote empty 'block:' tags: no step named
+                return Tag(TagKind.STEP, text)
+            names = _split_names(text, value, _NAME_SEPARATORS, cell_index)
             return Tag(TagKind.STEP, text, names)
     if stripped.startswith(prev_prefix):
         names = _split_names(text, stripped[len(prev_prefix):], _PREV_SEPARATORS, cell_index)

@@ -95,6 +95,11 @@ class TagParser(Preprocessor):
 
     def _role(self, tags: list[Tag], index: int) -> tuple[TagKind | None, tuple[str, ...]]:
         """Decide what a cell is, with Kale's precedence when several roles are tagged."""
+        empty = [tag for tag in tags if tag.kind is TagKind.STEP and not tag.names]
+        if empty:
+            self.log.warning("cell %d: tag %r names no step (Kale 1.x wrote such tags); the cell continues the "
+                             "step above it, as in Kale", index, empty[0].text)
+            tags = [tag for tag in tags if tag not in empty]
         kinds = {tag.kind for tag in tags}
         step_names = tuple(name for tag in tags if tag.kind is TagKind.STEP for name in tag.names)
         prelude = {PRELUDE_STEP_NAMES[name] for name in step_names if name in PRELUDE_STEP_NAMES}
@@ -107,7 +112,7 @@ class TagParser(Preprocessor):
         roles = [k for k in (TagKind.SKIP, TagKind.PARAMETERS, TagKind.METRICS, TagKind.IMPORTS,
                              TagKind.FUNCTIONS) if k in kinds]
         if roles:
-            ignored = [t.text for t in tags if t.kind not in (roles[0], TagKind.STEP_OPTION)
+            ignored = [t.text for t in tags if t.kind not in (roles[0], TagKind.STEP_OPTION, TagKind.PREV)
                        and not (t.kind is TagKind.STEP and prelude)]
             if ignored and roles[0] is not TagKind.SKIP:
                 self.log.warning("cell %d is a %s cell; its tags %s are ignored", index,
@@ -153,11 +158,23 @@ class TagParser(Preprocessor):
             any_step_tag = any_step_tag or role is TagKind.STEP
             prevs = [{"step": name, "cell": index, "tag": tag.text}
                      for tag in tags if tag.kind is TagKind.PREV for name in tag.names]
+            if prevs and role is not TagKind.STEP:
+                # Kale ignores prev: on the prelude and on cells before the first step
+                self.log.warning("cell %d: %s ignored: the cell belongs to no step (%s)", index,
+                                 ", ".join(repr(p["tag"]) for p in prevs),
+                                 f"it is a {role.value} cell" if role is not None else "no step tag comes before it")
+                prevs = []
+            if continued:
+                own = [p for p in prevs if p["step"] in names]
+                if own:
+                    self.log.warning("cell %d: tag %r names step %r, which this cell belongs to (it has no step tag "
+                                     "and continues the step above); it is ignored", index, own[0]["tag"],
+                                     own[0]["step"])
+                    prevs = [p for p in prevs if p not in own]
             options = [parse_step_option(tag.text, index) for tag in tags if tag.kind is TagKind.STEP_OPTION]
-            step_only = [tag.text for tag in tags if tag.kind in (TagKind.PREV, TagKind.STEP_OPTION)]
-            if step_only and role is not TagKind.STEP:
-                raise TagError(f"tag {step_only[0]!r} is on a cell that belongs to no step",
-                               index, step_only[0])
+            if options and role is not TagKind.STEP:
+                text = next(tag.text for tag in tags if tag.kind is TagKind.STEP_OPTION)
+                raise TagError(f"tag {text!r} is on a cell that belongs to no step", index, text)
             if not raw.strip():
                 continue
             record = _record(index, raw)
