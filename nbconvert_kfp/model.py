@@ -36,14 +36,16 @@ class Cell(_CellRequired, total=False):
 
     ``original`` is the text the user wrote, when IPython syntax (``%magic``,
     ``!shell``) was translated into the ``get_ipython()`` calls in ``source``.
+    ``role`` is ``parameters`` for a papermill parameters cell that runs in every step.
     """
 
     original: str
+    role: str
 
 
 class Parameter(TypedDict):
-    """A pipeline parameter: its name, type (``int``, ``float``, ``str``, ``bool``, ``list``, ``dict``),
-    default value and the index of the cell that assigns it."""
+    """A pipeline parameter: its name, type (``int``, ``float``, ``str``, ``bool``, ``list``, ``dict``, or
+    ``literal`` for a value carried as its Python literal), default value and the index of its cell."""
 
     name: str
     type: str

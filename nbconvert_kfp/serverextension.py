@@ -55,8 +55,10 @@ class RequestError(Exception):
 
 def _coerce(name: str, kind: str, value: Any) -> Any:
     """A parameter value of the parameter's type; strings are read as the script's ``-p`` reads them."""
-    from .script.cli import parse_value
+    from .script.cli import literal_text, parse_value
 
+    if kind == "literal":  # carried as its Python literal: a string is read as -p reads it
+        return parse_value(kind, value) if isinstance(value, str) else literal_text(value)
     if isinstance(value, str) and kind != "str":
         try:
             value = parse_value(kind, value)

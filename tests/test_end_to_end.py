@@ -74,7 +74,8 @@ def parameter_types(script):
     tree = ast.parse(script.read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "PARAMETER_TYPES" for t in node.targets):
-            return {ast.literal_eval(k): v.id for k, v in zip(node.value.keys, node.value.values)}
+            return {ast.literal_eval(k): v.id if isinstance(v, ast.Name) else ast.literal_eval(v)
+                    for k, v in zip(node.value.keys, node.value.values)}
     raise AssertionError(f"PARAMETER_TYPES not found in {script}")
 
 
@@ -272,6 +273,8 @@ PARAMS = [
         FLAG = False
         ITEMS = [1, 2, 3]
         OPTIONS = {"k": 10}
+        WORDS = ["x", "y"]
+        MAPPING = {"k": "v"}
     """),
     (["step:compute"], """
         score = COUNT * RATE + len(LABEL) + (100 if FLAG else 0) + sum(ITEMS) + OPTIONS["k"]
@@ -498,8 +501,10 @@ def test_parameter_defaults_and_types(lab):
     assert_succeeded(result, "params")
     assert "TYPES int,float,str,bool,list,dict" in result.local.stdout
     assert metrics_of(result.local.stdout) == {"score": 2 * 0.5 + 2 + 0 + 6 + 10}
+    # a list of ints and a dict of ints travel as Python literals, so they arrive as ints (KFP makes floats)
     assert parameter_types(result.script) == {"COUNT": "int", "RATE": "float", "LABEL": "str", "FLAG": "bool",
-                                              "ITEMS": "list", "OPTIONS": "dict"}
+                                              "ITEMS": "literal", "OPTIONS": "literal", "WORDS": "list",
+                                              "MAPPING": "dict"}
 
 
 def test_parameter_overrides_change_the_results(lab):
@@ -520,7 +525,8 @@ def test_compile_with_output_path_and_parameter(lab, tmp_path):
     assert not script.with_suffix(".yaml").exists()
     spec = yaml.safe_load(target.read_text(encoding="utf-8"))
     parameters = spec["root"]["inputDefinitions"]["parameters"]
-    assert set(parameters) == {"COUNT", "RATE", "LABEL", "FLAG", "ITEMS", "OPTIONS"}
+    assert set(parameters) == {"COUNT", "RATE", "LABEL", "FLAG", "ITEMS", "OPTIONS", "WORDS", "MAPPING"}
+    assert parameters["ITEMS"]["defaultValue"] == "[1, 2, 3]"  # a Python literal, read back exactly in the step
     assert parameters["COUNT"]["defaultValue"] == 7
     assert parameters["LABEL"]["defaultValue"] == "zz"
     assert parameters["RATE"]["defaultValue"] == 0.5
@@ -531,8 +537,8 @@ def test_compile_with_output_path_and_parameter(lab, tmp_path):
     (["-p", "COUNT", "abc"], "COUNT"),
     (["-p", "RATE", "fast"], "RATE"),
     (["-p", "FLAG", "maybe"], "FLAG"),
-    (["-p", "ITEMS", '{"a": 1}'], "ITEMS"),
-    (["-p", "OPTIONS", "[1, 2"], "OPTIONS"),
+    (["-p", "WORDS", '{"a": 1}'], "WORDS"),
+    (["-p", "MAPPING", "[1, 2"], "MAPPING"),
     (["--local", "-p", "COUNT", "1.5"], "COUNT"),
 ])
 def test_bad_parameter_exits_2_naming_it(lab, tmp_path, args, name):

@@ -177,7 +177,8 @@ def test_parameters_cell_gives_typed_parameters(pipeline_model, tag):
     assert list(params) == ["n", "rate", "label", "flag", "items", "opts", "pair", "neg", "negf", "annotated"]
     expected = {
         "n": ("int", 3), "rate": ("float", 0.5), "label": ("str", "hi"), "flag": ("bool", True),
-        "items": ("list", [1, 2]), "opts": ("dict", {"k": 1}), "pair": ("list", [1, "a"]),
+        # ints inside lists and dicts, and tuples, travel as Python literals: KFP would make floats and lists
+        "items": ("literal", [1, 2]), "opts": ("literal", {"k": 1}), "pair": ("literal", (1, "a")),
         "neg": ("int", -4), "negf": ("float", -2.5), "annotated": ("int", 7),
     }
     for name, (type_, default) in expected.items():

@@ -34,11 +34,12 @@ from ..codegen.literal import code_literal, docstring, python_literal
 from ..codegen.reserved import COMPONENT_LOCALS, RESERVED
 from ..errors import NotebookError
 from ..model import RESOURCE_KEY, Component, Pipeline, Settings, Step, StepOption, Volume
+from ..notebook.parameter import LITERAL
 from ..notebook.stepoption import describe, effective_options, ignored_locally, last_value, task_calls
 from ..notebook.volume import create_calls, delete_calls, mount_calls, mounts_into
 from ..runtime.step import PRELUDE_MEMBER
 from ..script import dag
-from ..script.cli import LOCAL_RUN_ENV
+from ..script.cli import LOCAL_RUN_ENV, literal_text
 
 #: How steps get the step runtime.
 RUNTIME_MODES = ("artifact", "package", "image", "embedded")
@@ -256,9 +257,12 @@ class ComponentBuilder(Preprocessor):
                 step_arguments.append("ipython=True")
         body = self._runtime_import(bundle_ident)
         body.append(f"with Step({', '.join(step_arguments)}) as step:")
-        if step["parameters"]:
-            items = [(python_literal(p), parameters[p]) for p in step["parameters"]]
-            body.append(f"    step.define({_dict_lines(items, 8)})")
+        kinds = {p["name"]: p["type"] for p in model["parameters"]}
+        items = [(python_literal(p), f"Step.literal({parameters[p]})" if kinds[p] == LITERAL else parameters[p])
+                 for p in step["parameters"]]
+        define = f"    step.define({_dict_lines(items, 8)})" if items else None
+        if define:
+            body.append(define)
         if model["prelude"]:
             if bundle_ident:
                 body.append("    step.run_prelude()")
@@ -266,6 +270,8 @@ class ComponentBuilder(Preprocessor):
                 prelude = [(c["index"], c["source"], c.get("original")) for c in model["prelude"]]
                 size = sum(len(source) + len(original or "") for _, source, original in prelude)
                 body.append(self._run_statement(step, prelude, size > PACK_ABOVE))
+            if define and any(c.get("role") == "parameters" for c in model["prelude"]):
+                body.append(define)  # as papermill does: the overrides come after the parameters cell
         upstream = ([("upstream imports", "\n".join(step["imports"]), None)] if step["imports"] else [])
         upstream += [("upstream definitions", d, None) for d in step["definitions"]]
         cells = [(c["index"], c["source"], c.get("original")) for c in step["cells"]]
@@ -335,7 +341,8 @@ class ComponentBuilder(Preprocessor):
 
     @staticmethod
     def _parameter_type(model: Pipeline, name: str) -> str:
-        return next(p["type"] for p in model["parameters"] if p["name"] == name)
+        kind = next(p["type"] for p in model["parameters"] if p["name"] == name)
+        return "str" if kind == LITERAL else kind
 
     def _task_statements(self, component: Component, step: Step, options: list[StepOption], tasks: dict[str, str],
                          bundle: dict[str, Any] | None, claims: dict[str, tuple[str, str | None]]) -> list[str]:
@@ -440,7 +447,8 @@ class ComponentBuilder(Preprocessor):
         if dsl_names:
             imports.append(f"from kfp.dsl import {dsl_names}")
         imports.append("")
-        types = [(python_literal(parameters[p["name"]]), p["type"]) for p in model["parameters"]]
+        types = [(python_literal(parameters[p["name"]]), python_literal(LITERAL) if p["type"] == LITERAL else p["type"])
+                 for p in model["parameters"]]
         constants = [
             f"PIPELINE_NAME = {python_literal(settings['name'])}",
             f"PIPELINE_DESCRIPTION = {python_literal(settings['description'])}",
@@ -469,7 +477,9 @@ class ComponentBuilder(Preprocessor):
             functions.append(archive.loader_function(
                 "_step_runtime", docstring("Put nbconvert-kfp's step runtime (a zip archive) on sys.path."),
                 archive.payload({p: archive.minified(t) for p, t in runtime.sources().items()})).rstrip("\n"))
-        signature = [f"{parameters[p['name']]}: {p['type']} = {python_literal(p['default'])}"
+        signature = [f"{parameters[p['name']]}: str = {python_literal(literal_text(p['default']))}"
+                     if p["type"] == LITERAL else
+                     f"{parameters[p['name']]}: {p['type']} = {python_literal(p['default'])}"
                      for p in model["parameters"]]
         tools = ('def main(argv=None):\n'
                  '    """This script\'s command line: compile, run locally, deploy, draw (--help lists the options)."""\n'

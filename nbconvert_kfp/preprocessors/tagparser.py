@@ -75,6 +75,11 @@ class TagParser(Preprocessor):
         help="Tags marking cells whose literal assignments become pipeline parameters "
         "(Kale's 'pipeline-parameters' and papermill's 'parameters').",
     ).tag(config=True)
+    strict_parameters_tags = List(
+        Unicode(), default_value=["pipeline-parameters"],
+        help="Parameters-cell tags whose cells may hold only assignments of literals (Kale's rule). Other "
+        "parameters cells follow papermill: their other statements run at the start of every step.",
+    ).tag(config=True)
     metrics_tags = List(
         Unicode(), default_value=["pipeline-metrics"],
         help="Tags marking the cell that lists the variables logged as KFP metrics.",
@@ -130,6 +135,7 @@ class TagParser(Preprocessor):
                                 "notebooks can become KFP pipelines", None, language)
         imports: list[Cell] = []
         functions: list[Cell] = []
+        parameter_code: list[Cell] = []
         parameters: dict[str, Parameter] = {}
         metrics: list[Metric] = []
         steps: dict[str, Step] = {}
@@ -179,9 +185,15 @@ class TagParser(Preprocessor):
                 continue
             record = _record(index, raw)
             if role is TagKind.PARAMETERS:
-                for parameter in parse_parameters(record["source"], index):
+                strict = any(tag.kind is TagKind.PARAMETERS and tag.text.strip() in self.strict_parameters_tags
+                             for tag in tags)
+                found, code = parse_parameters(record["source"], index, strict=strict)
+                for parameter in found:
                     parameters.pop(parameter["name"], None)
                     parameters[parameter["name"]] = parameter
+                if code:
+                    record["role"] = "parameters"
+                    parameter_code.append(record)
             elif role is TagKind.METRICS:
                 metrics.extend({"name": name, "cell": index}
                                for name in parse_metrics(record["source"], index)
@@ -226,7 +238,7 @@ class TagParser(Preprocessor):
 
         resources[RESOURCE_KEY] = {
             **resources.get(RESOURCE_KEY, {}),
-            "prelude": imports + functions,
+            "prelude": imports + parameter_code + functions,
             "parameters": list(parameters.values()),
             "metrics": metrics,
             "steps": list(steps.values()),

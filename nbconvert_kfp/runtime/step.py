@@ -167,6 +167,11 @@ class Step:
         elif self.report is None:
             print(data.get("text/plain", ""), flush=True)
 
+    @staticmethod
+    def literal(text: str) -> Any:
+        """The value of a parameter carried as its Python literal (``(1, 2)``, ``None``, ``float('nan')``)."""
+        return _literal_value(ast.parse(text, mode="eval").body)
+
     def run_prelude(self) -> None:
         """Run the notebook's imports and functions cells, from the shared-code archive."""
         if self.bundle is None:
@@ -277,6 +282,19 @@ class Step:
             return
         artifact.log_metric(name, number)
         print(f"[nbconvert-kfp] metric {name} = {number:g}", flush=True)
+
+
+def _literal_value(node: ast.AST) -> Any:
+    """``ast.literal_eval``, plus ``float('nan')``, ``float('inf')`` and ``float('-inf')``."""
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "float"
+            and len(node.args) == 1 and isinstance(node.args[0], ast.Constant)):
+        return float(node.args[0].value)
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        items = [_literal_value(item) for item in node.elts]
+        return items if isinstance(node, ast.List) else tuple(items) if isinstance(node, ast.Tuple) else set(items)
+    if isinstance(node, ast.Dict):
+        return {_literal_value(k): _literal_value(v) for k, v in zip(node.keys, node.values)}
+    return ast.literal_eval(node)
 
 
 def _entries(cells: list[list]) -> list[tuple]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
@@ -28,12 +29,47 @@ _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
 
+def literal_text(value: Any) -> str:
+    """A Python literal that reads back as ``value`` (non-finite floats as ``float('nan')`` and so on)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float({str(value)!r})"
+    if isinstance(value, (list, tuple, set)):
+        items = [literal_text(item) for item in value]
+        if isinstance(value, list):
+            return "[" + ", ".join(items) + "]"
+        if isinstance(value, tuple):
+            return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+        return "{" + ", ".join(items) + "}" if items else "set()"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{literal_text(k)}: {literal_text(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def papermill_value(text: str) -> Any:
+    """A command-line value typed as papermill types ``-p`` values: a Python literal when the text is one
+    (``3``, ``0.5``, ``True``, ``None``, ``[1, 2]``, ``(1, 'a')``), a float for ``nan`` and ``inf``, else
+    the string itself."""
+    import ast
+
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        pass
+    try:
+        return float(text) if text.strip().lower().lstrip("+-") in ("nan", "inf", "infinity") else text
+    except ValueError:
+        return text
+
+
 def parse_value(kind: type | str, text: str) -> Any:
     """Convert a command-line (or JSON string) value to a parameter type (``int``, ``float``, ``str``,
-    ``bool``, ``list``, ``dict``, given as a type or its name); raise ``ValueError`` when it does not fit."""
+    ``bool``, ``list``, ``dict``, given as a type or its name, or ``literal``: any Python literal, typed as
+    papermill does, passed on as its literal text); raise ``ValueError`` when it does not fit."""
     name = kind if isinstance(kind, str) else kind.__name__
     if name == "str":
         return text
+    if name == "literal":
+        return literal_text(papermill_value(text))
     if name == "bool":
         lowered = text.strip().lower()
         if lowered in _TRUE:
