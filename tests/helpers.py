@@ -68,6 +68,36 @@ def run(cmd, cwd, timeout=600, **env):
                           env=environment, timeout=timeout, encoding="utf-8", errors="replace")
 
 
+_NBCLIENT_EXEC = textwrap.dedent(r"""
+    import json, os, sys
+    import nbformat
+    from nbclient import NotebookClient
+
+    path, names = sys.argv[1], sys.argv[2].split(",")
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "import json as _json\nprint('@@VALUES@@' + _json.dumps({_n: globals()[_n] for _n in %r}))" % names))
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": os.path.dirname(path)}}).execute()
+    for output in nb.cells[-1].outputs:
+        if output.get("output_type") == "stream":
+            for line in output["text"].splitlines():
+                if line.startswith("@@VALUES@@"):
+                    print(line)
+""")
+
+
+def nbclient_values(notebook: Path, names: list[str]) -> dict:
+    """Run a notebook top to bottom with nbclient (in its folder); the JSON values of ``names`` at the end."""
+    import json
+
+    proc = run([PYTHON, "-c", _NBCLIENT_EXEC, notebook, ",".join(names)], cwd=notebook.parent)
+    assert proc.returncode == 0, proc.stdout[-5000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("@@VALUES@@")]
+    assert lines, proc.stdout[-5000:]
+    return json.loads(lines[-1][len("@@VALUES@@"):])
+
+
 def free_port() -> int:
     """A TCP port free on the loopback interface."""
     with socket.socket() as sock:

@@ -24,8 +24,8 @@ import nbformat
 import pytest
 import yaml
 
-from helpers import (EXAMPLES, JUPYTER, NOTEBOOKS, PYTHON, SHARED_TASK, build_notebook, run, script_constant,
-                     step_tasks)
+from helpers import (EXAMPLES, JUPYTER, NOTEBOOKS, PYTHON, SHARED_TASK, build_notebook, nbclient_values, run,
+                     script_constant, step_tasks)
 
 pytestmark = pytest.mark.e2e
 
@@ -100,25 +100,6 @@ class Run:
         assert self.script.is_file(), f"{self.script} was not written"
 
 
-NBCLIENT_EXEC = textwrap.dedent(r"""
-    import json, os, sys
-    import nbformat
-    from nbclient import NotebookClient
-
-    path, names = sys.argv[1], sys.argv[2].split(",")
-    nb = nbformat.read(path, as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell(
-        "import json as _json\nprint('@@VALUES@@' + _json.dumps({_n: globals()[_n] for _n in %r}))" % names))
-    NotebookClient(nb, timeout=600, kernel_name="python3",
-                   resources={"metadata": {"path": os.path.dirname(path)}}).execute()
-    for output in nb.cells[-1].outputs:
-        if output.get("output_type") == "stream":
-            for line in output["text"].splitlines():
-                if line.startswith("@@VALUES@@"):
-                    print(line)
-""")
-
-
 class Lab:
     """Starts every subprocess the module needs, in parallel; tests wait on the results."""
 
@@ -158,11 +139,7 @@ class Lab:
         directory = self.root / f"nbclient_{stem}"
         directory.mkdir()
         shutil.copy(FIXTURES[stem][0] / f"{stem}.ipynb", directory)
-        proc = run([PYTHON, "-c", NBCLIENT_EXEC, directory / f"{stem}.ipynb", ",".join(names)], cwd=directory)
-        assert proc.returncode == 0, proc.stdout[-5000:]
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("@@VALUES@@")]
-        assert lines, proc.stdout[-5000:]
-        return json.loads(lines[-1][len("@@VALUES@@"):])
+        return nbclient_values(directory / f"{stem}.ipynb", names)
 
     # notebooks written by the tests: converted in-process (main thread), then run
     def convert_custom(self, name, cells):

@@ -98,6 +98,12 @@ def parse(cell: Cell) -> ParsedCell:
     except (RecursionError, MemoryError):
         raise CellSourceError("the cell's code is too deeply nested or too large for Python's parser",
                               cell["index"], "source") from None
+    for node in top_level_statements(tree.body):
+        value = getattr(node, "value", None)
+        if isinstance(node, ast.Return) or isinstance(value, (ast.Yield, ast.YieldFrom)):
+            word = "return" if isinstance(node, ast.Return) else "yield"
+            raise CellSourceError(f"line {node.lineno}: '{word}' outside a function: a notebook cell cannot "
+                                  f"{word} (Jupyter rejects it too)", cell["index"], word)
     imports: dict[str, str] = {}
     if "import" in code:
         for node in top_level_statements(tree.body):

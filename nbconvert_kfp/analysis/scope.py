@@ -23,8 +23,25 @@ MUTATING_METHODS = frozenset({
     "compile", "train", "eval", "load_state_dict", "step", "zero_grad", "seek", "write",
     "__setitem__", "__delitem__",
 })
-#: Functions that shuffle or fill their first argument in place.
-MUTATING_FUNCTIONS = frozenset({"shuffle", "copyto", "place", "putmask", "fill_diagonal"})
+#: Functions (or methods: ``rng.shuffle(a)``) that change their first argument in place.
+MUTATING_FUNCTIONS = frozenset({
+    "shuffle", "copyto", "place", "putmask", "fill_diagonal", "put_along_axis",  # numpy, random
+    "heappush", "heappop", "heapify", "heapreplace", "heappushpop",  # heapq
+    "insort", "insort_left", "insort_right",  # bisect
+})
+#: Calls that write a file named by a string: method -> (position, keyword) of the path argument.
+FILE_WRITERS = {name: (0, "path_or_buf") for name in (
+    "to_csv", "to_parquet", "to_json", "to_pickle", "to_excel", "to_feather", "to_hdf", "to_stata", "to_html",
+    "to_xml", "to_orc", "to_netcdf", "savefig", "save", "savez", "savez_compressed", "savetxt", "imwrite",
+    "imsave", "dump_model", "save_model")}
+#: Calls that read a file named by a string.
+FILE_READERS = {name: (0, "filepath_or_buffer") for name in (
+    "read_csv", "read_parquet", "read_json", "read_pickle", "read_excel", "read_feather", "read_hdf", "read_table",
+    "read_stata", "read_html", "read_xml", "read_orc", "read_fwf", "load", "loadtxt", "genfromtxt", "fromfile",
+    "imread", "load_model", "read_file")}
+#: ``Path(...)`` methods that write or read the file the path names.
+PATH_WRITERS = frozenset({"write_text", "write_bytes", "touch"})
+PATH_READERS = frozenset({"read_text", "read_bytes"})
 
 _DATA_BINDINGS = (checker.Assignment, checker.NamedExprAssignment)
 
@@ -75,6 +92,12 @@ class Symbols:
     mutated: set[str] = field(default_factory=set)
     #: the modules the code imports anywhere (inside functions too), as imported (``sklearn.ensemble``)
     modules: set[str] = field(default_factory=set)
+    #: names of builtins the code reads before binding them (``id``, ``input``): reads of another step's
+    #: variable where one binds that name -> the index of the first cell reading it
+    builtin_reads: dict[str, int] = field(default_factory=dict)
+    #: files the code writes and reads by a literal path -> the index of the first cell doing so
+    files_written: dict[str, int] = field(default_factory=dict)
+    files_read: dict[str, int] = field(default_factory=dict)
 
     @property
     def bound(self) -> set[str]:
@@ -128,8 +151,30 @@ class _Checker(checker.Checker):
         self.modules: set[str] = set()
         self.read_in: dict[str, ast.stmt] = {}
         self.definition_tops: dict[int, ast.stmt] = {}
+        #: name -> the names whose objects it may refer to (``b = a``, ``for d in [a, c]``)
+        self.aliases: dict[str, set[str]] = {}
+        self.builtin_reads: dict[str, ast.stmt] = {}
+        self.files: dict[str, dict[str, ast.stmt]] = {"written": {}, "read": {}}
         self._top: ast.stmt | None = None
         super().__init__(tree, builtins=set(NOTEBOOK_BUILTINS))
+
+    def handleNodeLoad(self, node, parent):  # noqa: N802 (pyflakes' naming)
+        name = getattr(node, "id", None)
+        if name is not None and self._top is not None:
+            binding = next((scope[name] for scope in reversed(self.scopeStack) if name in scope), None)
+            if isinstance(binding, checker.Builtin) and name not in NOTEBOOK_BUILTINS:
+                self.builtin_reads.setdefault(name, self._top)
+        super().handleNodeLoad(node, parent)
+
+    def alias_closure(self) -> set[str]:
+        """The mutated names, with every name a mutated name may refer to."""
+        mutated, pending = set(self.mutated), list(self.mutated)
+        while pending:
+            for origin in self.aliases.get(pending.pop(), ()):
+                if origin not in mutated:
+                    mutated.add(origin)
+                    pending.append(origin)
+        return mutated
 
     def handleNode(self, node, parent):  # noqa: N802 (pyflakes' naming)
         if node is not None:
@@ -158,17 +203,75 @@ class _Checker(checker.Checker):
         super().report(messageClass, *args, **kwargs)
 
 
+def _alias_roots(value: ast.AST) -> set[str]:
+    """The names whose objects an expression may be (a view or element of): ``a``, ``a.b``, ``a[i]``,
+    and each name of a list or tuple display (``[a, b]``)."""
+    if isinstance(value, (ast.List, ast.Tuple, ast.Set)):
+        return set().union(*(_alias_roots(element) for element in value.elts))
+    if isinstance(value, (ast.Name, ast.Attribute, ast.Subscript, ast.Starred)):
+        root = _root_name(value.value if isinstance(value, ast.Starred) else value)
+        return {root} if root else set()
+    return set()
+
+
+def _note_alias(checker_: _Checker, target: ast.AST, value: ast.AST) -> None:
+    if isinstance(target, ast.Name):
+        roots = _alias_roots(value)
+        if roots:
+            checker_.aliases.setdefault(target.id, set()).update(roots)
+    elif isinstance(target, (ast.Tuple, ast.List)):
+        if isinstance(value, (ast.Tuple, ast.List)) and len(value.elts) == len(target.elts):
+            for sub, item in zip(target.elts, value.elts):
+                _note_alias(checker_, sub, item)
+        else:
+            for sub in target.elts:
+                _note_alias(checker_, sub, value)
+
+
 def _note_targets(checker_: _Checker, node: ast.Assign | ast.Delete) -> None:
     for target in node.targets:
         checker_.mutated.update(_store_roots(target))
+        if isinstance(node, ast.Assign):
+            _note_alias(checker_, target, node.value)
+
+
+def _note_for(checker_: _Checker, node: ast.For | ast.AsyncFor) -> None:
+    """``for d in [a, b]`` and ``for d in frames``: ``d`` refers to their objects."""
+    _note_alias(checker_, node.target, node.iter)
 
 
 def _note_target(checker_: _Checker, node: ast.AugAssign | ast.AnnAssign) -> None:
     checker_.mutated.update(_store_roots(node.target))
 
 
+def _string(node: ast.AST | None) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _path_argument(node: ast.Call, position: int, keyword: str) -> str | None:
+    found = [k.value for k in node.keywords if k.arg in (keyword, "path", "fname", "file")]
+    return _string(found[0] if found else node.args[position] if len(node.args) > position else None)
+
+
 def _note_call(checker_: _Checker, node: ast.Call) -> None:
     checker_.mutated.update(_call_roots(node))
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    path = kind = None
+    if name == "open":
+        path = _string(node.args[0]) if node.args else None
+        mode = _string(node.args[1]) if len(node.args) > 1 else _string(
+            next((k.value for k in node.keywords if k.arg == "mode"), None))
+        kind = "written" if mode and set(mode) & set("wax+") else "read"
+    elif name in FILE_WRITERS or name in FILE_READERS:
+        kind = "written" if name in FILE_WRITERS else "read"
+        path = _path_argument(node, *(FILE_WRITERS.get(name) or FILE_READERS[name]))
+    elif name in PATH_WRITERS | PATH_READERS and isinstance(func, ast.Attribute) and isinstance(func.value, ast.Call):
+        receiver = func.value  # Path("x").read_text()
+        path = _string(receiver.args[0]) if receiver.args else None
+        kind = "written" if name in PATH_WRITERS else "read"
+    if path and kind and checker_._top is not None:
+        checker_.files[kind].setdefault(path, checker_._top)
 
 
 def _note_import(checker_: _Checker, node: ast.Import) -> None:
@@ -187,6 +290,7 @@ def _note_definition(checker_: _Checker, node: ast.FunctionDef | ast.AsyncFuncti
 
 #: What the checker notes, by node type, as it walks the tree.
 _NOTES = {ast.Assign: _note_targets, ast.Delete: _note_targets, ast.AugAssign: _note_target,
+          ast.For: _note_for, ast.AsyncFor: _note_for,
           ast.AnnAssign: _note_target, ast.Call: _note_call, ast.Import: _note_import,
           ast.ImportFrom: _note_import_from, ast.FunctionDef: _note_definition,
           ast.AsyncFunctionDef: _note_definition, ast.ClassDef: _note_definition}
@@ -210,12 +314,19 @@ def analyse(cells: list[ParsedCell]) -> Symbols:
     cell_of = {id(statement): parsed for parsed in cells for statement in parsed.tree.body}
     result = _Checker(module(cells))
     reads = _undefined(result)
-    symbols = Symbols(reads=reads, mutated=result.mutated, modules=result.modules)
-    for name in reads:
-        statement = result.read_in.get(name)
+    symbols = Symbols(reads=reads, mutated=result.alias_closure(), modules=result.modules)
+
+    def cell(statement: ast.stmt | None) -> int | None:
         parsed = cell_of.get(id(statement)) if statement is not None else None
-        if parsed is not None:
-            symbols.read_cells[name] = parsed.cell["index"]
+        return parsed.cell["index"] if parsed is not None else None
+
+    symbols.read_cells = {name: index for name in reads if (index := cell(result.read_in.get(name))) is not None}
+    symbols.builtin_reads = {name: index for name, top in result.builtin_reads.items()
+                             if (index := cell(top)) is not None}
+    symbols.files_written = {path: index for path, top in result.files["written"].items()
+                             if (index := cell(top)) is not None}
+    symbols.files_read = {path: index for path, top in result.files["read"].items()
+                          if (index := cell(top)) is not None}
     scope = next(s for s in result.deadScopes if isinstance(s, checker.ModuleScope))
     for name, binding in scope.items():
         if isinstance(binding, (checker.Builtin, checker.StarImportation, checker.FutureImportation)):

@@ -21,12 +21,15 @@ from __future__ import annotations
 import json
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Unicode
 
 from .. import __version__, runtime, script as script_package
+from ..analysis.localmodules import LIMIT as LOCAL_LIMIT
+from ..analysis.localmodules import local_modules
 from ..analysis.packages import image_python, local_builds, pin, requirement, requirements, unsupported_on
 from ..codegen import archive
 from ..codegen.identifier import Namer, kfp_name
@@ -108,6 +111,18 @@ def _dsl_imports(components: list[Component]) -> str:
     return ", ".join(sorted(names))
 
 
+def _closure(imports: dict[str, set[str]], modules: set[str]) -> list[tuple[str, set[str]]]:
+    """The local modules ``modules`` use, directly or through each other, with what each imports."""
+    found: dict[str, set[str]] = {}
+    pending = [m.partition(".")[0] for m in modules]
+    while pending:
+        top = pending.pop()
+        if top in imports and top not in found:
+            found[top] = imports[top]
+            pending.extend(imports[top])
+    return list(found.items())
+
+
 class ComponentBuilder(Preprocessor):
     """Give every step a KFP component: parameters in, one artifact per variable in and out.
 
@@ -131,6 +146,15 @@ class ComponentBuilder(Preprocessor):
         parameter_namer = Namer(PIPELINE_BODY_NAMES | COMPONENT_LOCALS)
         parameters = {p["name"]: parameter_namer.take(p["name"], "param") for p in model["parameters"]}
         namer = Namer(RESERVED | set(parameters.values()))
+        # nbconvert gives the notebook's folder ('' for the current one) when it converts a file
+        folder = (resources.get("metadata") or {}).get("path")
+        self._local, local_imports = local_modules(set().union(*(s["modules"] for s in model["steps"])),
+                                                   Path(folder or ".") if folder is not None else None)
+        if sum(map(len, self._local.values())) > LOCAL_LIMIT:
+            raise NotebookError(f"the local modules the notebook imports ({', '.join(sorted(self._local))}) hold "
+                                f"{sum(map(len, self._local.values())) // 1024} KB, more than a pipeline carries "
+                                f"({LOCAL_LIMIT // 1024} KB): install them in the step image as a package", None,
+                                "modules")
         shared = self._shared_files(model)
         bundle = ({"function": namer.take("shared_code"), "task": namer.take("shared_code_task"),
                    "payload": archive.payload(shared)} if shared else None)
@@ -155,8 +179,9 @@ class ComponentBuilder(Preprocessor):
         modules_behind: dict[str, set[str]] = {}
         for step in model["steps"]:
             options = effective_options(step["options"])
-            modules_behind[step["name"]] = set(step["modules"]).union(
-                *(modules_behind[p] for p in step["input_sources"].values()))
+            own = set(step["modules"])
+            own |= set().union(*(imported for top, imported in _closure(local_imports, own)))
+            modules_behind[step["name"]] = own.union(*(modules_behind[p] for p in step["input_sources"].values()))
             component = self._component(step, options, functions, tasks, parameters, outputs_by_step, bundle,
                                         modules_behind[step["name"]], model)
             components.append(component)
@@ -181,11 +206,13 @@ class ComponentBuilder(Preprocessor):
     # --- what the steps share ------------------------------------------------------------------
 
     def _shared_files(self, model: Pipeline) -> dict[str, str]:
-        """The files of the ``shared_code`` archive: the runtime (artifact mode) and the prelude cells."""
+        """The files of the ``shared_code`` archive: the runtime (artifact mode), the notebook's local
+        modules and the prelude cells."""
         mode = self._settings["runtime"]
         if mode == "embedded":
             return {}
         files = {path: archive.minified(text) for path, text in runtime.sources().items()} if mode == "artifact" else {}
+        files.update(self._local)
         if model["prelude"]:
             files[PRELUDE_MEMBER] = json.dumps(
                 [[c["index"], c["source"], c.get("original")] for c in model["prelude"]], ensure_ascii=False)
@@ -390,6 +417,8 @@ class ComponentBuilder(Preprocessor):
         if settings["install_packages"]:
             found, unknown = requirements(modules)
             for module in unknown:
+                if f"{module}.py" in self._local or f"{module}/__init__.py" in self._local:
+                    continue  # a module next to the notebook: the pipeline carries it
                 self._warn_once(module, "module %r is imported but no installed distribution provides it; add it "
                                 "with a 'package:<requirement>' tag or --KFPExporter.extra_packages", module)
             # dill saves and loads what pickle cannot (lambdas, closures): only steps that pass values need it
@@ -476,7 +505,8 @@ class ComponentBuilder(Preprocessor):
         if settings["runtime"] == "embedded":
             functions.append(archive.loader_function(
                 "_step_runtime", docstring("Put nbconvert-kfp's step runtime (a zip archive) on sys.path."),
-                archive.payload({p: archive.minified(t) for p, t in runtime.sources().items()})).rstrip("\n"))
+                archive.payload({**{p: archive.minified(t) for p, t in runtime.sources().items()},
+                                 **self._local})).rstrip("\n"))
         signature = [f"{parameters[p['name']]}: str = {python_literal(literal_text(p['default']))}"
                      if p["type"] == LITERAL else
                      f"{parameters[p['name']]}: {p['type']} = {python_literal(p['default'])}"

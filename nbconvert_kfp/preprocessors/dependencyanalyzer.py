@@ -47,6 +47,13 @@ class DependencyAnalyzer(Preprocessor):
             name: [notebook.parse(cell) for cell in step["cells"]] for name, step in steps.items()}
         prelude = analyse(prelude_cells) if prelude_cells else Symbols()
         symbols = {name: analyse(cells) for name, cells in parsed.items()}
+        for name, own in symbols.items():
+            # a variable named like a builtin (id, input, max) that another step binds is a read of it
+            others = set().union(*(s.bound for other, s in symbols.items() if other != name))
+            for var, cell in own.builtin_reads.items():
+                if var in others and var not in own.reads:
+                    own.reads.append(var)
+                    own.read_cells[var] = cell
 
         graph = self._graph(steps, symbols, order, prelude, model)
         topo = list(nx.lexicographical_topological_sort(graph, key=order.__getitem__))
@@ -109,12 +116,14 @@ class DependencyAnalyzer(Preprocessor):
                     continue
                 earlier = [other for other in steps if order[other] < order[name]]
                 for var in symbols[name].reads:
-                    producers = [o for o in earlier if var in symbols[o].bound]
+                    # the step that last binds the variable, or changes it in place, before this one
+                    producers = [o for o in earlier if var in symbols[o].bound or var in symbols[o].mutated]
                     if producers and var not in prelude.bound | parameters:
                         source = producers[-1]
                         if not graph.has_edge(source, name):
-                            self.log.info("step %r reads %r from step %r: it runs after it", name, var, source)
+                            self.log.debug("step %r reads %r from step %r: it runs after it", name, var, source)
                             graph.add_edge(source, name, explicit=False)
+        self._file_edges(steps, symbols, order, graph, model)
         try:
             cycle = nx.find_cycle(graph)
         except nx.NetworkXNoCycle:
@@ -125,6 +134,33 @@ class DependencyAnalyzer(Preprocessor):
         index, text = (tag["cell"], tag["tag"]) if tag else (steps[head]["cells"][0]["index"], f"prev:{tail}")
         raise PipelineGraphError(
             f"the 'prev:' tags form a cycle: {' -> '.join(names + [names[0]])}", index, text)
+
+    def _file_edges(self, steps: dict[str, Step], symbols: dict[str, Symbols], order: dict[str, int],
+                    graph: nx.DiGraph, model: Pipeline) -> None:
+        """A step that reads a file an earlier step writes (by the same literal path) runs after it; on a
+        cluster the two run in different pods, so the handover needs a shared volume."""
+        warned: set[str] = set()
+        volumes = [v["mount_point"] for v in model["pipeline"]["volumes"]]
+        for name, step in steps.items():
+            for path, read_cell in symbols[name].files_read.items():
+                writers = [o for o in steps if order[o] < order[name] and path in symbols[o].files_written]
+                if not writers:
+                    continue
+                writer = writers[-1]
+                write_cell = symbols[writer].files_written[path]
+                if writer not in nx.ancestors(graph, name) and writer != name:
+                    if self.infer_dependencies and not step["prev"]:
+                        graph.add_edge(writer, name, explicit=False)
+                    else:
+                        self.log.warning("cell %d: step %r reads %r, which step %r writes (cell %d), but does not "
+                                         "run after it: tag the cell with 'prev:%s'", read_cell, name, path, writer,
+                                         write_cell, writer)
+                if path not in warned and not any(path.startswith(mount) for mount in volumes):
+                    warned.add(path)
+                    self.log.warning("cell %d: step %r reads the file %r that step %r writes (cell %d): on a KFP "
+                                     "cluster steps run in separate pods, so the file does not reach it; pass the "
+                                     "data as a variable, or write it to a volume both steps mount", read_cell,
+                                     name, path, writer, write_cell)
 
     def _resolve(self, step: Step, own: Symbols, graph: nx.DiGraph, topo: list[str], symbols: dict[str, Symbols],
                  writes: dict[str, set[str]], parameters: set[str], prelude: Symbols, steps: dict[str, Step]) -> None:
@@ -172,6 +208,13 @@ class DependencyAnalyzer(Preprocessor):
                     f"step {name!r} reads {var!r}, which only step {others[-1]!r} defines, and "
                     f"{others[-1]!r} does not run before {name!r}: tag the cell with "
                     f"'prev:{suggestion}'", self._cell_of(step, own, var), var)
+            stars = [statement for source in [prelude, own, *(symbols[a] for a in ancestors)]
+                     for key, statement in source.imports.items() if key.startswith("*")]
+            if stars:
+                # a name a star import may bind: the step re-runs the star imports of its upstream steps
+                step["imports"].extend(s for s in stars if s not in own.imports.values()
+                                       and s not in prelude.imports.values())
+                continue
             self.log.warning("cell %d: step %r reads %r, which no cell of the pipeline defines",
                              self._cell_of(step, own, var), name, var)
         step["imports"] = list(dict.fromkeys(step["imports"]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import base64
 import builtins
+import inspect
 import json
 import linecache
 import lzma
@@ -75,14 +76,18 @@ def _get_ipython_factory(step: Step):
     return get_ipython
 
 
+#: Compile cells as IPython does: ``await`` may stand at a cell's top level.
+_TOP_LEVEL_AWAIT = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+
+
 def _split_last_expression(source: str, filename: str):
     """Compile a cell as Jupyter runs it: the body, then its last expression (shown as Out[])."""
     tree = ast.parse(source, filename)
     last = tree.body[-1] if tree.body else None
     if isinstance(last, ast.Expr) and not source.rstrip().endswith(";"):
-        body = compile(ast.Module(body=tree.body[:-1], type_ignores=[]), filename, "exec")
-        return body, compile(ast.Expression(body=last.value), filename, "eval")
-    return compile(tree, filename, "exec"), None
+        body = compile(ast.Module(body=tree.body[:-1], type_ignores=[]), filename, "exec", flags=_TOP_LEVEL_AWAIT)
+        return body, compile(ast.Expression(body=last.value), filename, "eval", flags=_TOP_LEVEL_AWAIT)
+    return compile(tree, filename, "exec", flags=_TOP_LEVEL_AWAIT), None
 
 
 def _strip_leading_newline(source: str) -> str:
@@ -116,6 +121,7 @@ class Step:
         self._ipython = ipython
         self._saved: dict[str, Any] = {}
         self._started = 0.0
+        self._loop: Any = None
 
     @property
     def namespace(self) -> dict[str, Any]:
@@ -205,9 +211,9 @@ class Step:
             body, last = _split_last_expression(source, filename)
             record = self.report.begin(label, shown) if self.report is not None else None
             try:
-                exec(body, self.namespace)
+                self._evaluate(body)
                 if last is not None:
-                    value = eval(last, self.namespace)
+                    value = self._evaluate(last)
                     if value is not None and isinstance(label, int):
                         self.namespace["_"] = value
                         if record is not None:
@@ -226,6 +232,17 @@ class Step:
             finally:
                 if self.report is not None:
                     self.report.end()
+
+    def _evaluate(self, code: types.CodeType) -> Any:
+        """Run compiled cell code in the namespace; code with a top-level ``await`` runs on the step's
+        event loop, one loop for all its cells, as IPython keeps one."""
+        if not code.co_flags & inspect.CO_COROUTINE:
+            return eval(code, self.namespace)
+        if self._loop is None:
+            import asyncio
+
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(eval(code, self.namespace))
 
     def load(self, artifacts: dict[str, Any]) -> None:
         """Load each variable from its input artifact into the namespace.
