@@ -206,6 +206,17 @@ def test_metrics_cell_reads_print_lines_and_bare_names(pipeline_model):
     assert list(model["steps"]) == ["a"]
 
 
+def test_metrics_cell_print_of_constants_is_left_out_with_a_warning(pipeline_model, caplog):
+    with caplog.at_level(logging.WARNING):
+        model = pipeline_model([
+            (["step:a"], "acc = 0.9"),
+            (["pipeline-metrics"], "print('== metrics ==')\nprint(acc)"),
+        ])
+    assert [m["name"] for m in model["metrics"]] == ["acc"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("cell 1" in m and "'== metrics =='" in m and "not a metric" in m for m in warnings), warnings
+
+
 @pytest.mark.parametrize("foreign", ["hide-input", "remove-cell", "raises-exception"])
 def test_foreign_tags_are_ignored(pipeline_model, foreign):
     model = pipeline_model([

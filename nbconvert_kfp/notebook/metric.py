@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import ast
+from typing import Callable
 
 from ..errors import MetricError
 
 
-def _names(statement: ast.stmt, cell_index: int) -> list[str]:
+def _is_print(value: ast.expr) -> bool:
+    return isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "print"
+
+
+def _names(statement: ast.stmt, cell_index: int, ignored: Callable[[str], None]) -> list[str]:
     if isinstance(statement, ast.Expr):
         value = statement.value
         if isinstance(value, ast.Name):
             return [value.id]
-        if (isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "print"
-                and not value.keywords and all(isinstance(a, ast.Name) for a in value.args)):
+        if _is_print(value) and not value.keywords and all(isinstance(a, ast.Name) for a in value.args):
             return [a.id for a in value.args]
         if isinstance(value, ast.Constant) and isinstance(value.value, str):
+            return []
+        if _is_print(value) and all(isinstance(a, ast.Constant) for a in value.args) and all(
+                isinstance(k.value, ast.Constant) for k in value.keywords):
+            ignored(ast.unparse(statement))
             return []
     text = ast.unparse(statement).splitlines()[0]
     raise MetricError(
@@ -23,8 +31,12 @@ def _names(statement: ast.stmt, cell_index: int) -> list[str]:
         cell_index, text)
 
 
-def parse_metrics(source: str, cell_index: int) -> list[str]:
-    """Return the variable names listed in a pipeline-metrics cell, in order."""
+def parse_metrics(source: str, cell_index: int,
+                  ignored: Callable[[str], None] = lambda line: None) -> list[str]:
+    """Return the variable names listed in a pipeline-metrics cell, in order.
+
+    A print of constants names no metric; it is passed to ``ignored`` and left out.
+    """
     try:
         tree = ast.parse(source)
     except SyntaxError as err:
@@ -32,5 +44,5 @@ def parse_metrics(source: str, cell_index: int) -> list[str]:
                           cell_index, "pipeline-metrics") from None
     names: list[str] = []
     for statement in tree.body:
-        names.extend(n for n in _names(statement, cell_index) if n not in names)
+        names.extend(n for n in _names(statement, cell_index, ignored) if n not in names)
     return names

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from nbconvert.preprocessors import Preprocessor
@@ -97,6 +98,10 @@ class TagParser(Preprocessor):
             for text in _cell_tags(cell)
         )
         return [tag for tag in parsed if tag is not None]
+
+    def _metric_line_ignored(self, index: int, line: str) -> None:
+        self.log.warning("cell %d: pipeline-metrics line %r names no variable; it is not a metric and is left out",
+                         index, line)
 
     def _role(self, tags: list[Tag], index: int) -> tuple[TagKind | None, tuple[str, ...]]:
         """Decide what a cell is, with Kale's precedence when several roles are tagged."""
@@ -196,7 +201,8 @@ class TagParser(Preprocessor):
                     parameter_code.append(record)
             elif role is TagKind.METRICS:
                 metrics.extend({"name": name, "cell": index}
-                               for name in parse_metrics(record["source"], index)
+                               for name in parse_metrics(record["source"], index, functools.partial(
+                                   self._metric_line_ignored, index))
                                if all(m["name"] != name for m in metrics))
             elif role in (TagKind.IMPORTS, TagKind.FUNCTIONS):
                 (imports if role is TagKind.IMPORTS else functions).append(record)
