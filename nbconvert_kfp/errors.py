@@ -12,7 +12,8 @@ class KFPExportError(ConversionException):
 
     ``jupyter nbconvert`` prints a ``ConversionException`` without a traceback and
     exits 1, so every problem the user must fix in the notebook derives from it.
-    ``cell_index`` is the 0-based index of the notebook cell at fault (``None`` when
+    ``cell_index`` is the 0-based index of the notebook cell at fault; the message shows it
+    as JupyterLab numbers cells, from 1 (``None`` when
     the problem is not in one cell) and ``subject`` the tag or name at fault.
     """
 
@@ -23,7 +24,7 @@ class KFPExportError(ConversionException):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        where = f"cell {self.cell_index}: " if self.cell_index is not None else ""
+        where = f"cell {self.cell_index + 1}: " if self.cell_index is not None else ""
         return f"{where}{self.message}"
 
     def __reduce__(self):

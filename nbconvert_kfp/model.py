@@ -26,6 +26,11 @@ from typing import Any, TypedDict
 RESOURCE_KEY = "kfp"
 
 
+def cell_number(index: int) -> int:
+    """The number JupyterLab shows for the cell at nbformat's 0-based ``index`` (it counts from 1)."""
+    return index + 1
+
+
 class _CellRequired(TypedDict):
     index: int
     source: str

@@ -14,7 +14,7 @@ with the XSRF check for cookie-authenticated requests):
     ``{"pipeline_id", "version_id", "version_name", "created", "pipeline_url", "run_id",
     "run_url", "experiment_id", "filename", "warnings"}``.
 
-A problem in the notebook answers 400 with ``{"message", "cell_index", "subject"}``; a bad
+A problem in the notebook answers 400 with ``{"message", "cell_index", "cell_number", "subject"}``; a bad
 request body 400 with ``{"message"}``; a failed deployment 502 with ``{"message"}``. KFP
 credentials are the Jupyter server's (see ``nbconvert_kfp.script.deployment``), never the request's.
 """
@@ -201,6 +201,7 @@ class _Handler(APIHandler):
     async def post(self) -> None:
         from .script import deployment
         from .errors import KFPExportError
+        from .model import cell_number
 
         try:
             body = json.loads(self.request.body or b"")
@@ -216,8 +217,9 @@ class _Handler(APIHandler):
         except RequestError as error:
             return self._reply(400, {"message": str(error)})
         except KFPExportError as error:
+            number = cell_number(error.cell_index) if error.cell_index is not None else None
             return self._reply(400, {"message": str(error), "cell_index": error.cell_index,
-                                     "subject": error.subject})
+                                     "cell_number": number, "subject": error.subject})
         except deployment.DeploymentError as error:
             return self._reply(502, {"message": str(error)})
         self._reply(200, reply)

@@ -337,7 +337,7 @@ def test_conversion_warns_when_a_step_reads_a_value_that_cannot_travel(caplog):
         exporter.from_notebook_node(nb)
     messages = [r.getMessage() for r in caplog.records]
     [handle] = [m for m in messages if "'fh'" in m]
-    assert handle.startswith("cell 1: step 'b' reads 'fh' from step 'a', which cannot pass it on (")
+    assert handle.startswith("cell 2: step 'b' reads 'fh' from step 'a', which cannot pass it on (")
     assert "open file" in handle and "'functions' cell" in handle
     assert any("'rows'" in m and "generator" in m for m in messages)
     assert not any("'count'" in m for m in messages)

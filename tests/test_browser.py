@@ -223,7 +223,7 @@ def test_file_menu_on_a_bad_notebook_shows_the_error_and_downloads_nothing(lab, 
         error_tab.wait_for_load_state()
         text = error_tab.inner_text("body")
         assert "500" in text
-        assert "nbconvert failed: cell 1: tag 'prev:lod' names step 'lod'" in text
+        assert "nbconvert failed: cell 2: tag 'prev:lod' names step 'lod'" in text
         assert not downloads
         error_tab.close()
     finally:

@@ -124,7 +124,7 @@ def test_a_step_too_large_even_compressed_is_a_clear_error(tmp_path):
     result = run([JUPYTER, "nbconvert", "--to", "kfp", "huge.ipynb"], cwd=tmp_path)
     assert result.returncode == 1
     error = [line for line in result.stdout.splitlines() if "ERROR" in line]
-    assert len(error) == 1 and "cell 1:" in error[0] and "128 KiB" in error[0] and "'huge'" in error[0]
+    assert len(error) == 1 and "cell 2:" in error[0] and "128 KiB" in error[0] and "'huge'" in error[0]
     assert "Traceback" not in result.stdout and not (tmp_path / "huge_pipeline.py").exists()
 
 

@@ -298,7 +298,7 @@ def test_reading_from_a_non_ancestor_with_prev_tags_is_an_error(convert, make_nb
     assert err.cell_index == 3
     assert err.subject == "x"
     message = str(err)
-    assert "cell 3" in message
+    assert message.startswith("cell 4: "), message  # JupyterLab's numbering; cell_index stays 0-based
     assert re.search(r"prev:[\w;:-]*\ba\b", message), message
 
 
@@ -319,3 +319,20 @@ def test_steps_are_in_topological_order(pipeline_model):
         (["step:a"], "x = 1"),
     ])
     assert model["step_order"] == ["a", "b", "c"]
+
+
+def test_inferred_order_is_one_info_line_per_step_with_details_at_debug(tmp_path, make_nb, run_nbconvert):
+    nb = make_nb([
+        (["step:a"], "x = 1\ny = 2"),
+        (["step:b"], "z = 3"),
+        (["step:c"], "print(x + y + z)"),
+    ])
+    path = tmp_path / "order.ipynb"
+    nbformat.write(nb, path)
+    result = run_nbconvert(path)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "runs after" in line]
+    assert lines == [line for line in lines if "step 'c'" in line] and len(lines) == 1, result.stderr
+    assert "'a' (reads x, y)" in lines[0] and "'b' (reads z)" in lines[0], lines[0]
+    detailed = run_nbconvert(path, "--log-level=DEBUG")
+    assert "step 'c' reads 'y' from step 'a': it runs after it" in detailed.stderr, detailed.stderr

@@ -538,9 +538,9 @@ def test_failing_step_exits_1_naming_the_step_and_the_cell(lab):
     output = result.local.stdout
     assert "Pipeline 'failing' failed: step 'explode' failed" in output
     assert "ZeroDivisionError" in output
-    assert 'File "<cell 3>", line 2' in output
-    assert "cell 3" in output
-    assert "(in notebook cell 3, line 2 of step 'explode')" in output
+    # cells numbered as JupyterLab shows them: the failing cell is the fourth
+    assert 'File "<cell 4>", line 2' in output
+    assert "(in notebook cell 4, line 2 of step 'explode')" in output
     assert "step 'setup' finished" in output
     assert "step 'explode' failed" in output
     assert "step 'after' started" not in output

@@ -47,7 +47,7 @@ def test_cli_prev_cycle(tmp_path, make_nb, run_nbconvert):
     ])
     result = run_nbconvert(_write(tmp_path, nb))
     _assert_clean_failure(result, tmp_path)
-    assert re.search(r"\bcell [12]\b", result.stderr), result.stderr
+    assert re.search(r"\bcell [23]\b", result.stderr), result.stderr
     assert "cycle" in result.stderr
     assert "alpha" in result.stderr and "beta" in result.stderr
     assert "prev:" in result.stderr
@@ -57,7 +57,7 @@ def test_cli_prev_to_unknown_step(tmp_path, make_nb, run_nbconvert):
     nb = make_nb([(["step:a"], "x = 1"), (["step:b"], "y = 2"), (["step:c", "prev:nowhere"], "z = 3")])
     result = run_nbconvert(_write(tmp_path, nb))
     _assert_clean_failure(result, tmp_path)
-    assert "cell 2" in result.stderr
+    assert "cell 3:" in result.stderr
     assert "prev:nowhere" in result.stderr
 
 
@@ -65,7 +65,7 @@ def test_cli_syntax_error_in_a_step_cell(tmp_path, make_nb, run_nbconvert):
     nb = make_nb([(["step:a"], "x = 1"), (["step:broken"], "y = 2"), ([], "z = (1,\n")])
     result = run_nbconvert(_write(tmp_path, nb))
     _assert_clean_failure(result, tmp_path)
-    assert "cell 2" in result.stderr
+    assert "cell 3:" in result.stderr
     assert "syntax error" in result.stderr.lower()
 
 
@@ -73,7 +73,7 @@ def test_cli_empty_step_name(tmp_path, make_nb, run_nbconvert):
     nb = make_nb([(["step:a"], "x = 1"), (["step:b;"], "y = 2")])
     result = run_nbconvert(_write(tmp_path, nb))
     _assert_clean_failure(result, tmp_path)
-    assert "cell 1" in result.stderr
+    assert "cell 2:" in result.stderr
     assert "'step:b;'" in result.stderr
 
 
@@ -85,7 +85,7 @@ def test_cli_non_literal_parameter(tmp_path, make_nb, run_nbconvert):
     ])
     result = run_nbconvert(_write(tmp_path, nb))
     _assert_clean_failure(result, tmp_path)
-    assert "cell 1" in result.stderr
+    assert "cell 2:" in result.stderr
     assert "learning_rate" in result.stderr
 
 
@@ -119,7 +119,7 @@ def test_errors_carry_class_cell_and_subject(convert, make_nb, cells, error, cel
     assert err.cell_index == cell_index
     if subject is not None:
         assert err.subject == subject
-    assert str(err).startswith(f"cell {cell_index}: ")
+    assert str(err).startswith(f"cell {cell_index + 1}: ")  # the message counts cells from 1, as JupyterLab
 
 
 def test_cycle_error_in_process(convert, make_nb):
@@ -156,7 +156,7 @@ def test_error_attributes_and_pickle_round_trip(cls, cell_index, subject):
     if cell_index is None:
         assert str(err) == "something is wrong: 'quoted' ☕"
     else:
-        assert str(err) == f"cell {cell_index}: something is wrong: 'quoted' ☕"
+        assert str(err) == f"cell {cell_index + 1}: something is wrong: 'quoted' ☕"  # 1-based, as JupyterLab
     copy = pickle.loads(pickle.dumps(err))
     assert type(copy) is cls
     assert str(copy) == str(err)

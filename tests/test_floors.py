@@ -106,7 +106,7 @@ def test_bad_prev_tag_is_one_clean_error_line(tmp_path):
     assert "Traceback" not in result.stderr, result.stderr
     lines = [line for line in result.stderr.splitlines() if "prev:nowhere" in line]
     assert len(lines) == 1, result.stderr
-    assert "cell 1" in lines[0]
+    assert "cell 2:" in lines[0]
     assert not list(notebook.parent.glob("*_pipeline.py"))
 
 

@@ -173,7 +173,7 @@ def test_top_level_return_and_yield_are_conversion_errors(tmp_path, source, word
     result = run([JUPYTER, "nbconvert", "--to", "kfp", path.name], cwd=path.parent)
     assert result.returncode == 1 and "Traceback" not in result.stdout
     [error] = [line for line in result.stdout.splitlines() if "ERROR" in line]
-    assert "cell 1:" in error and f"'{word}' outside a function" in error
+    assert "cell 2:" in error and f"'{word}' outside a function" in error
 
 
 # --- Kale 1.x leftovers -------------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def test_failing_cell_writes_a_report_and_names_step_cell_and_line(tmp_path):
     nbformat.write(nb, notebook)
     proc = _run(_convert(notebook), "--local")
     assert proc.returncode == 1
-    assert "step 'boom' failed in notebook cell 1, line 2: ZeroDivisionError: division by zero" in proc.stdout
+    assert "step 'boom' failed in notebook cell 2, line 2: ZeroDivisionError: division by zero" in proc.stdout
     assert "Pipeline 'boom' failed: step 'boom' failed" in proc.stderr
     [report] = tmp_path.glob("local_outputs/*/boom/report")
     page = report.read_text(encoding="utf-8")

@@ -198,7 +198,7 @@ def test_convert_returns_a_script_that_compiles_its_yaml_and_the_dag(server, tmp
 
 @pytest.mark.parametrize(("body", "status", "expected"), [
     ({"notebook": _notebook(("step:train", "prev:lod"))}, 400,
-     {"cell_index": 2, "subject": "prev:lod", "message": re.compile(r"^cell 2: tag 'prev:lod' names step 'lod'")}),
+     {"cell_index": 2, "cell_number": 3, "subject": "prev:lod", "message": re.compile(r"^cell 3: tag 'prev:lod' names step 'lod'")}),
     ({"notebook": _notebook(("step:;",))}, 400, {"cell_index": 2, "subject": "step:;"}),
     (b"{not json", 400, {"message": re.compile("^the body is not JSON")}),
     ({"notebook": {"cells": "nope"}}, 400, {"message": re.compile("^not a valid notebook")}),

@@ -278,7 +278,7 @@ def test_malformed_step_option_is_a_tag_error(convert, make_nb, tag):
     error = caught.value
     assert error.cell_index == 2
     assert error.subject == tag
-    assert "cell 2" in str(error) and tag in str(error)
+    assert "cell 3:" in str(error) and tag in str(error)
 
 
 @pytest.mark.parametrize("role", ["imports", "functions", "pipeline-parameters", "skip-free leftover"])
@@ -291,7 +291,7 @@ def test_step_option_on_a_cell_outside_any_step_is_a_tag_error(convert, make_nb,
         convert(nb)
     assert caught.value.cell_index == 0
     assert caught.value.subject == "limit:cpu:1"
-    assert "cell 0" in str(caught.value) and "limit:cpu:1" in str(caught.value)
+    assert "cell 1:" in str(caught.value) and "limit:cpu:1" in str(caught.value)
 
 
 @pytest.mark.parametrize("where", ["metadata", "trait"])
@@ -320,7 +320,7 @@ def test_cli_malformed_option_fails_cleanly(tmp_path, make_nb, run_nbconvert):
     nbformat.write(nb, path)
     result = run_nbconvert(path)
     assert result.returncode == 1, (result.returncode, result.stderr)
-    assert "cell 2" in result.stderr, result.stderr
+    assert "cell 3:" in result.stderr, result.stderr
     assert "retry:x" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     assert not list(tmp_path.glob("*_pipeline.py")), list(tmp_path.iterdir())

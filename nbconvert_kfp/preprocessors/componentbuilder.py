@@ -36,7 +36,7 @@ from ..codegen.identifier import Namer, kfp_name
 from ..codegen.literal import code_literal, docstring, python_literal
 from ..codegen.reserved import COMPONENT_LOCALS, RESERVED
 from ..errors import NotebookError
-from ..model import RESOURCE_KEY, Component, Pipeline, Settings, Step, StepOption, Volume
+from ..model import RESOURCE_KEY, Component, Pipeline, Settings, Step, StepOption, Volume, cell_number
 from ..notebook.parameter import LITERAL
 from ..notebook.stepoption import describe, effective_options, ignored_locally, last_value, task_calls
 from ..notebook.volume import create_calls, delete_calls, mount_calls, mounts_into
@@ -215,7 +215,7 @@ class ComponentBuilder(Preprocessor):
         files.update(self._local)
         if model["prelude"]:
             files[PRELUDE_MEMBER] = json.dumps(
-                [[c["index"], c["source"], c.get("original")] for c in model["prelude"]], ensure_ascii=False)
+                [[cell_number(c["index"]), c["source"], c.get("original")] for c in model["prelude"]], ensure_ascii=False)
         return files
 
     def _common_decorator(self, image: str) -> list[str]:
@@ -294,14 +294,14 @@ class ComponentBuilder(Preprocessor):
             if bundle_ident:
                 body.append("    step.run_prelude()")
             else:
-                prelude = [(c["index"], c["source"], c.get("original")) for c in model["prelude"]]
+                prelude = [(cell_number(c["index"]), c["source"], c.get("original")) for c in model["prelude"]]
                 size = sum(len(source) + len(original or "") for _, source, original in prelude)
                 body.append(self._run_statement(step, prelude, size > PACK_ABOVE))
             if define and any(c.get("role") == "parameters" for c in model["prelude"]):
                 body.append(define)  # as papermill does: the overrides come after the parameters cell
         upstream = ([("upstream imports", "\n".join(step["imports"]), None)] if step["imports"] else [])
         upstream += [("upstream definitions", d, None) for d in step["definitions"]]
-        cells = [(c["index"], c["source"], c.get("original")) for c in step["cells"]]
+        cells = [(cell_number(c["index"]), c["source"], c.get("original")) for c in step["cells"]]
         packed = sum(len(source) + len(original or "") for _, source, original in upstream + cells) > PACK_ABOVE
         if upstream:
             body.append(self._run_statement(step, upstream, packed))
@@ -322,7 +322,7 @@ class ComponentBuilder(Preprocessor):
             decorator.append(f"packages_to_install={_call('installs', [python_literal(p) for p in packages])}")
         if settings["runtime"] == "embedded":
             decorator.append("additional_funcs=[_step_runtime]")
-        numbers = [str(c["index"] + 1) for c in step["cells"]]
+        numbers = [str(cell_number(c["index"])) for c in step["cells"]]
         cell_numbers = f"cell{'s' if len(numbers) > 1 else ''} {', '.join(numbers)}"
         component_name = kfp_name(function, "step")
         return {

@@ -12,7 +12,7 @@ from ..analysis.artifacttype import ARTIFACT, imports_of, value_kinds
 from ..analysis.parsedcell import Notebook, ParsedCell, collector_paused, module
 from ..analysis.scope import Symbols, analyse
 from ..errors import MetricError, PipelineGraphError
-from ..model import RESOURCE_KEY, Pipeline, Step
+from ..model import RESOURCE_KEY, Pipeline, Step, cell_number
 
 
 class DependencyAnalyzer(Preprocessor):
@@ -115,14 +115,19 @@ class DependencyAnalyzer(Preprocessor):
                 if step["prev"]:
                     continue
                 earlier = [other for other in steps if order[other] < order[name]]
+                inferred: dict[str, list[str]] = {}
                 for var in symbols[name].reads:
                     # the step that last binds the variable, or changes it in place, before this one
                     producers = [o for o in earlier if var in symbols[o].bound or var in symbols[o].mutated]
                     if producers and var not in prelude.bound | parameters:
                         source = producers[-1]
-                        if not graph.has_edge(source, name):
+                        if not graph.has_edge(source, name) or source in inferred:
                             self.log.debug("step %r reads %r from step %r: it runs after it", name, var, source)
+                            inferred.setdefault(source, []).append(var)
                             graph.add_edge(source, name, explicit=False)
+                if inferred:
+                    self.log.info("step %r runs after %s", name, "; ".join(
+                        f"{source!r} (reads {', '.join(sorted(names))})" for source, names in inferred.items()))
         self._file_edges(steps, symbols, order, graph, model)
         try:
             cycle = nx.find_cycle(graph)
@@ -153,14 +158,14 @@ class DependencyAnalyzer(Preprocessor):
                         graph.add_edge(writer, name, explicit=False)
                     else:
                         self.log.warning("cell %d: step %r reads %r, which step %r writes (cell %d), but does not "
-                                         "run after it: tag the cell with 'prev:%s'", read_cell, name, path, writer,
-                                         write_cell, writer)
+                                         "run after it: tag the cell with 'prev:%s'", cell_number(read_cell), name, path,
+                                         writer, cell_number(write_cell), writer)
                 if path not in warned and not any(path.startswith(mount) for mount in volumes):
                     warned.add(path)
                     self.log.warning("cell %d: step %r reads the file %r that step %r writes (cell %d): on a KFP "
                                      "cluster steps run in separate pods, so the file does not reach it; pass the "
-                                     "data as a variable, or write it to a volume both steps mount", read_cell,
-                                     name, path, writer, write_cell)
+                                     "data as a variable, or write it to a volume both steps mount",
+                                     cell_number(read_cell), name, path, writer, cell_number(write_cell))
 
     def _resolve(self, step: Step, own: Symbols, graph: nx.DiGraph, topo: list[str], symbols: dict[str, Symbols],
                  writes: dict[str, set[str]], parameters: set[str], prelude: Symbols, steps: dict[str, Step]) -> None:
@@ -216,7 +221,7 @@ class DependencyAnalyzer(Preprocessor):
                                        and s not in prelude.imports.values())
                 continue
             self.log.warning("cell %d: step %r reads %r, which no cell of the pipeline defines",
-                             self._cell_of(step, own, var), name, var)
+                             cell_number(self._cell_of(step, own, var)), name, var)
         step["imports"] = list(dict.fromkeys(step["imports"]))
         step["definitions"].reverse()
         step["parameters"].sort()
@@ -247,7 +252,7 @@ class DependencyAnalyzer(Preprocessor):
                 if reason:
                     self.log.warning(
                         "cell %d: step %r reads %r from step %r, which cannot pass it on (%s); create it "
-                        "in step %r, or in a 'functions' cell", self._cell_of(step, symbols[name], var),
+                        "in step %r, or in a 'functions' cell", cell_number(self._cell_of(step, symbols[name], var)),
                         name, var, source, reason, name)
         for name in topo:
             steps[name]["output_types"] = {var: kinds[name].get(var, ARTIFACT) for var in steps[name]["outputs"]}

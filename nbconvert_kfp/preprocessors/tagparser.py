@@ -9,7 +9,7 @@ from nbconvert.preprocessors import Preprocessor
 from traitlets import List, Unicode
 
 from ..errors import NotebookError, TagError
-from ..model import RESOURCE_KEY, Cell, Metric, Parameter, Step
+from ..model import RESOURCE_KEY, Cell, cell_number, Metric, Parameter, Step
 from ..notebook.ipython import python_source
 from ..notebook.metric import parse_metrics
 from ..notebook.parameter import parse_parameters
@@ -101,14 +101,14 @@ class TagParser(Preprocessor):
 
     def _metric_line_ignored(self, index: int, line: str) -> None:
         self.log.warning("cell %d: pipeline-metrics line %r names no variable; it is not a metric and is left out",
-                         index, line)
+                         cell_number(index), line)
 
     def _role(self, tags: list[Tag], index: int) -> tuple[TagKind | None, tuple[str, ...]]:
         """Decide what a cell is, with Kale's precedence when several roles are tagged."""
         empty = [tag for tag in tags if tag.kind is TagKind.STEP and not tag.names]
         if empty:
             self.log.warning("cell %d: tag %r names no step (Kale 1.x wrote such tags); the cell continues the "
-                             "step above it, as in Kale", index, empty[0].text)
+                             "step above it, as in Kale", cell_number(index), empty[0].text)
             tags = [tag for tag in tags if tag not in empty]
         kinds = {tag.kind for tag in tags}
         step_names = tuple(name for tag in tags if tag.kind is TagKind.STEP for name in tag.names)
@@ -125,7 +125,7 @@ class TagParser(Preprocessor):
             ignored = [t.text for t in tags if t.kind not in (roles[0], TagKind.STEP_OPTION, TagKind.PREV)
                        and not (t.kind is TagKind.STEP and prelude)]
             if ignored and roles[0] is not TagKind.SKIP:
-                self.log.warning("cell %d is a %s cell; its tags %s are ignored", index,
+                self.log.warning("cell %d is a %s cell; its tags %s are ignored", cell_number(index),
                                  roles[0].value, ", ".join(ignored))
             return roles[0], ()
         if step_names:
@@ -171,7 +171,7 @@ class TagParser(Preprocessor):
                      for tag in tags if tag.kind is TagKind.PREV for name in tag.names]
             if prevs and role is not TagKind.STEP:
                 # Kale ignores prev: on the prelude and on cells before the first step
-                self.log.warning("cell %d: %s ignored: the cell belongs to no step (%s)", index,
+                self.log.warning("cell %d: %s ignored: the cell belongs to no step (%s)", cell_number(index),
                                  ", ".join(repr(p["tag"]) for p in prevs),
                                  f"it is a {role.value} cell" if role is not None else "no step tag comes before it")
                 prevs = []
@@ -179,7 +179,7 @@ class TagParser(Preprocessor):
                 own = [p for p in prevs if p["step"] in names]
                 if own:
                     self.log.warning("cell %d: tag %r names step %r, which this cell belongs to (it has no step tag "
-                                     "and continues the step above); it is ignored", index, own[0]["tag"],
+                                     "and continues the step above); it is ignored", cell_number(index), own[0]["tag"],
                                      own[0]["step"])
                     prevs = [p for p in prevs if p not in own]
             options = [parse_step_option(tag.text, index) for tag in tags if tag.kind is TagKind.STEP_OPTION]
@@ -232,7 +232,7 @@ class TagParser(Preprocessor):
             self.log.info("the notebook has no step tags: it becomes a single step %r", WHOLE_NOTEBOOK_STEP)
         elif leftover:
             self.log.warning("cells %s come before the first step tag and are left out of the pipeline",
-                             ", ".join(map(str, leftover)))
+                             ", ".join(str(cell_number(i)) for i in leftover))
         if not steps:
             raise NotebookError("the notebook has no code to run: tag cells with 'step:<name>'")
         for step in steps.values():

@@ -198,7 +198,7 @@ class Step:
         self.namespace.update(values)
 
     def run(self, cells: Iterable[tuple]) -> None:
-        """Run ``(cell index or label, source[, original])`` in order, as notebook cells.
+        """Run ``(cell number (1-based) or label, source[, original])`` in order, as notebook cells.
 
         ``original`` is the text the user wrote, when IPython syntax made it differ
         from ``source``; the report shows it.
