@@ -37,7 +37,8 @@ def _pipeline(path: Path, work: Path, tag: str, extra: tuple[str, ...] = ()):
         raise RuntimeError(f"conversion exited {convert.returncode}:\n{convert.tail()}")
     script = path.with_name(path.stem + "_pipeline.py")
     progress(f"    {convert.seconds:.2f} s; running {script.name} --local {' '.join(extra)}")
-    local = run_timed([python(), str(script), "--local", *extra, "--workdir", str(work),
+    # --no-cache: each round runs every step; --verbose: the steps' own timing lines reach the log
+    local = run_timed([python(), str(script), "--local", "--no-cache", "--verbose", *extra, "--workdir", str(work),
                        "--pipeline-root", str(work / f"local_outputs-{tag}")],
                       f"local-run-pipeline-{tag}.log", cwd=work, echo_steps=True)
     if local.returncode:

@@ -37,7 +37,9 @@ DEFAULT_DIR = Path("/work/realworld/notebooks")
 METRICS_MARKER = "@@realworld-metrics@@"
 #: "  metric NAME = VALUE", printed by a generated script after a successful local run.
 _METRIC_LINE = re.compile(r"^  metric (.+) = (\S+)$")
-_STEP_FAILED = re.compile(r"\[nbconvert-kfp\] step '([^']*)' failed in notebook cell (\d+), line (\d+): (.*)")
+#: "  FAILED    NAME in 1.2 s: notebook cell 3, line 2: Error: message", as a local run shows a failed step
+#: (cells numbered from 1, as JupyterLab shows them).
+_STEP_FAILED = re.compile(r"^  FAILED +(.+?) in [0-9.]+ s: notebook cell (\d+), line (\d+): (.*)$", re.MULTILINE)
 _EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Warning)|KeyboardInterrupt)\b(:.*)?$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STARTED = time.perf_counter()
@@ -307,8 +309,8 @@ def conversion_error(text: str) -> tuple[str | None, int | None]:
     """The message of a failed conversion, without nbconvert's prefix, and the cell it names."""
     lines = [_CONVERT_PREFIX.sub("", line.strip()) for line in text.splitlines() if "ERROR" in line]
     message = lines[-1] if lines else last_error_line(text)
-    cell = re.match(r"cell (\d+): ", message or "")
-    return message, int(cell.group(1)) if cell else None
+    cell = re.match(r"cell (\d+): ", message or "")  # numbered from 1, as JupyterLab shows cells
+    return message, int(cell.group(1)) - 1 if cell else None
 
 
 def _mask(text: str) -> str:
@@ -470,7 +472,7 @@ def run_notebook(notebook: Path, root: Path, timeout: float, manifest: dict[str,
                         pass
             failed = _STEP_FAILED.search(text)
             if failed:
-                local.step, local.cell = failed.group(1), int(failed.group(2))
+                local.step, local.cell = failed.group(1), int(failed.group(2)) - 1  # nbformat's 0-based index
             if not local.ok and not local.timed_out:
                 local.error = failed.group(4).strip() if failed else last_error_line(text)
             outcome.local = local

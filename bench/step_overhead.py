@@ -27,7 +27,9 @@ def _convert(n_steps: int, work: Path, reports: bool) -> Path:
 
 def _local(script: Path, work: Path, tag: str):
     root = work / f"outputs-{tag}"
-    timed = run_timed([python(), str(script), "--local", "--workdir", str(work), "--pipeline-root", str(root)],
+    # --no-cache: every run executes its steps; --verbose: the steps' own timing lines reach the log
+    timed = run_timed([python(), str(script), "--local", "--no-cache", "--verbose", "--workdir", str(work),
+                       "--pipeline-root", str(root)],
                       f"empty-step-{tag}.log", cwd=work, echo_steps=True)
     if timed.returncode:
         raise RuntimeError(f"{script.name} --local exited {timed.returncode} (log: {timed.log}):\n{timed.tail()}")

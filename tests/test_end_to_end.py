@@ -132,7 +132,7 @@ class Lab:
         if result.convert.returncode != 0 or not result.script.is_file():
             return result
         result.compile = run([PYTHON, result.script], cwd=directory)
-        result.local = run([PYTHON, result.script, "--local", *local_args], cwd=run_cwd or directory)
+        result.local = run([PYTHON, result.script, "--local", "--verbose", *local_args], cwd=run_cwd or directory)
         return result
 
     def nbclient_job(self, stem, names):
@@ -158,7 +158,7 @@ class Lab:
     def local_job(self, name, *args, cwd=None):
         base = self.custom[name]
         return Run(base.directory, base.script,
-                   local=run([PYTHON, base.script, "--local", *args], cwd=cwd or base.directory))
+                   local=run([PYTHON, base.script, "--local", "--verbose", *args], cwd=cwd or base.directory))
 
 
 FAILING = [
@@ -462,7 +462,7 @@ def test_workdir_and_pipeline_root_options(lab):
     assert_succeeded(result, "workdir-probe")
     probe = lab.root / "probe"
     assert (probe / "wd" / "probe.txt").read_text() == str((probe / "wd").resolve())
-    runs = list((probe / "root").iterdir())
+    runs = [entry for entry in (probe / "root").iterdir() if entry.name != ".kfp_cache"]  # kfp.local's cache
     assert runs and all(r.name.startswith("workdir-probe") for r in runs)
     assert list((probe / "cwd").iterdir()) == []
     assert not (result.directory / "local_outputs").exists()

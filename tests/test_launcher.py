@@ -1,4 +1,4 @@
-"""The warm launcher that forks the steps of --local runs from a pre-warmed process."""
+"""The launcher between kfp.local and the steps of a --local run: step logs, events, the warm process."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nbconvert_kfp.script import launcher
-from nbconvert_kfp.script.launcher import WarmLauncher
+from nbconvert_kfp.script.launcher import StepLauncher
 
 from helpers import JUPYTER
 
@@ -23,8 +23,8 @@ FIXTURES = Path(__file__).parent / "notebooks"
 
 def test_launcher_replaces_and_restores_the_python_executable():
     real = sys.executable
-    with WarmLauncher([]) as warm:
-        assert warm.enabled
+    with StepLauncher([]) as warm:
+        assert warm.warm and warm.warm_pid
         assert sys.executable != real
         assert os.access(sys.executable, os.X_OK)
         directory = Path(sys.executable).parent
@@ -32,14 +32,18 @@ def test_launcher_replaces_and_restores_the_python_executable():
     assert not directory.exists()
 
 
-def test_disabled_launcher_changes_nothing():
+def test_a_cold_launcher_starts_no_warm_process_but_still_stands_in_for_python():
     real = sys.executable
-    with WarmLauncher(["import json"], enabled=False):
-        assert sys.executable == real
+    with StepLauncher(["import json"], warm=False) as cold:
+        assert cold.warm_pid is None
+        assert sys.executable != real
+        proc = subprocess.run([sys.executable, "-c", "print(40 + 2)"], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "42"
+    assert sys.executable == real
 
 
 def test_executor_runs_in_the_warm_process_with_the_callers_streams_and_status(tmp_path):
-    with WarmLauncher([]):
+    with StepLauncher([]):
         proc = subprocess.run([sys.executable, "-m", "kfp.dsl.executor_main", "--no-such-flag"],
                               capture_output=True, text=True, cwd=tmp_path, timeout=60)
     # argparse's usage error reaches the caller's stderr, and its exit status 2 comes back.
@@ -55,7 +59,7 @@ def test_the_forked_step_sees_the_callers_working_directory_and_environment(tmp_
                       "    print('CWD', os.getcwd())\n"
                       "    print('ENV', os.environ.get('NBKFP_PROBE'))\n", encoding="utf-8")
     env = {**os.environ, "NBKFP_PROBE": "from-the-caller"}
-    with WarmLauncher([]):
+    with StepLauncher([]):
         proc = subprocess.run(
             [sys.executable, "-m", "kfp.dsl.executor_main", "--component_module_path", str(module),
              "--executor_input", '{"outputs": {"outputFile": "%s"}}' % (tmp_path / "out.json"),
@@ -67,7 +71,7 @@ def test_the_forked_step_sees_the_callers_working_directory_and_environment(tmp_
 
 
 def test_other_commands_run_the_real_interpreter():
-    with WarmLauncher([]):
+    with StepLauncher([]):
         proc = subprocess.run([sys.executable, "-c", "import sys; print(sys.executable)"],
                               capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
@@ -75,8 +79,8 @@ def test_other_commands_run_the_real_interpreter():
 
 
 def test_without_the_warm_process_the_launcher_falls_back_to_a_new_interpreter():
-    with WarmLauncher([]) as warm:
-        os.kill(warm._pid, 9)
+    with StepLauncher([]) as warm:
+        os.killpg(warm._pid, 9)
         os.waitpid(warm._pid, 0)
         warm._pid = None
         proc = subprocess.run([sys.executable, "-m", "kfp.dsl.executor_main", "--no-such-flag"],
@@ -107,7 +111,7 @@ def test_warm_and_cold_start_give_the_same_results(tmp_path):
     script = tmp_path / "sklearn_fan_pipeline.py"
     runs = {}
     for mode in ([], ["--cold-start"]):
-        proc = subprocess.run([sys.executable, str(script), "--local", *mode], capture_output=True,
+        proc = subprocess.run([sys.executable, str(script), "--local", "--no-cache", *mode], capture_output=True,
                               text=True, cwd=tmp_path, timeout=300)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         runs[tuple(mode)] = _metrics(proc.stdout)

@@ -45,7 +45,7 @@ def convert_and_run(notebook: Path) -> subprocess.CompletedProcess:
                                capture_output=True, text=True, timeout=TIMEOUT)
     assert converted.returncode == 0, converted.stderr
     script = notebook.with_name(notebook.stem + "_pipeline.py")
-    return subprocess.run([PYTHON, str(script), "--local"], cwd=notebook.parent, capture_output=True, text=True,
+    return subprocess.run([PYTHON, str(script), "--local", "--verbose"], cwd=notebook.parent, capture_output=True, text=True,
                           timeout=TIMEOUT)
 
 

@@ -35,7 +35,7 @@ def _convert_and_run(path, *local_args):
     script = path.with_name(f"{path.stem}_pipeline.py")
     compiled = run([PYTHON, script, "--output", path.with_suffix(".yaml")], cwd=path.parent)
     assert compiled.returncode == 0, compiled.stdout
-    local = run([PYTHON, script, "--local", *local_args], cwd=path.parent)
+    local = run([PYTHON, script, "--local", "--verbose", *local_args], cwd=path.parent)
     assert local.returncode == 0, local.stdout[-6000:]
     return converted, local
 

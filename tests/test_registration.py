@@ -43,7 +43,7 @@ def test_backend_registered_in_a_functions_cell_is_used_between_steps(tmp_path):
     nbformat.write(nb, tmp_path / "frac.ipynb")
     subprocess.run([str(JUPYTER), "nbconvert", "--to", "kfp", "frac.ipynb"], cwd=tmp_path, check=True,
                    capture_output=True, timeout=120)
-    proc = subprocess.run([sys.executable, "frac_pipeline.py", "--local"], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "frac_pipeline.py", "--local", "--verbose"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "TWO_THIRDS 2/3 Fraction" in proc.stdout

@@ -47,9 +47,9 @@ def rich_run(tmp_path_factory):
 def test_report_holds_the_cells_as_written_and_their_table_figure_and_shell_output(rich_run):
     work, _, proc = rich_run
     assert proc.returncode == 0, proc.stdout[-3000:]
-    pages = re.findall(r"^  (\S+report\.html)$", proc.stdout, re.MULTILINE)
+    pages = re.findall(r"^  \S+ +(\S+report\.html)$", proc.stdout, re.MULTILINE)
     assert len(pages) == 1 and "/plot/" in pages[0]
-    page = Path(pages[0]).read_text(encoding="utf-8")
+    page = (work / pages[0]).read_text(encoding="utf-8")  # shown relative to the run's folder
     assert "%matplotlib inline" in page and "!echo shell says hello" in page
     assert "get_ipython()" not in page
     assert "shell says hello" in page.split("!echo shell says hello", 1)[1]
@@ -77,7 +77,8 @@ def test_failing_cell_writes_a_report_and_names_step_cell_and_line(tmp_path):
     nbformat.write(nb, notebook)
     proc = _run(_convert(notebook), "--local")
     assert proc.returncode == 1
-    assert "step 'boom' failed in notebook cell 2, line 2: ZeroDivisionError: division by zero" in proc.stdout
+    assert re.search(r"FAILED +boom in \d+\.\d s: notebook cell 2, line 2: ZeroDivisionError: division by zero",
+                     proc.stdout), proc.stdout
     assert "Pipeline 'boom' failed: step 'boom' failed" in proc.stderr
     [report] = tmp_path.glob("local_outputs/*/boom/report")
     page = report.read_text(encoding="utf-8")
@@ -103,7 +104,7 @@ def test_untagged_notebook_is_one_step_with_its_parameters(tmp_path):
     script = _convert(notebook)
     text = script.read_text(encoding="utf-8")
     assert text.count("@dsl.component(") == 2 and "\ndef notebook(" in text  # the step, and the shared code
-    proc = _run(script, "--local", "-p", "n", "5")
+    proc = _run(script, "--local", "--verbose", "-p", "n", "5")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "TOTAL 10" in proc.stdout
 

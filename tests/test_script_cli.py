@@ -4,7 +4,7 @@
 import pytest
 import yaml
 
-from nbconvert_kfp.script import cli, dag
+from nbconvert_kfp.script import cli, dag, localrun
 
 
 @pytest.mark.parametrize("kind, text, expected", [
@@ -84,8 +84,16 @@ def test_main_draws_the_dag_without_compiling(tmp_path, name, marker):
 
 def test_a_local_run_of_a_script_imported_for_the_cluster_is_refused(tmp_path, capsys):
     """Steps defined for a cluster would pip-install into this environment: the run stops first."""
-    assert cli.run_local(_script(tmp_path, local_run=False), {}, tmp_path, None) == 2
-    assert cli.LOCAL_RUN_ENV in capsys.readouterr().err
+    assert cli.main(_script(tmp_path, local_run=False), ["--local"]) == 2
+    assert localrun.LOCAL_RUN_ENV in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", [["--no-cache"], ["--step", "a"], ["--verbose"], ["--cold-start"]])
+def test_local_run_options_need_local(tmp_path, capsys, flag):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(_script(tmp_path), flag)
+    assert exit_.value.code == 2
+    assert f"{flag[0]}: only with --local" in capsys.readouterr().err
 
 
 def test_main_needs_a_generated_script():

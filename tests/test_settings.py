@@ -268,7 +268,7 @@ def lab(tmp_path_factory):
     jobs = {"cli": pool.submit(_cli_job, root / "cli")}
     for key, path in scripts.items():
         jobs[f"{key}:compile"] = pool.submit(compile_all, path)
-        jobs[f"{key}:local"] = pool.submit(run, [sys.executable, path, "--local"], path.parent)
+        jobs[f"{key}:local"] = pool.submit(run, [sys.executable, path, "--local", "--verbose"], path.parent)
     yield {key: job for key, job in jobs.items()}
     pool.shutdown(wait=True, cancel_futures=True)
 

@@ -76,7 +76,7 @@ def options_run(tmp_path_factory):
     script = write_script(directory, nb, "knobs_options")
     with ThreadPoolExecutor(2) as pool:
         compiled = pool.submit(compile_all, script)
-        local = pool.submit(run_script, script, "--local")
+        local = pool.submit(run_script, script, "--local", "--verbose")
         (compile_result, docs), local_result = compiled.result(), local.result()
     return {"script": script, "compile": compile_result, "docs": docs, "local": local_result}
 

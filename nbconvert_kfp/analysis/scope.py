@@ -158,13 +158,13 @@ class _Checker(checker.Checker):
         self._top: ast.stmt | None = None
         super().__init__(tree, builtins=set(NOTEBOOK_BUILTINS))
 
-    def handleNodeLoad(self, node, parent):  # noqa: N802 (pyflakes' naming)
+    def handleNodeLoad(self, node, *parent):  # noqa: N802 (pyflakes' naming; 3.0 passes no parent)
         name = getattr(node, "id", None)
         if name is not None and self._top is not None:
             binding = next((scope[name] for scope in reversed(self.scopeStack) if name in scope), None)
             if isinstance(binding, checker.Builtin) and name not in NOTEBOOK_BUILTINS:
                 self.builtin_reads.setdefault(name, self._top)
-        super().handleNodeLoad(node, parent)
+        super().handleNodeLoad(node, *parent)
 
     def alias_closure(self) -> set[str]:
         """The mutated names, with every name a mutated name may refer to."""

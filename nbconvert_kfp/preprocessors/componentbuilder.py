@@ -42,7 +42,8 @@ from ..notebook.stepoption import describe, effective_options, ignored_locally, 
 from ..notebook.volume import create_calls, delete_calls, mount_calls, mounts_into
 from ..runtime.step import PRELUDE_MEMBER
 from ..script import dag
-from ..script.cli import LOCAL_RUN_ENV, literal_text
+from ..script.cli import literal_text
+from ..script.localrun import LOCAL_RUN_ENV
 
 #: How steps get the step runtime.
 RUNTIME_MODES = ("artifact", "package", "image", "embedded")

@@ -30,6 +30,10 @@ from .report import Report, Tee, mime_bundle
 LEADING_NEWLINE = "\n"
 #: The member of the shared-code archive that holds the notebook's imports and functions cells.
 PRELUDE_MEMBER = "nbconvert-kfp-prelude.json"
+#: Environment variable naming the file where a local run wants the step's outcome, as JSON: ``state``,
+#: ``seconds``, ``saved`` (variable names), and for a failure ``where``, ``line``, ``error`` and
+#: ``traceback`` (from the user's cell on).
+STATUS_FILE_ENV = "NBCONVERT_KFP_STEP_STATUS"
 
 
 def _shell(step: Step):
@@ -122,6 +126,8 @@ class Step:
         self._saved: dict[str, Any] = {}
         self._started = 0.0
         self._loop: Any = None
+        self._saved_names: list[str] = []
+        self._failure: dict[str, Any] | None = None
 
     @property
     def namespace(self) -> dict[str, Any]:
@@ -155,6 +161,24 @@ class Step:
         elapsed = time.perf_counter() - self._started
         state = "failed" if exc is not None else "finished"
         print(f"[nbconvert-kfp] step {self.name!r} {state} in {elapsed:.2f}s", flush=True)
+        self._write_status(state, elapsed, exc)
+
+    def _write_status(self, state: str, elapsed: float, exc: BaseException | None) -> None:
+        """Leave the step's outcome where a local run asked for it (see :data:`STATUS_FILE_ENV`)."""
+        path = os.environ.get(STATUS_FILE_ENV)
+        if not path:
+            return
+        record: dict[str, Any] = {"step": self.name, "state": state, "seconds": round(elapsed, 3),
+                                  "saved": self._saved_names}
+        if exc is not None:
+            record.update(self._failure or {"where": None, "line": None,
+                                            "error": f"{type(exc).__name__}: {exc}"[:2000]})
+            record["traceback"] = _user_traceback(exc)
+        try:
+            with open(path, "w", encoding="utf-8") as fh:
+                json.dump(record, fh)
+        except OSError:
+            pass
 
     def _display(self, *objects: Any, **kwargs: Any) -> None:
         """Jupyter's display(): record each object's richest representation in the report."""
@@ -224,6 +248,7 @@ class Step:
                 at = f", line {line}" if line else ""
                 if record is not None:
                     record.error(err)
+                self._failure = {"where": where, "line": line, "error": f"{type(err).__name__}: {err}"[:2000]}
                 print(f"[nbconvert-kfp] step {self.name!r} failed in {where}{at}: "
                       f"{type(err).__name__}: {err}", file=sys.stderr, flush=True)
                 if hasattr(err, "add_note"):
@@ -274,6 +299,7 @@ class Step:
             artifact.metadata["format"] = marshal.format_of(written)
             artifact.metadata["python_type"] = python_type
             artifact.metadata["variable"] = name
+            self._saved_names.append(name)
 
     def log_metrics(self, artifact: Any, names: Iterable[str], classification: Any = None) -> None:
         """Log the metrics variables: numbers as metrics, a dict as one metric per key, and a
@@ -285,6 +311,8 @@ class Step:
             items = value.items() if isinstance(value, dict) else [(name, value)]
             for key, item in items:
                 self._log_number(artifact, str(key), item)
+        for written in (artifact, classification):
+            _write_metadata_file(written)
 
     @staticmethod
     def _log_number(artifact: Any, name: str, value: Any) -> None:
@@ -299,6 +327,33 @@ class Step:
             return
         artifact.log_metric(name, number)
         print(f"[nbconvert-kfp] metric {name} = {number:g}", flush=True)
+
+
+def _write_metadata_file(artifact: Any) -> None:
+    """Write a metrics artifact's metadata to its file too: KFP reads the metadata, and a file at the
+    artifact's URI lets a local run's cache find the artifact again."""
+    if artifact is None or not getattr(artifact, "path", None):
+        return
+    try:
+        os.makedirs(os.path.dirname(artifact.path) or ".", exist_ok=True)
+        with open(artifact.path, "w", encoding="utf-8") as fh:
+            json.dump(artifact.metadata, fh, default=str)
+    except OSError:
+        pass
+
+
+def _user_traceback(error: BaseException) -> str:
+    """The traceback of ``error`` from the first frame in a notebook cell on (the runtime's, kfp's and
+    the interpreter's own frames above it say nothing about the notebook)."""
+    import traceback
+
+    frames = traceback.extract_tb(error.__traceback__)
+    first = next((i for i, frame in enumerate(frames) if frame.filename.startswith("<cell ")), None)
+    if first is None:
+        return "".join(traceback.format_exception_only(type(error), error))
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames[first:]),
+             *traceback.format_exception_only(type(error), error)]
+    return "".join(lines)
 
 
 def _literal_value(node: ast.AST) -> Any:

@@ -7,7 +7,10 @@ import them from here too.
 
 - ``cli``: the script's command line (``main``) and the parameter value parser;
 - ``compiler``: the pipeline written as IR YAML;
-- ``launcher``: the warm process that forks the steps of a local run;
+- ``localrun``: a local run with kfp.local: quiet progress, the cache, one step, clean stops;
+- ``progress``: the lines a local run shows as its steps start, finish or fail;
+- ``launcher``: what kfp.local starts for each step of a local run (step logs, events, the warm
+  process that forks the steps);
 - ``deployment``: upload to a KFP cluster and start a run;
 - ``dag``: the pipeline's picture (SVG, Mermaid).
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 #: The modules the generated script carries, besides this package's ``__init__``.
-MODULES = ("cli", "compiler", "dag", "deployment", "launcher")
+MODULES = ("cli", "compiler", "dag", "deployment", "launcher", "localrun", "progress")
 
 
 def sources() -> dict[str, str]:

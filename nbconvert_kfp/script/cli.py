@@ -12,18 +12,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import re
 import sys
 from pathlib import Path
 from typing import Any, Mapping
 
+from .localrun import LocalRunOptions, run_local
+
 #: What ``main`` reads from the script's namespace.
 SCRIPT_ATTRIBUTES = ("pipeline", "PIPELINE_NAME", "PIPELINE_DESCRIPTION", "EXPERIMENT", "PARAMETER_TYPES",
                      "LOCAL_RUN", "LOCAL_IGNORED", "PRELOAD_IMPORTS", "GRAPH")
-#: The environment variable that makes an imported script define its steps for a local run (the script's
-#: ``LOCAL_RUN`` is true when it is run with ``--local`` or this variable is "1"): they install nothing.
-LOCAL_RUN_ENV = "NBCONVERT_KFP_LOCAL_RUN"
 
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
@@ -125,6 +122,15 @@ def parse_arguments(script: Mapping[str, Any], argv: list[str] | None = None) ->
     parser.add_argument("--cold-start", action="store_true",
                         help="with --local, start every step in a new Python interpreter instead of "
                         "forking it from a warm process that has the notebook's imports loaded")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="with --local, run every step; by default a step whose code, parameters and "
+                        "inputs did not change since an earlier run reuses that run's outputs")
+    parser.add_argument("--step", metavar="NAME",
+                        help="with --local, run this step only, with the steps it needs (from the cache "
+                        "when they did not change)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="with --local, show everything kfp.local and the steps print, as it happens "
+                        "(by default it goes to each step's step.log)")
     parser.add_argument("--upload", action="store_true",
                         help="upload the pipeline to KFP; a pipeline of that name gets a new version")
     parser.add_argument("--run", action="store_true", help="upload the pipeline to KFP and start a run of it")
@@ -142,6 +148,11 @@ def parse_arguments(script: Mapping[str, Any], argv: list[str] | None = None) ->
     deploying = args.upload or args.run
     if args.local and deploying:
         parser.error("--local runs on this machine; it does not go with --upload or --run")
+    local_only = [flag for flag, given in (("--no-cache", args.no_cache), ("--step", args.step is not None),
+                                           ("--verbose", args.verbose), ("--cold-start", args.cold_start))
+                  if given and not args.local]
+    if local_only:
+        parser.error(f"{', '.join(local_only)}: only with --local")
     unused = [f"--{n.replace('_', '-')}" for n in ("host", "experiment", "namespace", "ca_cert")
               if getattr(args, n) is not None and not deploying]
     if unused:
@@ -157,71 +168,6 @@ def parse_arguments(script: Mapping[str, Any], argv: list[str] | None = None) ->
         except ValueError as err:
             parser.error(f"parameter {parameter}: {err}")
     return args
-
-
-def run_local(script: Mapping[str, Any], arguments: dict[str, Any], workdir: Path, pipeline_root: Path | None,
-              warm: bool = True) -> int:
-    """Run the pipeline with kfp.local in this Python environment; return the exit status."""
-    import warnings
-
-    from kfp import local
-
-    from . import launcher
-
-    name = script["PIPELINE_NAME"]
-    if not script["LOCAL_RUN"]:
-        print(f"A local run needs the script's steps defined for it: run it as 'python SCRIPT --local', "
-              f"or set {LOCAL_RUN_ENV}=1 before importing it.", file=sys.stderr)
-        return 2
-    # kfp.local warns once per task about settings it ignores; they are listed once below.
-    warnings.filterwarnings("ignore", message=r".*have no effect in the current local runner")
-    if script["LOCAL_IGNORED"]:
-        print("kfp.local does not apply these settings (they apply on a KFP cluster):")
-        for line in script["LOCAL_IGNORED"]:
-            print(f"  {line}")
-    workdir = workdir.resolve()
-    pipeline_root = (pipeline_root or workdir / "local_outputs").resolve()
-    os.chdir(workdir)
-    earlier = set(pipeline_root.glob(f"{name}-*")) if pipeline_root.is_dir() else set()
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
-    try:
-        with launcher.WarmLauncher(script["PRELOAD_IMPORTS"], enabled=warm):
-            script["pipeline"](**arguments)
-    except RuntimeError as err:
-        message = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
-        tasks = {step["task"]: step["name"] for step in script["GRAPH"]["steps"]}
-        failed = [step for task, step in tasks.items() if f"'{task}'" in message]
-        which = f"step {failed[0]!r}" if failed else "a step"
-        print(f"Pipeline {name!r} failed: {which} failed; its log is above.", file=sys.stderr)
-        return 1
-    runs = sorted(set(pipeline_root.glob(f"{name}-*")) - earlier, key=lambda p: p.stat().st_mtime)
-    run_dir = runs[-1] if runs else pipeline_root
-    print(f"Pipeline {name!r} succeeded; outputs are in {run_dir}")
-    reports = []
-    for step in script["GRAPH"]["steps"]:
-        outputs = _task_outputs(run_dir / step["task"])
-        for metric, value in outputs.get(step.get("metrics"), {}).items():
-            print(f"  metric {metric} = {value}")
-        report = run_dir / step["task"] / step["report"] if step.get("report") else None
-        if report is not None and report.is_file():
-            page = report.with_name(report.name + ".html")
-            page.write_bytes(report.read_bytes())
-            reports.append(page)
-    if reports:
-        print("Step reports (open in a browser):")
-    for page in reports:
-        print(f"  {page}")
-    return 0
-
-
-def _task_outputs(task_dir: Path) -> dict[str, dict[str, Any]]:
-    """Output artifact name -> its metadata, from the executor output a kfp.local task wrote."""
-    try:
-        data = json.loads((task_dir / "executor_output.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return {name: (entry.get("artifacts") or [{}])[0].get("metadata") or {}
-            for name, entry in (data.get("artifacts") or {}).items()}
 
 
 def deploy(script: Mapping[str, Any], arguments: dict[str, Any], host: str | None, experiment: str | None,
@@ -266,7 +212,9 @@ def main(script: Mapping[str, Any], argv: list[str] | None = None) -> int:
     if args.upload or args.run:
         return deploy(script, args.arguments, args.host, args.experiment, args.namespace, args.run, args.ca_cert)
     if args.local:
-        return run_local(script, args.arguments, args.workdir, args.pipeline_root, warm=not args.cold_start)
+        return run_local(script, LocalRunOptions(
+            arguments=args.arguments, workdir=args.workdir, pipeline_root=args.pipeline_root,
+            warm=not args.cold_start, cache=not args.no_cache, step=args.step, verbose=args.verbose))
     write_ir(script["pipeline"], args.output, args.arguments)
     print(f"Wrote {args.output}")
     return 0
