@@ -132,7 +132,10 @@ def test_no_cache_runs_every_step(tmp_path):
     notebook = tmp_path / "flow.ipynb"
     nbformat.write(build_notebook([(["step:a"], "x = 1"), (["step:b"], "y = x + 1")]), notebook)
     script = _convert(notebook)
-    assert _local(script).returncode == 0
+    # started from the parent folder: the paths shown lead from there to the outputs next to the script
+    first = run([PYTHON, str(script), "--local"], cwd=tmp_path.parent)
+    assert first.returncode == 0
+    assert re.search(rf"^Outputs: {tmp_path.name}/local_outputs/flow-\S+ ", first.stdout, re.MULTILINE), first.stdout
     again = _local(script, "--no-cache")
     assert again.returncode == 0
     assert [event for event, _ in _events(again.stdout)] == ["started", "finished"] * 2, again.stdout

@@ -138,7 +138,8 @@ class LocalRun:
         graph_steps = script["GRAPH"]["steps"]
         self.tasks = {step["task"]: step["name"] for step in graph_steps}
         self.graph = {step["task"]: step for step in graph_steps}
-        self.progress = Progress({SHARED_CODE_TASK: "shared code", **self.tasks}, self.stdout)
+        self.base = Path.cwd()  # where the user started the run: paths are shown relative to it
+        self.progress = Progress({SHARED_CODE_TASK: "shared code", **self.tasks}, self.stdout, self.base)
         self.pipeline_root = Path(".")
         self.cache_root = Path(".")
 
@@ -286,8 +287,8 @@ class LocalRun:
             self._say("Step reports (open in a browser):")
             width = max(len(step.name) for step, _ in reports)
             for step, page in reports:
-                self._say(f"  {step.name:<{width}}  {shown_path(page)}")
-        self._say(f"Outputs: {shown_path(run_dir)} (kfp.local's log: {RUN_LOG_NAME})")
+                self._say(f"  {step.name:<{width}}  {shown_path(page, self.base)}")
+        self._say(f"Outputs: {shown_path(run_dir, self.base)} (kfp.local's log: {RUN_LOG_NAME})")
         if outcome == "interrupted":
             return 128 + (error.signum if isinstance(error, Interrupted) else signal.SIGINT)
         return 0 if outcome == "succeeded" else 1
@@ -306,7 +307,7 @@ class LocalRun:
         else:
             self._say(f"  {step.failure}", error=True)
         if step.log is not None:
-            self._say(f"  the step's log: {shown_path(step.log)}", error=True)
+            self._say(f"  the step's log: {shown_path(step.log, self.base)}", error=True)
 
     def _metrics(self, step: StepState) -> dict[str, Any]:
         metrics = self.graph.get(step.task, {}).get("metrics")

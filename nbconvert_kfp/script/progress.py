@@ -59,11 +59,11 @@ def signal_name(number: int) -> str:
     return f"{name} ({description.lower()})" if description else name
 
 
-def shown_path(path: Path | str) -> str:
-    """``path`` relative to the working directory when it lies under it, else absolute."""
+def shown_path(path: Path | str, base: Path | None = None) -> str:
+    """``path`` relative to ``base`` (default: the working directory) when it lies under it, else absolute."""
     path = Path(path)
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return str(path.resolve().relative_to((base or Path.cwd()).resolve()))
     except ValueError:
         return str(path)
 
@@ -71,12 +71,14 @@ def shown_path(path: Path | str) -> str:
 class Progress:
     """Prints a local run's step events and keeps each step's state.
 
-    ``steps`` maps kfp task names to the notebook's step names, in pipeline order.
+    ``steps`` maps kfp task names to the notebook's step names, in pipeline order; paths are shown
+    relative to ``base`` (the user's working directory) when they lie under it.
     """
 
-    def __init__(self, steps: dict[str, str], stream: TextIO):
+    def __init__(self, steps: dict[str, str], stream: TextIO, base: Path | None = None):
         self.steps = {task: StepState(name, task, quiet=task == SHARED_CODE_TASK) for task, name in steps.items()}
         self.stream = stream
+        self.base = base or Path.cwd()
         self._lock = threading.Lock()
 
     def _print(self, text: str) -> None:
@@ -113,7 +115,7 @@ class Progress:
             step.state = "failed"
             self._print(f"  FAILED    {step.name}{took}: {step.failure}")
             if step.log is not None:
-                self._print(f"            log: {shown_path(step.log)}")
+                self._print(f"            log: {shown_path(step.log, self.base)}")
 
     def cached(self, task: str, task_dir: Path | None) -> None:
         """A step kfp.local took from its cache: its outputs are those of an earlier run."""
