@@ -43,8 +43,8 @@ def _package_files(package) -> list[Path]:
     return sorted(Path(package.__file__).parent.glob("*.py"))
 
 
-#: What script modules may import inside a function: kfp and what it brings (kfp_server_api, PyYAML), and the
-#: optional packages of tuning (Optuna for a local TPE search, kubernetes to submit a Katib Experiment).
+#: What script modules may import inside a function: kfp and what it depends on (kfp_server_api, PyYAML,
+#: kubernetes to submit a Katib Experiment), and optional Optuna (a local TPE search).
 SCRIPT_LAZY = {"kfp", "kfp_server_api", "yaml", "optuna", "kubernetes"}
 
 

@@ -1,9 +1,9 @@
 """What ships into the generated script: its command line, local runs, deployment and DAG picture.
 
 A generated pipeline script carries these modules as a zip archive, so it runs where
-only kfp is installed. They import the standard library and kfp only (kfp, and PyYAML
-that kfp brings, inside functions; the optional Optuna and kubernetes packages only
-inside the functions that need them); a test checks the rule. The converter and the Jupyter server extension
+only kfp is installed. They import the standard library and kfp only (kfp, and the
+PyYAML and kubernetes packages kfp depends on, inside functions; optional Optuna only
+in the function that needs it); a test checks the rule. The converter and the Jupyter server extension
 import them from here too.
 
 - ``cli``: the script's command line (``main``) and the parameter value parser;

@@ -10,8 +10,8 @@ those (:data:`METRICS_FORMAT`), so numbers the notebook prints never pass for me
 
 The trial's values reach the script as environment variables that the container's ``sh -c`` command
 quotes: Katib joins a container's command into one shell line, so a value in the command itself would
-be read by the shell. Uses the standard library, PyYAML (a dependency of kfp) and, to submit, the
-``kubernetes`` package when it is installed.
+be read by the shell. Uses the standard library and, inside functions, PyYAML and the ``kubernetes``
+package, which kfp depends on.
 """
 
 from __future__ import annotations
@@ -159,8 +159,8 @@ def submit(manifest: dict[str, Any], namespace: str | None = None) -> str:
         from kubernetes.client.exceptions import ApiException
         from kubernetes.config.config_exception import ConfigException
     except ImportError:
-        raise KatibError("--katib-submit needs the kubernetes package (pip install kubernetes); or apply the "
-                         "written file with kubectl") from None
+        raise KatibError("--katib-submit needs the kubernetes package (kfp brings it: pip install kubernetes); or "
+                         "apply the written file with kubectl") from None
     try:
         config.load_incluster_config()
         context_namespace = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip()
