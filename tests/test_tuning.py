@@ -105,7 +105,7 @@ def test_kales_own_katib_metadata_becomes_the_scripts_search(caplog):
     assert search.settings == (("random_state", "10"),)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     for setting in ("acq_optimizer", "acq_func", "base_estimator"):
-        assert any(f"algorithmSettings" in w and repr(setting) in w for w in warnings), (setting, warnings)
+        assert any("algorithmSettings" in w and repr(setting) in w for w in warnings), (setting, warnings)
     info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert any("--tune" in line and "katib_metadata" in line for line in info), info
     assert not any("recognised but not applied" in w for w in warnings), warnings
@@ -174,7 +174,8 @@ def test_without_katib_run_a_bad_search_is_a_warning_and_tune_says_there_is_none
     path.write_text(script, encoding="utf-8")
     result = run([PYTHON, path.name, "--tune"], cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stdout
-    assert "--tune: the notebook has no hyperparameter search; give it kubeflow_notebook.katib_metadata" in result.stdout
+    assert ("--tune: the notebook has no hyperparameter search; give it kubeflow_notebook.katib_metadata"
+            in result.stdout)
 
 
 def test_kales_untouched_default_search_is_quiet_unless_katib_run_asks_for_it(caplog):
@@ -265,8 +266,8 @@ STAND_IN = textwrap.dedent('''
         import json, os, sys, time
         args = sys.argv[1:]
         values = {args[i + 1]: args[i + 2] for i, a in enumerate(args) if a == "-p"}
-        root = args[args.index("--pipeline-root") + 1]
-        with open(os.path.join(os.path.dirname(root), "argv.json"), "w") as fh:
+        root = args[args.index("--pipeline-root") + 1] if "--pipeline-root" in args else "local_outputs"
+        with open(os.path.join(os.path.dirname(os.path.abspath(root)), "argv.json"), "w") as fh:
             json.dump(args, fh)
         time.sleep(0.3)
         if values.get("KIND") == "boom":
@@ -315,8 +316,10 @@ def test_tune_stops_after_max_failed_trials_and_reports_no_best(tmp_path):
                                                                    for t in tuning.trials)
 
 
-def test_tune_is_reproducible_with_a_seed_and_passes_fixed_parameters(tmp_path):
-    spec = changed("objective.goal", 99)
+@pytest.mark.parametrize("goal", ["maximize", "minimize"])
+def test_tune_is_reproducible_with_a_seed_and_passes_fixed_parameters(tmp_path, goal):
+    spec = changed("objective.goal", None)
+    spec["objective"]["type"] = goal
     script = stand_in(tmp_path, spec)
     runs = []
     for _ in range(2):
@@ -328,8 +331,9 @@ def test_tune_is_reproducible_with_a_seed_and_passes_fixed_parameters(tmp_path):
     assert argv[:2] == ["--local", "--workdir"] and ["-p", "FLAG", "false"] == argv[5:8]
     saved = json.loads((runs[0].folder / "trials.json").read_text())
     assert saved["seed"] == 11 and [t["parameters"] for t in saved["trials"]] == [t.assignment for t in runs[0].trials]
-    best = max(runs[0].trials, key=lambda t: t.objective)
+    best = (max if goal == "maximize" else min)(runs[0].trials, key=lambda t: t.objective)
     assert saved["best"] == runs[0].best().number and runs[0].best().objective == best.objective
+    assert len({t.objective for t in runs[0].trials}) > 1
 
 
 def test_tune_refuses_a_searched_parameter_given_with_p(tmp_path):
@@ -465,7 +469,8 @@ def test_tune_runs_the_example_grid_locally_and_its_katib_experiment_validates(t
     [folder] = (tmp_path / "local_outputs").glob("tune-tree-tuning-*")
     objectives = {}
     for number, (depth, leaf, shown, _) in rows.items():
-        [executor_output] = (folder / f"trial-{number:03d}" / "outputs").glob("tree-tuning-*/train/executor_output.json")
+        outputs = folder / f"trial-{number:03d}" / "outputs"
+        [executor_output] = outputs.glob("tree-tuning-*/train/executor_output.json")
         logged = json.loads(executor_output.read_text())["artifacts"]["metrics"]["artifacts"][0]["metadata"]
         objectives[number] = logged["accuracy"]
         assert float(shown) == pytest.approx(logged["accuracy"], rel=1e-5)
@@ -498,3 +503,69 @@ def test_tune_runs_the_example_grid_locally_and_its_katib_experiment_validates(t
     assert set(metrics) == {"accuracy", "train-accuracy"}
     assert float(metrics["accuracy"]) == pytest.approx(objectives[best])
     assert (tmp_path / "done.pid").exists()
+
+
+# --- --katib-submit, against a stand-in Kubernetes API server on loopback -------------------------------------
+
+class KubernetesStandIn:
+    """Answers the one call --katib-submit makes: create a namespaced Experiment (or refuses it)."""
+
+    def __init__(self, status: int = 201):
+        import http.server
+        import threading
+
+        self.created: list[tuple[str, dict]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.created.append((self.path, body))
+                reply = body if status == 201 else {"kind": "Status", "status": "Failure", "code": status,
+                                                    "message": "admission webhook denied the request: spec.algorithm"}
+                data = json.dumps(reply).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def kubeconfig(self, folder: Path) -> Path:
+        path = folder / "kubeconfig"
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "test",
+            "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{self.server.server_port}"}}],
+            "users": [{"name": "u", "user": {"token": "not-a-real-token"}}],
+            "contexts": [{"name": "test", "context": {"cluster": "c", "user": "u", "namespace": "team-b"}}]}))
+        return path
+
+
+@pytest.mark.parametrize("status", [201, 403])
+def test_katib_submit_creates_the_experiment_in_the_context_namespace(tmp_path, status):
+    script, _ = convert(CELLS, KATIB)
+    path = tmp_path / "x_pipeline.py"
+    path.write_text(script, encoding="utf-8")
+    cluster = KubernetesStandIn(status)
+    try:
+        result = run([PYTHON, path.name, "--katib-experiment", "x.yaml", "--katib-image", "example.org/x:1",
+                      "--katib-submit"], cwd=tmp_path, KUBECONFIG=str(cluster.kubeconfig(tmp_path)),
+                     KUBERNETES_SERVICE_HOST="")
+    finally:
+        cluster.server.shutdown()
+    [(where, body)] = cluster.created
+    assert where == "/apis/kubeflow.org/v1beta1/namespaces/team-b/experiments"
+    assert body == yaml.safe_load((tmp_path / "x.yaml").read_text())
+    assert "not-a-real-token" not in result.stdout and "Traceback" not in result.stdout
+    if status == 201:
+        assert result.returncode == 0 and "Created Katib Experiment team-b/tune-nb" in result.stdout
+    else:
+        assert result.returncode == 1
+        [line] = [line for line in result.stdout.splitlines() if "failed" in line]
+        assert line.startswith("--katib-experiment: creating Katib Experiment team-b/tune-nb failed: HTTP 403: ")
+        assert "admission webhook denied the request" in line

@@ -74,8 +74,9 @@ def experiment(search: Search, pipeline: str, *, image: str, script: str, name: 
         raise KatibError("--katib-image: give the image that holds the pipeline script, kfp and the notebook's "
                          "libraries")
     objective = search.objective
-    for key, metric in [("objective.objectiveMetricName", objective.metric),
-                        *((f"objective.additionalMetricNames[{i}]", m) for i, (m, _) in enumerate(objective.additional))]:
+    named = [("objective.objectiveMetricName", objective.metric),
+             *((f"objective.additionalMetricNames[{i}]", m) for i, (m, _) in enumerate(objective.additional))]
+    for key, metric in named:
         if not _METRIC_NAME.match(metric):
             raise KatibError(f"kubeflow_notebook.katib_metadata.{key}: Katib's metrics collector reads only names of "
                              f"ASCII letters, digits, '_' and '-', not {metric!r}")

@@ -14,6 +14,7 @@ import ast
 import json
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -321,6 +322,7 @@ def report(tuning: Tuning, script: str | Path, out: TextIO | None = None) -> Non
     print(f"Best trial {best.number}: {objective.metric} = {best.objective:.6g} ({objective.type}) with "
           f"{_values(best.assignment)}", file=out)
     arguments = {p.name: p.argument for p in tuning.search.parameters}
-    options = " ".join(f"-p {arguments[name]} {value}" for name, value in best.assignment.items())
-    print(f"  python {Path(script).name} --local {options}", file=out)
+    options = " ".join(f"-p {shlex.quote(arguments[name])} {shlex.quote(value)}"
+                       for name, value in best.assignment.items())
+    print(f"  python {shlex.quote(Path(script).name)} --local {options}", file=out)
     print(f"Trials: {tuning.folder / 'trials.json'}", file=out, flush=True)
