@@ -269,7 +269,9 @@ STAND_IN = textwrap.dedent('''
         root = args[args.index("--pipeline-root") + 1] if "--pipeline-root" in args else "local_outputs"
         with open(os.path.join(os.path.dirname(os.path.abspath(root)), "argv.json"), "w") as fh:
             json.dump(args, fh)
-        time.sleep(0.3)
+        with open(os.path.join(os.path.dirname(os.path.abspath(root)), "pid"), "w") as fh:
+            fh.write(str(os.getpid()))
+        time.sleep(float(os.environ.get("STAND_IN_SECONDS", "0.3")))
         if values.get("KIND") == "boom":
             sys.exit("step 'train' failed")
         task = os.path.join(root, "stand-in-1", "train")
@@ -327,6 +329,7 @@ def test_tune_is_reproducible_with_a_seed_and_passes_fixed_parameters(tmp_path, 
             runs.append(tuner.tune(script, seed=11, parameters={"FLAG": "false"}, out=fh))
     assert [t.assignment for t in runs[0].trials] == [t.assignment for t in runs[1].trials]
     assert len(runs[0].trials) == 6 and runs[0].folder != runs[1].folder
+    assert f"up to 6 trials, {min(2, os.cpu_count() or 1)} at a time, seed 11" in (tmp_path / "out.txt").read_text()
     argv = json.loads((runs[0].trials[0].folder / "argv.json").read_text())
     assert argv[:2] == ["--local", "--workdir"] and ["-p", "FLAG", "false"] == argv[5:8]
     saved = json.loads((runs[0].folder / "trials.json").read_text())
@@ -334,6 +337,29 @@ def test_tune_is_reproducible_with_a_seed_and_passes_fixed_parameters(tmp_path, 
     best = (max if goal == "maximize" else min)(runs[0].trials, key=lambda t: t.objective)
     assert saved["best"] == runs[0].best().number and runs[0].best().objective == best.objective
     assert len({t.objective for t in runs[0].trials}) > 1
+
+
+def test_an_interrupted_tune_stops_its_trials_and_still_reports(tmp_path):
+    script = stand_in(tmp_path, changed("objective.goal", None))
+    code = ("import sys; from nbconvert_kfp.script import tuner; "
+            "t = tuner.tune(sys.argv[1], parallel=2, seed=1); tuner.report(t, sys.argv[1])")
+    process = subprocess.Popen([PYTHON, "-c", code, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=dict(os.environ, STAND_IN_SECONDS="60"))
+    lines = []
+    while sum(" started: " in line for line in lines) < 2:
+        lines.append(process.stdout.readline())
+    [folder] = (tmp_path / "local_outputs").glob("tune-stand-in-*")
+    deadline = time.monotonic() + 30
+    while len(list(folder.glob("trial-*/pid"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pids = [int(p.read_text()) for p in folder.glob("trial-*/pid")]
+    process.send_signal(subprocess.signal.SIGINT)
+    rest, _ = process.communicate(timeout=60)
+    assert process.returncode == 0 and "Tuning finished: interrupted; 0 of 2 trials succeeded." in rest
+    assert sum(" stopped " in line for line in rest.splitlines()) == 2
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 def test_tune_refuses_a_searched_parameter_given_with_p(tmp_path):
@@ -491,6 +517,8 @@ def test_tune_runs_the_example_grid_locally_and_its_katib_experiment_validates(t
     assert written.returncode == 0, written.stdout
     manifest = yaml.safe_load((tmp_path / "experiment.yaml").read_text())
     check_with_katib(manifest)
+    assert manifest == katib.experiment_of(tmp_path / "tuning_pipeline.py", image="registry.example.com/tree-tuning:1",
+                                           location=str(tmp_path / "tuning_pipeline.py"), namespace="team-a")
     spec = manifest["spec"]
     assert (manifest["metadata"], spec["algorithm"]) == ({"name": "tree-tuning", "namespace": "team-a"},
                                                          {"algorithmName": "grid"})

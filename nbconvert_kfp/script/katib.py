@@ -142,6 +142,22 @@ def experiment(search: Search, pipeline: str, *, image: str, script: str, name: 
     }
 
 
+def experiment_of(script: str | Path, *, image: str, location: str | None = None, **options: Any) -> dict[str, Any]:
+    """The Katib Experiment of a generated script's search (read from its source, not run); ``location`` is
+    where the script is in the image (default ``/app/<file name>``); ``options`` as for :func:`experiment`."""
+    from .tuner import TuningError, script_constants
+
+    try:
+        constants = script_constants(Path(script))
+    except TuningError as err:
+        raise KatibError(str(err)) from None
+    if not constants["TUNING"]:
+        raise KatibError("the notebook has no hyperparameter search: give it kubeflow_notebook.katib_metadata and "
+                         "convert it again")
+    return experiment(Search.from_data(constants["TUNING"]), constants["PIPELINE_NAME"], image=image,
+                      script=location or f"/app/{Path(script).name}", **options)
+
+
 def write(manifest: dict[str, Any], path: Path) -> None:
     """Write the manifest as YAML."""
     import yaml
