@@ -246,8 +246,10 @@ def test_tpe_runs_with_optuna_and_learns_from_the_results():
     assert replay.ask() == algorithms.sampler(search, seed=3).ask()
 
 
-def test_cluster_only_algorithms_say_so():
-    search = search_of(changed("algorithm.algorithmName", "bayesianoptimization"))
+def test_cluster_only_algorithms_say_so(caplog):
+    with caplog.at_level(logging.WARNING):
+        search = search_of(changed("algorithm.algorithmName", "bayesianoptimization"))
+    assert "bayesianoptimization runs on a Katib cluster only (--katib-experiment)" in caplog.text
     with pytest.raises(algorithms.SearchUnavailable, match="runs on the cluster only.*--katib-experiment"):
         algorithms.sampler(search, seed=0)
 

@@ -42,6 +42,7 @@ from ..notebook.stepoption import describe, effective_options, ignored_locally, 
 from ..notebook.volume import create_calls, delete_calls, mount_calls, mounts_into
 from ..runtime.step import PRELUDE_MEMBER
 from ..script import dag, tuning
+from ..script.search import LOCAL_ALGORITHMS
 from ..script.cli import LOCAL_RUN_ENV, literal_text, parse_value
 
 #: How steps get the step runtime.
@@ -233,6 +234,10 @@ class ComponentBuilder(Preprocessor):
             self.log.warning("%s; the pipeline has no hyperparameter search (--tune) until it is fixed", err)
             return None
         objective = search.objective
+        if search.algorithm not in LOCAL_ALGORITHMS:
+            self.log.warning("%s.algorithm.algorithmName: %s runs on a Katib cluster only (--katib-experiment); "
+                             "--tune searches with %s", tuning.METADATA_KEY, search.algorithm,
+                             ", ".join(LOCAL_ALGORITHMS))
         self.log.info("%s: %s search over %s, %s %s, up to %d trials: 'python SCRIPT --tune' runs it on this "
                       "machine, '--katib-experiment FILE --katib-image IMAGE' writes a Katib Experiment for a "
                       "cluster%s", tuning.METADATA_KEY, search.algorithm, ", ".join(p.name for p in search.parameters),
