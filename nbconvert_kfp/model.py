@@ -217,4 +217,5 @@ class Pipeline(TypedDict, total=False):
     metrics: list[Metric]
     steps: list[Step]
     imports: list[str]
+    tuning: dict[str, Any] | None
     script: Script

@@ -152,14 +152,16 @@ def test_unknown_metadata_keys_warn_but_do_not_fail(caplog):
     assert any("shiny_new_key" in w for w in warnings_in(caplog)), warnings_in(caplog)
 
 
-def test_katib_and_rok_keys_are_recognised_but_not_applied(caplog):
+def test_rok_keys_are_recognised_but_not_applied_and_katib_keys_are_read(caplog):
     with caplog.at_level(logging.WARNING):
-        settings_of({"katib_run": True, "katib_metadata": {"maxTrialCount": 3}, "autosnapshot": True,
+        settings_of({"katib_run": False, "katib_metadata": {"maxTrialCount": 3}, "autosnapshot": True,
                      "snapshot_volumes": True})
     warnings = [w for w in warnings_in(caplog) if "recognised but not applied" in w]
     assert warnings, warnings_in(caplog)
-    for key in ("katib_run", "katib_metadata", "autosnapshot", "snapshot_volumes"):
+    for key in ("autosnapshot", "snapshot_volumes"):
         assert any(key in w for w in warnings), (key, warnings)
+    assert not any("katib" in w for w in warnings), warnings
+    # (tests/test_tuning.py covers what happens to the search)
     assert not any("unknown" in w for w in warnings_in(caplog)), warnings_in(caplog)
 
 

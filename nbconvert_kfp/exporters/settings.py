@@ -20,9 +20,11 @@ APPLIED_KEYS = frozenset({
     "experiment_name", "volumes", "steps_defaults", "enable_caching", "storage_class_name",
     "volume_access_mode",
 })
-#: Kale keys for Katib, Rok snapshots and its UI: read, reported, not applied.
-UNAPPLIED_KEYS = frozenset({"katib_run", "katib_metadata", "autosnapshot", "snapshot_volumes", "kfp_host",
-                            "abs_working_dir", "deploy", "kale_version"})
+#: Kale's Katib keys: the component builder reads them (``--tune``, ``--katib-experiment``).
+TUNING_KEYS = frozenset({"katib_run", "katib_metadata"})
+#: Kale keys for Rok snapshots and its UI: read, reported, not applied.
+UNAPPLIED_KEYS = frozenset({"autosnapshot", "snapshot_volumes", "kfp_host", "abs_working_dir", "deploy",
+                            "kale_version"})
 
 
 def _text(metadata: dict[str, Any], *keys: str) -> str | None:
@@ -57,12 +59,12 @@ def resolve(options: dict[str, Any], metadata: dict[str, Any], notebook: str,
             log: logging.Logger | logging.LoggerAdapter) -> Settings:
     """Resolve the pipeline settings; an option set to ``None`` was not given and never overrides."""
     metadata = metadata if isinstance(metadata, dict) else {}
-    unknown = sorted(set(metadata) - APPLIED_KEYS - UNAPPLIED_KEYS)
+    unknown = sorted(set(metadata) - APPLIED_KEYS - UNAPPLIED_KEYS - TUNING_KEYS)
     if unknown:
         log.warning("notebook metadata kubeflow_notebook: unknown keys %s are ignored", ", ".join(unknown))
     unapplied = sorted(k for k in UNAPPLIED_KEYS & set(metadata) if metadata[k] not in (None, "", [], {}, False))
     if unapplied:
-        log.warning("notebook metadata kubeflow_notebook: %s recognised but not applied (Katib, Rok)",
+        log.warning("notebook metadata kubeflow_notebook: %s recognised but not applied (Rok, Kale's UI)",
                     ", ".join(unapplied))
 
     name = options.get("pipeline_name") or _text(metadata, "pipeline_name")

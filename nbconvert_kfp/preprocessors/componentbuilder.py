@@ -41,9 +41,10 @@ from ..notebook.parameter import LITERAL
 from ..notebook.stepoption import describe, effective_options, ignored_locally, last_value, task_calls
 from ..notebook.volume import create_calls, delete_calls, mount_calls, mounts_into
 from ..runtime.step import PRELUDE_MEMBER
-from ..script import dag
-from ..script.cli import literal_text
+from ..script import dag, tuning
+from ..script.cli import literal_text, parse_value
 from ..script.localrun import LOCAL_RUN_ENV
+from ..script.search import LOCAL_ALGORITHMS
 
 #: How steps get the step runtime.
 RUNTIME_MODES = ("artifact", "package", "image", "embedded")
@@ -65,6 +66,8 @@ USAGE = (
     "",
     "Change the notebook and convert it again rather than editing this file.",
 )
+#: The usage line of a script with a hyperparameter search.
+TUNE_USAGE = "  python THIS_SCRIPT --tune            search the notebook's katib_metadata here (see --help)"
 
 
 def _indent(text: str, spaces: int) -> str:
@@ -146,6 +149,7 @@ class ComponentBuilder(Preprocessor):
         self._settings = settings
         parameter_namer = Namer(PIPELINE_BODY_NAMES | COMPONENT_LOCALS)
         parameters = {p["name"]: parameter_namer.take(p["name"], "param") for p in model["parameters"]}
+        model["tuning"] = self._tuning(nb, model, parameters)
         namer = Namer(RESERVED | set(parameters.values()))
         # nbconvert gives the notebook's folder ('' for the current one) when it converts a file
         folder = (resources.get("metadata") or {}).get("path")
@@ -203,6 +207,44 @@ class ComponentBuilder(Preprocessor):
                                        if s["component"].get(key)} for s in model["steps"]})
         model["script"] = self._script(model, components, statements, parameters, ignored, graph)
         return nb, resources
+
+    # --- the hyperparameter search ---------------------------------------------------------------
+
+    def _tuning(self, nb: Any, model: Pipeline, parameters: dict[str, str]) -> dict[str, Any] | None:
+        """The search of the notebook's ``katib_metadata``, checked against the parameters and metrics.
+
+        A search that cannot run stops the conversion when ``katib_run`` asks for it; otherwise it is
+        reported and the script gets no search (Kale wrote a search into many notebooks never tuned).
+        """
+        metadata = (nb.get("metadata") or {}).get("kubeflow_notebook") or {}
+        if not isinstance(metadata, dict):
+            return None
+        katib, run = metadata.get("katib_metadata"), metadata.get("katib_run") is True
+        if tuning.is_unset(katib):
+            if run:
+                raise NotebookError(f"kubeflow_notebook.katib_run is true but {tuning.METADATA_KEY} names no search "
+                                    "(parameters and objective)", None, "katib_metadata")
+            return None
+        types = {p["name"]: (parameters[p["name"]], p["type"]) for p in model["parameters"]}
+        metrics = [m["name"] for m in model["metrics"]]
+        try:
+            search = tuning.parse(katib, types, metrics, check_value=parse_value, warn=self.log.warning)
+        except tuning.SearchError as err:
+            if run:
+                raise NotebookError(str(err), None, err.key or "katib_metadata") from None
+            self.log.warning("%s; the pipeline has no hyperparameter search (--tune) until it is fixed", err)
+            return None
+        objective = search.objective
+        if search.algorithm not in LOCAL_ALGORITHMS:
+            self.log.warning("%s.algorithm.algorithmName: %s runs on a Katib cluster only (--katib-experiment); "
+                             "--tune searches with %s", tuning.METADATA_KEY, search.algorithm,
+                             ", ".join(LOCAL_ALGORITHMS))
+        self.log.info("%s: %s search over %s, %s %s, up to %d trials: 'python SCRIPT --tune' runs it on this "
+                      "machine, '--katib-experiment FILE --katib-image IMAGE' writes a Katib Experiment for a "
+                      "cluster%s", tuning.METADATA_KEY, search.algorithm, ", ".join(p.name for p in search.parameters),
+                      objective.type, objective.metric, search.max_trials,
+                      " (katib_run: add --katib-submit to create it)" if run else "")
+        return search.to_data()
 
     # --- what the steps share ------------------------------------------------------------------
 
@@ -499,6 +541,8 @@ class ComponentBuilder(Preprocessor):
             f"PRELOAD_IMPORTS = {_list_lines([python_literal(s) for s in model['imports']], 0)}",
             "# The pipeline's graph, for --dag and for naming a failed step.",
             f"GRAPH = {python_literal(graph.to_data())}",
+            "# The hyperparameter search of the notebook's katib_metadata (--tune, --katib-experiment), or None.",
+            f"TUNING = {python_literal(model.get('tuning'))}",
         ]
         functions = ['def installs(*requirements):\n'
                      '    """The packages a step pip-installs on a cluster; a local run uses this environment\'s."""\n'
@@ -523,7 +567,8 @@ class ComponentBuilder(Preprocessor):
             archive.payload(script_package.sources())).rstrip("\n")
         return {
             "header": [f"Kubeflow Pipelines v2 pipeline generated by nbconvert-kfp {__version__} from the notebook "
-                       f"{settings['notebook']!r}.".replace("\n", " "), *USAGE],
+                       f"{settings['notebook']!r}.".replace("\n", " "),
+                       *(USAGE if not model.get("tuning") else (*USAGE[:-2], TUNE_USAGE, *USAGE[-2:]))],
             "imports": imports,
             "constants": constants,
             "functions": functions,

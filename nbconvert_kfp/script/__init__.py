@@ -1,8 +1,9 @@
 """What ships into the generated script: its command line, local runs, deployment and DAG picture.
 
 A generated pipeline script carries these modules as a zip archive, so it runs where
-only kfp is installed. They import the standard library and kfp only (kfp inside
-functions); a test checks the rule. The converter and the Jupyter server extension
+only kfp is installed. They import the standard library and kfp only (kfp, and the
+PyYAML and kubernetes packages kfp depends on, inside functions; optional Optuna only
+in the function that needs it); a test checks the rule. The converter and the Jupyter server extension
 import them from here too.
 
 - ``cli``: the script's command line (``main``) and the parameter value parser;
@@ -12,7 +13,11 @@ import them from here too.
 - ``launcher``: what kfp.local starts for each step of a local run (step logs, events, the warm
   process that forks the steps);
 - ``deployment``: upload to a KFP cluster and start a run;
-- ``dag``: the pipeline's picture (SVG, Mermaid).
+- ``dag``: the pipeline's picture (SVG, Mermaid);
+- ``tuning``: the hyperparameter search of the notebook's ``katib_metadata``, as typed records;
+- ``search``: the search algorithms of a local tuning run (grid, random, Optuna's TPE);
+- ``tuner``: local tuning (``--tune``): trials as local runs, several at a time, and the best one;
+- ``katib``: the Katib Experiment that runs the search on a cluster.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from __future__ import annotations
 from pathlib import Path
 
 #: The modules the generated script carries, besides this package's ``__init__``.
-MODULES = ("cli", "compiler", "dag", "deployment", "launcher", "localrun", "progress")
+MODULES = ("cli", "compiler", "dag", "deployment", "katib", "launcher", "localrun", "progress", "search", "tuner",
+           "tuning")
 
 
 def sources() -> dict[str, str]:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from .localrun import LocalRunOptions, run_local
+from .localrun import LocalRun, LocalRunOptions
 
 #: What ``main`` reads from the script's namespace.
 SCRIPT_ATTRIBUTES = ("pipeline", "PIPELINE_NAME", "PIPELINE_DESCRIPTION", "EXPERIMENT", "PARAMETER_TYPES",
@@ -95,6 +95,17 @@ def parse_value(kind: type | str, text: str) -> Any:
     raise ValueError(f"unknown parameter type {name!r}")
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _type_name(kind: type | str) -> str:
     return kind if isinstance(kind, str) else kind.__name__
 
@@ -144,15 +155,58 @@ def parse_arguments(script: Mapping[str, Any], argv: list[str] | None = None) ->
     parser.add_argument("--dag", type=Path, metavar="PATH",
                         help="write a picture of the pipeline to PATH: SVG, or Mermaid if PATH ends with "
                         ".mmd, or Markdown with a Mermaid diagram if it ends with .md")
+    tuning = parser.add_argument_group("hyperparameter tuning (the notebook's kubeflow_notebook.katib_metadata)")
+    tuning.add_argument("--tune", action="store_true",
+                        help="run the search on this machine: each trial is a --local run with its parameter values")
+    tuning.add_argument("--parallel", type=_positive, metavar="N",
+                        help="with --tune, trials at a time (default: parallelTrialCount, at most the CPU count)")
+    tuning.add_argument("--seed", type=int, metavar="N",
+                        help="with --tune, the seed of random choices (default: the algorithm's random_state, "
+                        "else a random seed, printed)")
+    tuning.add_argument("--max-trials", type=_positive, metavar="N",
+                        help="with --tune, run at most N trials (default: maxTrialCount)")
+    tuning.add_argument("--katib-experiment", type=Path, metavar="PATH",
+                        help="write a Katib Experiment (YAML) that runs the search on a cluster; needs --katib-image")
+    tuning.add_argument("--katib-image", metavar="IMAGE",
+                        help="the trials' image: it holds this script, kfp and the notebook's libraries")
+    tuning.add_argument("--katib-script", metavar="PATH",
+                        help="where this script is in the image (default: /app/<this script's file name>)")
+    tuning.add_argument("--katib-name", metavar="NAME", help="the Experiment's name (default: the pipeline's name)")
+    tuning.add_argument("--katib-namespace", metavar="NS", help="the Experiment's namespace")
+    tuning.add_argument("--katib-service-account", metavar="NAME", help="the trials' service account")
+    tuning.add_argument("--katib-submit", action="store_true",
+                        help="also create the Experiment with the Kubernetes API (needs the kubernetes package)")
+    tuning.add_argument("--katib-metrics", action="store_true",
+                        help="with --local, print the search's metrics as lines for Katib's metrics collector "
+                        "(what a Katib trial runs)")
     args = parser.parse_args(argv)
     deploying = args.upload or args.run
     if args.local and deploying:
         parser.error("--local runs on this machine; it does not go with --upload or --run")
     local_only = [flag for flag, given in (("--no-cache", args.no_cache), ("--step", args.step is not None),
-                                           ("--verbose", args.verbose), ("--cold-start", args.cold_start))
+                                           ("--verbose", args.verbose))
                   if given and not args.local]
     if local_only:
         parser.error(f"{', '.join(local_only)}: only with --local")
+    if args.cold_start and not (args.local or args.tune):
+        parser.error("--cold-start: only with --local or --tune")
+    if args.tune and (args.local or deploying):
+        parser.error("--tune runs its own local trials; it does not go with --local, --upload or --run")
+    if args.katib_metrics and not args.local:
+        parser.error("--katib-metrics: only with --local")
+    katib = [f"--{n.replace('_', '-')}" for n in ("katib_image", "katib_script", "katib_name", "katib_namespace",
+                                                    "katib_service_account") if getattr(args, n) is not None]
+    if args.katib_submit:
+        katib.append("--katib-submit")
+    if katib and args.katib_experiment is None:
+        parser.error(f"{', '.join(katib)}: only with --katib-experiment")
+    if args.katib_experiment is not None and not args.katib_image:
+        parser.error("--katib-experiment needs --katib-image: the image that holds this script, kfp and the "
+                     "notebook's libraries")
+    unused_tuning = [f"--{n.replace('_', '-')}" for n in ("parallel", "seed", "max_trials")
+                     if getattr(args, n) is not None and not args.tune]
+    if unused_tuning:
+        parser.error(f"{', '.join(unused_tuning)}: only with --tune")
     unused = [f"--{n.replace('_', '-')}" for n in ("host", "experiment", "namespace", "ca_cert")
               if getattr(args, n) is not None and not deploying]
     if unused:
@@ -168,6 +222,24 @@ def parse_arguments(script: Mapping[str, Any], argv: list[str] | None = None) ->
         except ValueError as err:
             parser.error(f"parameter {parameter}: {err}")
     return args
+
+
+def _print_katib_metrics(script: Mapping[str, Any], logged: Mapping[str, Any]) -> int:
+    """Print the objective and additional metrics as Katib's collector reads them; 1 if the objective is missing."""
+    from .katib import METRIC_LINE
+
+    if not script.get("TUNING"):
+        print("--katib-metrics: the notebook has no kubeflow_notebook.katib_metadata", file=sys.stderr)
+        return 2
+    objective = script["TUNING"]["objective"]
+    pairs = [(objective["metric"], objective["variable"]), *objective["additional"]]
+    for metric, variable in pairs:
+        if variable in logged:
+            print(METRIC_LINE.format(name=metric, value=repr(float(logged[variable]))), flush=True)
+    if objective["variable"] not in logged:
+        print(f"The run logged no metric {objective['variable']!r}, the search's objective.", file=sys.stderr)
+        return 1
+    return 0
 
 
 def deploy(script: Mapping[str, Any], arguments: dict[str, Any], host: str | None, experiment: str | None,
@@ -195,6 +267,62 @@ def deploy(script: Mapping[str, Any], arguments: dict[str, Any], host: str | Non
     return 0
 
 
+def _search(script: Mapping[str, Any], option: str) -> Any:
+    """The script's search, or ``None`` after saying that the notebook has none."""
+    from .tuning import Search
+
+    if not script.get("TUNING"):
+        print(f"{option}: the notebook has no hyperparameter search; give it kubeflow_notebook.katib_metadata "
+              "(parameters, objective, algorithm) and convert it again", file=sys.stderr)
+        return None
+    return Search.from_data(script["TUNING"])
+
+
+def tune(script: Mapping[str, Any], args: argparse.Namespace) -> int:
+    """``--tune``: run the search's trials on this machine, print the table and the best trial."""
+    from . import tuner
+
+    if _search(script, "--tune") is None:
+        return 2
+    fixed = {name: text for name, text in args.parameter}
+    try:
+        tuning = tuner.tune(script["__file__"], parallel=args.parallel, seed=args.seed, max_trials=args.max_trials,
+                            parameters=fixed, workdir=args.workdir, pipeline_root=args.pipeline_root,
+                            cold_start=args.cold_start)
+    except tuner.TuningError as err:
+        print(f"--tune: {err}", file=sys.stderr)
+        return 2
+    tuner.report(tuning, script["__file__"])
+    return 0 if tuning.best() is not None else 1
+
+
+def write_katib_experiment(script: Mapping[str, Any], args: argparse.Namespace) -> int:
+    """``--katib-experiment``: write the Katib Experiment of the search, and with ``--katib-submit`` create it."""
+    from . import katib
+
+    search = _search(script, "--katib-experiment")
+    if search is None:
+        return 2
+    if args.parameter:
+        print("--katib-experiment: -p does not apply; trials take the notebook's defaults for the parameters the "
+              "search leaves alone", file=sys.stderr)
+        return 2
+    location = args.katib_script or f"/app/{Path(script['__file__']).name}"
+    try:
+        manifest = katib.experiment(search, script["PIPELINE_NAME"], image=args.katib_image, script=location,
+                                    name=args.katib_name, namespace=args.katib_namespace,
+                                    service_account=args.katib_service_account)
+        katib.write(manifest, args.katib_experiment)
+        print(f"Wrote {args.katib_experiment} (Katib Experiment {manifest['metadata']['name']!r}: "
+              f"{search.algorithm}, {search.max_trials} trials, image {args.katib_image}, script {location})")
+        if args.katib_submit:
+            print(f"Created Katib Experiment {katib.submit(manifest, args.katib_namespace)}")
+    except katib.KatibError as err:
+        print(f"--katib-experiment: {err}", file=sys.stderr)
+        return 1 if args.katib_submit else 2
+    return 0
+
+
 def main(script: Mapping[str, Any], argv: list[str] | None = None) -> int:
     """Compile the pipeline, run it locally with --local, or deploy it with --upload/--run."""
     from . import dag
@@ -207,14 +335,25 @@ def main(script: Mapping[str, Any], argv: list[str] | None = None) -> int:
     if args.dag:
         dag.write(dag.Graph.from_data(script["GRAPH"]), args.dag)
         print(f"Wrote {args.dag}")
-        if not (args.local or args.upload or args.run):
+        if not (args.local or args.upload or args.run or args.tune or args.katib_experiment):
             return 0
+    if args.katib_experiment is not None:
+        status = write_katib_experiment(script, args)
+        if status or not args.tune:
+            return status
+    if args.tune:
+        return tune(script, args)
     if args.upload or args.run:
         return deploy(script, args.arguments, args.host, args.experiment, args.namespace, args.run, args.ca_cert)
     if args.local:
-        return run_local(script, LocalRunOptions(
-            arguments=args.arguments, workdir=args.workdir, pipeline_root=args.pipeline_root,
-            warm=not args.cold_start, cache=not args.no_cache, step=args.step, verbose=args.verbose))
+        options = LocalRunOptions(arguments=args.arguments, workdir=args.workdir, pipeline_root=args.pipeline_root,
+                                  warm=not args.cold_start, cache=not args.no_cache, step=args.step,
+                                  verbose=args.verbose)
+        run = LocalRun(script, options)
+        status = run.run()
+        if args.katib_metrics and status == 0:
+            return _print_katib_metrics(script, run.metrics)
+        return status
     write_ir(script["pipeline"], args.output, args.arguments)
     print(f"Wrote {args.output}")
     return 0

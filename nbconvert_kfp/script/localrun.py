@@ -142,6 +142,8 @@ class LocalRun:
         self.progress = Progress({SHARED_CODE_TASK: "shared code", **self.tasks}, self.stdout, self.base)
         self.pipeline_root = Path(".")
         self.cache_root = Path(".")
+        #: The metrics the run logged (read from the steps' outputs once it succeeded): name -> value.
+        self.metrics: dict[str, Any] = {}
 
     def _say(self, text: str = "", error: bool = False) -> None:
         stream = self.stderr if error else self.stdout
@@ -276,6 +278,7 @@ class LocalRun:
             self._say(f"Pipeline {self.name!r} succeeded in {seconds:.1f} s ({counts})")
             for step in progress.steps.values():
                 for metric, value in self._metrics(step).items():
+                    self.metrics[metric] = value
                     self._say(f"  metric {metric} = {value}")
         elif outcome == "interrupted":
             signum = error.signum if isinstance(error, Interrupted) else signal.SIGINT
@@ -313,7 +316,7 @@ class LocalRun:
         metrics = self.graph.get(step.task, {}).get("metrics")
         if not metrics or step.task_dir is None or step.state not in ("finished", "cached"):
             return {}
-        return _task_outputs(step.task_dir).get(metrics, {})
+        return task_outputs(step.task_dir).get(metrics, {})
 
     def _reports(self) -> list[tuple[StepState, Path]]:
         """Each step's report as an ``.html`` file next to its artifact, in pipeline order."""
@@ -332,7 +335,7 @@ class LocalRun:
         return pages
 
 
-def _task_outputs(task_dir: Path) -> dict[str, dict[str, Any]]:
+def task_outputs(task_dir: Path) -> dict[str, dict[str, Any]]:
     """Output artifact name -> its metadata, from the executor output a kfp.local task wrote."""
     try:
         data = json.loads((task_dir / "executor_output.json").read_text(encoding="utf-8"))

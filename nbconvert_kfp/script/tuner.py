@@ -1,0 +1,328 @@
+"""Local hyperparameter tuning: the search's trials as local runs of the generated script, several at a time.
+
+:func:`tune` runs each trial as ``python SCRIPT --local -p NAME VALUE ...`` in a process of its own,
+with its own output folder, reads the trial's objective from the metrics its run logged (the
+executor outputs kfp.local writes, as ``--local`` reads them), and stops at ``maxTrialCount`` trials,
+when ``maxFailedTrialCount`` trials have failed, or when a trial reaches the objective's goal (as Katib
+does). It prints one line per trial event, then the table of trials and the best one. The generated
+script's ``--tune`` calls it; so can any other command, given the script's path. Standard library only.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import random
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Mapping, TextIO
+
+from . import search as algorithms
+from .tuning import Search
+
+#: What :func:`tune` reads from the generated script (module-level literals; nothing is executed).
+SCRIPT_CONSTANTS = ("PIPELINE_NAME", "PARAMETER_TYPES", "GRAPH", "TUNING")
+#: How often a running trial is looked at, in seconds.
+POLL = 0.1
+
+
+class TuningError(Exception):
+    """The tuning cannot start; the message is one line that says why and what to do."""
+
+
+@dataclass
+class Trial:
+    """One trial: its parameter values, and how it went."""
+
+    number: int
+    assignment: dict[str, str]
+    folder: Path
+    status: str = "running"
+    objective: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    seconds: float | None = None
+    message: str = ""
+
+
+@dataclass
+class Tuning:
+    """A finished tuning run: the search, its trials in the order they started, and the best trial."""
+
+    search: Search
+    trials: list[Trial]
+    folder: Path
+    seed: int
+    stopped: str
+
+    def best(self) -> Trial | None:
+        """The succeeded trial with the best objective (the earliest among equals)."""
+        best: Trial | None = None
+        for trial in self.trials:
+            if trial.objective is None:
+                continue
+            if best is None or self.search.objective.better(trial.objective, best.objective or 0.0):
+                best = trial
+        return best
+
+    def to_data(self) -> dict[str, Any]:
+        """The trials as plain data (written to ``trials.json`` in the tuning folder)."""
+        best = self.best()
+        return {"objective": {"metric": self.search.objective.metric, "type": self.search.objective.type},
+                "algorithm": self.search.algorithm, "seed": self.seed, "stopped": self.stopped,
+                "best": best.number if best else None,
+                "trials": [{"trial": t.number, "parameters": t.assignment, "status": t.status,
+                            "objective": t.objective, "metrics": t.metrics, "seconds": t.seconds,
+                            "folder": str(t.folder), "message": t.message} for t in self.trials]}
+
+
+def _constant(node: ast.expr) -> Any:
+    """A literal, where a bare name (``int`` in PARAMETER_TYPES) reads as its text."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Dict):
+        return {_constant(k): _constant(v) for k, v in zip(node.keys, node.values) if k is not None}
+    return ast.literal_eval(node)
+
+
+def script_constants(script: Path) -> dict[str, Any]:
+    """The constants of a generated script that tuning needs, read from its source without running it."""
+    try:
+        tree = ast.parse(script.read_text(encoding="utf-8"), str(script))
+    except (OSError, SyntaxError, ValueError) as err:
+        raise TuningError(f"cannot read the pipeline script {script}: {err}") from None
+    found: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            if name in SCRIPT_CONSTANTS:
+                found[name] = _constant(node.value)
+    missing = [name for name in SCRIPT_CONSTANTS if name not in found]
+    if missing:
+        raise TuningError(f"{script} is not a pipeline script of this nbconvert-kfp version (it defines no "
+                          f"{', '.join(missing)}); convert the notebook again")
+    return found
+
+
+def _objective_metrics(folder: Path, pipeline: str, graph: Mapping[str, Any]) -> dict[str, float]:
+    """The metrics a trial's local run logged, read from kfp.local's executor outputs."""
+    from .localrun import task_outputs
+
+    metrics: dict[str, float] = {}
+    for run in sorted(folder.glob(f"{pipeline}-*")):
+        for step in graph["steps"]:
+            if step.get("metrics"):
+                for name, value in task_outputs(run / step["task"]).get(step["metrics"], {}).items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        metrics[name] = float(value)
+    return metrics
+
+
+def _last_line(log: Path) -> str:
+    try:
+        lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace").splitlines()]
+    except OSError:
+        return ""
+    return next((line for line in reversed(lines) if line), "")
+
+
+def _values(assignment: Mapping[str, str]) -> str:
+    return ", ".join(f"{name}={value}" for name, value in assignment.items())
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f} s"
+
+
+def table(tuning: Tuning) -> list[str]:
+    """The trials as text table rows: number, parameter values, objective, status, duration."""
+    names = [p.name for p in tuning.search.parameters]
+    metric = tuning.search.objective.metric
+    rows = [["trial", *names, metric, "status", "duration"]]
+    for trial in tuning.trials:
+        objective = "" if trial.objective is None else f"{trial.objective:.6g}"
+        rows.append([str(trial.number), *(trial.assignment[n] for n in names), objective, trial.status,
+                     _seconds(trial.seconds)])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+
+
+def _command(python: str, script: Path, workdir: Path, folder: Path, fixed: Mapping[str, str],
+             assignment: Mapping[str, str], search: Search, cold_start: bool) -> list[str]:
+    command = [python, str(script), "--local", "--workdir", str(workdir), "--pipeline-root", str(folder / "outputs")]
+    if cold_start:
+        command.append("--cold-start")
+    for name, text in fixed.items():
+        command += ["-p", name, text]
+    arguments = {p.name: p.argument for p in search.parameters}
+    for name, value in assignment.items():
+        command += ["-p", arguments[name], value]
+    return command
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """End a trial and everything it started (it leads a process group of its own)."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def tune(script: str | Path, *, parallel: int | None = None, seed: int | None = None,
+         max_trials: int | None = None, parameters: Mapping[str, str] | None = None,
+         workdir: str | Path | None = None, pipeline_root: str | Path | None = None, cold_start: bool = False,
+         python: str | None = None, out: TextIO | None = None) -> Tuning:
+    """Run the script's hyperparameter search on this machine and return the trials.
+
+    ``parameters`` sets other pipeline parameters for every trial (``-p`` names and texts); ``parallel``
+    defaults to the search's ``parallelTrialCount``, at most the number of CPUs; ``seed`` (default: the
+    algorithm's ``random_state``, else a random one, printed) makes random choices reproducible;
+    ``max_trials`` lowers ``maxTrialCount``. Trials keep their outputs and logs under ``pipeline_root``
+    (default: ``WORKDIR/local_outputs``), in a folder of their own.
+    """
+    out = out or sys.stdout
+    script = Path(script).resolve()
+    constants = script_constants(script)
+    if not constants["TUNING"]:
+        raise TuningError("the notebook has no hyperparameter search: give it kubeflow_notebook.katib_metadata "
+                          "(parameters, objective, algorithm) and convert it again")
+    search = Search.from_data(constants["TUNING"])
+    pipeline, graph, types = constants["PIPELINE_NAME"], constants["GRAPH"], constants["PARAMETER_TYPES"]
+    fixed = dict(parameters or {})
+    searched = {p.argument for p in search.parameters}
+    for name in fixed:
+        if name in searched:
+            raise TuningError(f"parameter {name!r} is searched; -p sets only the parameters the search leaves alone")
+        if name not in types:
+            raise TuningError(f"unknown parameter {name!r}; known: {', '.join(types) or 'none'}")
+    if seed is None and search.setting("random_state"):
+        try:
+            seed = int(search.setting("random_state") or "")
+        except ValueError:
+            seed = None
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    limit = search.max_trials if max_trials is None else max(1, min(max_trials, search.max_trials))
+    if parallel is None:
+        parallel = min(search.parallel, os.cpu_count() or 1)
+    parallel = max(1, min(parallel, limit))
+    try:
+        sampler = algorithms.sampler(search, seed)
+    except algorithms.SearchUnavailable as err:
+        raise TuningError(str(err)) from None
+    workdir = Path(workdir or script.parent).resolve()
+    root = Path(pipeline_root or workdir / "local_outputs").resolve()
+    folder = root / f"tune-{pipeline}-{datetime.now():%Y%m%d-%H%M%S}"
+    suffix = 1
+    while folder.exists():
+        suffix += 1
+        folder = root / f"tune-{pipeline}-{datetime.now():%Y%m%d-%H%M%S}-{suffix}"
+    folder.mkdir(parents=True)
+    objective = search.objective
+
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    say(f"Tuning pipeline {pipeline!r}: {search.algorithm} search over {', '.join(p.name for p in search.parameters)}"
+        f", up to {limit} trials, {parallel} at a time, seed {seed}; {objective.type} {objective.metric}"
+        + (f" (goal {objective.goal:g})" if objective.goal is not None else ""))
+    say(f"Trial outputs and logs: {folder}")
+    trials: list[Trial] = []
+    running: dict[subprocess.Popen, tuple[Trial, float, Any]] = {}
+    failed = 0
+    stopped = ""
+    exhausted = False
+    try:
+        while True:
+            while not stopped and not exhausted and len(running) < parallel and len(trials) < limit:
+                assignment = sampler.ask()
+                if assignment is None:
+                    exhausted = True
+                    break
+                trial = Trial(len(trials) + 1, assignment, folder / f"trial-{len(trials) + 1:03d}")
+                trial.folder.mkdir()
+                trials.append(trial)
+                log = (trial.folder / "log.txt").open("wb")
+                command = _command(python or sys.executable, script, workdir, trial.folder, fixed, assignment,
+                                   search, cold_start)
+                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                           start_new_session=True)
+                running[process] = (trial, time.monotonic(), log)
+                say(f"trial {trial.number}/{limit} started: {_values(assignment)}")
+            if not running:
+                break
+            done = [process for process in running if process.poll() is not None]
+            if not done:
+                time.sleep(POLL)
+                continue
+            for process in done:
+                trial, started, log = running.pop(process)
+                log.close()
+                trial.seconds = time.monotonic() - started
+                trial.metrics = _objective_metrics(trial.folder / "outputs", pipeline, graph)
+                if process.returncode != 0:
+                    trial.status = "failed"
+                    trial.message = f"exit status {process.returncode}: {_last_line(trial.folder / 'log.txt')}"
+                elif objective.variable not in trial.metrics:
+                    trial.status = "failed"
+                    trial.message = f"the run logged no metric {objective.variable!r}"
+                else:
+                    trial.status = "succeeded"
+                    trial.objective = trial.metrics[objective.variable]
+                sampler.tell(trial.assignment, trial.objective)
+                if trial.objective is not None:
+                    say(f"trial {trial.number}/{limit} succeeded in {_seconds(trial.seconds)}: "
+                        f"{objective.metric} = {trial.objective:.6g}")
+                    if objective.reached(trial.objective) and not stopped:
+                        stopped = f"trial {trial.number} reached the goal {objective.goal:g}"
+                else:
+                    failed += 1
+                    say(f"trial {trial.number}/{limit} failed in {_seconds(trial.seconds)}: {trial.message} "
+                        f"(log: {trial.folder / 'log.txt'})")
+                    if failed >= search.max_failed and not stopped:
+                        stopped = f"{failed} trials failed (maxFailedTrialCount {search.max_failed})"
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+        for process, (trial, started, log) in running.items():
+            _stop(process)
+            log.close()
+            trial.status, trial.seconds = "stopped", time.monotonic() - started
+            sampler.tell(trial.assignment, None)
+        running.clear()
+    if not stopped:
+        stopped = "all grid points ran" if exhausted else f"{len(trials)} trials ran"
+    tuning = Tuning(search, trials, folder, seed, stopped)
+    (folder / "trials.json").write_text(json.dumps(tuning.to_data(), indent=2), encoding="utf-8")
+    return tuning
+
+
+def report(tuning: Tuning, script: str | Path, out: TextIO | None = None) -> None:
+    """Print the table of trials and the best trial, with the command that runs the pipeline with it."""
+    out = out or sys.stdout
+    succeeded = sum(trial.objective is not None for trial in tuning.trials)
+    print(f"\nTuning finished: {tuning.stopped}; {succeeded} of {len(tuning.trials)} trials succeeded.", file=out)
+    for line in table(tuning):
+        print(f"  {line}", file=out)
+    best = tuning.best()
+    if best is None:
+        print("No trial succeeded; the trial logs say why.", file=out)
+        return
+    objective = tuning.search.objective
+    print(f"Best trial {best.number}: {objective.metric} = {best.objective:.6g} ({objective.type}) with "
+          f"{_values(best.assignment)}", file=out)
+    arguments = {p.name: p.argument for p in tuning.search.parameters}
+    options = " ".join(f"-p {shlex.quote(arguments[name])} {shlex.quote(value)}"
+                       for name, value in best.assignment.items())
+    print(f"  python {shlex.quote(Path(script).name)} --local {options}", file=out)
+    print(f"Trials: {tuning.folder / 'trials.json'}", file=out, flush=True)
