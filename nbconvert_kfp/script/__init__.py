@@ -9,6 +9,9 @@ import them from here too.
 - ``compiler``: the pipeline written as IR YAML;
 - ``launcher``: the warm process that forks the steps of a local run;
 - ``deployment``: upload to a KFP cluster and start a run;
+- ``monitor``: a run followed from outside: run and step states, durations, metrics;
+- ``steplog``: a step's log from the KFP API server or the KFP UI's server;
+- ``metadata``: metric values from ML Metadata over gRPC-web, as the KFP UI reads them;
 - ``dag``: the pipeline's picture (SVG, Mermaid).
 """
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 #: The modules the generated script carries, besides this package's ``__init__``.
-MODULES = ("cli", "compiler", "dag", "deployment", "launcher")
+MODULES = ("cli", "compiler", "dag", "deployment", "launcher", "metadata", "monitor", "steplog")
 
 
 def sources() -> dict[str, str]:
