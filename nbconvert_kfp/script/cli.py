@@ -206,6 +206,14 @@ def run_local(script: Mapping[str, Any], arguments: dict[str, Any], workdir: Pat
         return 2
     # kfp.local warns once per task about settings it ignores; they are listed once below.
     warnings.filterwarnings("ignore", message=r".*have no effect in the current local runner")
+    if not sys.stdout.isatty():  # kfp.local colours names and states: no escape codes in files and CI logs
+        try:
+            from kfp.local.logging_utils import Color
+
+            for colour in ("CYAN", "GREEN", "RED", "MAGENTA", "RESET"):
+                setattr(Color, colour, "")
+        except (ImportError, AttributeError):
+            pass
     if script["LOCAL_IGNORED"]:
         print("kfp.local does not apply these settings (they apply on a KFP cluster):")
         for line in script["LOCAL_IGNORED"]:
