@@ -286,3 +286,14 @@ def test_ml_metadata_reply_is_read_as_the_ui_reads_it():
     trailer = b"grpc-status:5\r\ngrpc-message:artifact not found\r\n"
     with pytest.raises(metadata.MetadataUnavailable, match="gRPC status 5: artifact not found"):
         metadata.read_frames(b"\x80" + struct.pack(">I", len(trailer)) + trailer, {})
+
+
+def test_upload_adds_a_version_only_for_a_changed_pipeline(fake_kfp, notebook):
+    first = command(notebook.parent, "upload", notebook.name, "--host", fake_kfp.url)
+    again = command(notebook.parent, "upload", notebook.name, "--host", fake_kfp.url)
+    assert (first.returncode, again.returncode) == (0, 0), first.stderr + again.stderr
+    assert "Uploaded new pipeline 'tiny'" in first.stdout
+    assert "Unchanged: reusing the version of pipeline 'tiny'" in again.stdout and uploads(fake_kfp) == 1
+    changed = command(notebook.parent, "upload", notebook.name, "--host", fake_kfp.url, "-p", "SEED", "9")
+    assert "Added a version to pipeline 'tiny'" in changed.stdout and uploads(fake_kfp) == 2
+    assert fake_kfp.runs == {}

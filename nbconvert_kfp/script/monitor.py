@@ -84,6 +84,11 @@ def steps_of(spec: dict | None) -> list[StepSpec]:
     return steps
 
 
+def printable(text: Any) -> str:
+    """Text from the server as one line a terminal shows as it is: control characters escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in " ".join(str(text).split()))
+
+
 def state_name(value: Any) -> str:
     """A run's or step's state as KFP names it (PENDING for an unset one)."""
     return str(value or "PENDING").replace("RUNTIME_STATE_UNSPECIFIED", "PENDING")
@@ -92,7 +97,7 @@ def state_name(value: Any) -> str:
 def error_message(error: Any) -> str | None:
     """The one-line message of a google.rpc.Status, or None."""
     message = getattr(error, "message", None) if error is not None else None
-    return " ".join(str(message).split()) or None if message else None
+    return printable(message) or None if message else None
 
 
 def _created(detail: Any) -> float:
@@ -140,7 +145,7 @@ def duration(start: datetime | None, end: datetime | None) -> str | None:
 def step_line(state: StepState) -> str:
     """The one line that reports a step's state."""
     took = duration(state.start, state.end)
-    line = f"  step {state.name}: {state.state}"
+    line = f"  step {printable(state.name)}: {printable(state.state)}"
     if state.state in FINAL_STATES and took:
         line += f" ({took})"
     if state.state in ("FAILED", "ERROR") and state.error:
@@ -195,7 +200,7 @@ def follow(kfp_client, run_id: str, steps: list[StepSpec], *, timeout: float | N
         states = step_states(run, steps)
         state = state_name(run.state)
         if state != run_state and state not in FINAL_STATES:
-            write(f"Run {run_id}: {state}")
+            write(f"Run {printable(run_id)}: {printable(state)}")
             run_state = state
         for step in steps:
             current = states.get(step.name)
@@ -255,7 +260,7 @@ def outcome_lines(run_id: str, outcome: str, run, states: dict[str, StepState], 
                                         f" after {took}" if took else "")
     failed = [s for s in (states.get(step.name) for step in steps) if s and s.state in ("FAILED", "ERROR")]
     if failed:
-        line += ": " + ", ".join(f"step {s.name!r} failed" for s in failed)
+        line += ": " + ", ".join(f"step {printable(repr(s.name))} failed" for s in failed)
     elif outcome != "SUCCEEDED" and error_message(run.error):
         line += f": {error_message(run.error)}"
     return [line]
