@@ -296,4 +296,29 @@ def test_upload_adds_a_version_only_for_a_changed_pipeline(fake_kfp, notebook):
     assert "Unchanged: reusing the version of pipeline 'tiny'" in again.stdout and uploads(fake_kfp) == 1
     changed = command(notebook.parent, "upload", notebook.name, "--host", fake_kfp.url, "-p", "SEED", "9")
     assert "Added a version to pipeline 'tiny'" in changed.stdout and uploads(fake_kfp) == 2
+    # Back to the defaults: the latest version holds another pipeline, so a version named by this one's hash
+    # is added once, and found by its name from then on.
+    back = command(notebook.parent, "upload", notebook.name, "--host", fake_kfp.url)
+    assert "Added a version" in back.stdout and uploads(fake_kfp) == 3
+    changed_again = command(notebook.parent, "upload", notebook.name, "--host", fake_kfp.url, "-p", "SEED", "9")
+    back_again = command(notebook.parent, "upload", notebook.name, "--host", fake_kfp.url)
+    assert "Unchanged" in changed_again.stdout and "Unchanged" in back_again.stdout and uploads(fake_kfp) == 3
+    names = [v["display_name"] for v in next(iter(fake_kfp.versions.values()))]
+    assert names[0] == "tiny" and all(re.fullmatch(r"tiny-[0-9a-f]{12}", name) for name in names[1:])
     assert fake_kfp.runs == {}
+
+
+def test_the_exit_statuses_are_documented_where_users_look():
+    """``run --help`` and the README list the exit status of every way a run can end."""
+    from nbconvert_kfp.command.pipeline import EXIT_STATUSES
+    from nbconvert_kfp.script.monitor import EXIT_ERROR, EXIT_STATUS
+
+    from helpers import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    for state, code in [*EXIT_STATUS.items(), ("error", EXIT_ERROR)]:
+        assert re.search(rf"^  {code}  ", EXIT_STATUSES, re.MULTILINE) or f"    {code}  " in EXIT_STATUSES, state
+        assert re.search(rf"^\| {code} \| ", readme, re.MULTILINE), state
+    for state in ("FAILED", "CANCELED", "ERROR", "TIMEOUT"):
+        assert re.search(rf"^\| {EXIT_STATUS[state]} \| .*{state.lower() if state == 'TIMEOUT' else state}",
+                         readme.replace("--timeout", "timeout"), re.MULTILINE), state

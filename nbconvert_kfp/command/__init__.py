@@ -29,7 +29,9 @@ def parser(subcommands: tuple[Subcommand, ...] = SUBCOMMANDS) -> argparse.Argume
         "and follow the run; or run it locally, compile it, upload it, draw it.")
     children = top.add_subparsers(dest="subcommand", metavar="SUBCOMMAND")
     for subcommand in subcommands:
-        child = children.add_parser(subcommand.name, help=subcommand.help, description=subcommand.help)
+        child = children.add_parser(subcommand.name, help=subcommand.help, description=subcommand.help,
+                                    epilog=subcommand.epilog or None,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
         subcommand.arguments(child)
         child.set_defaults(handler=subcommand.run, prog=f"{PROG} {subcommand.name}")
     return top

@@ -117,8 +117,16 @@ def _dag(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The exit statuses of ``run``, for its --help (the README has the same table).
+EXIT_STATUSES = """exit status:
+  0  the run succeeded (with --no-wait: it started)
+  1  conversion error, or the upload or the KFP API failed
+  2  bad command line or parameter value
+  3  the run failed    4  the run was canceled    5  the run ended in error
+  6  --timeout passed before the run ended (the run goes on)"""
+
 RUN = Subcommand("run", "convert the notebook, upload the pipeline (unless a version already holds it), start a run "
-                 "and follow it to its end", _run_arguments, _run)
+                 "and follow it to its end", _run_arguments, _run, EXIT_STATUSES)
 LOCAL = Subcommand("local", "convert the notebook and run the pipeline on this machine (kfp.local)",
                    _local_arguments, _local)
 COMPILE = Subcommand("compile", "convert the notebook and compile the pipeline to KFP IR YAML",

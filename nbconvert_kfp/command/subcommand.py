@@ -17,12 +17,13 @@ from ..script.cli import duration_seconds
 @dataclass(frozen=True)
 class Subcommand:
     """One subcommand: its name, its one-line help, the function that adds its options to its
-    parser, and the function that runs it and returns the exit status."""
+    parser, the function that runs it and returns the exit status, and text after its options."""
 
     name: str
     help: str
     arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+    epilog: str = ""
 
 
 class CommandError(Exception):
