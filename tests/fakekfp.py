@@ -13,8 +13,8 @@ body of the KFP API server.
 
 Runs move on one step each time a client reads them (``GET /runs/{id}``), so a test is
 deterministic without sleeping: PENDING, then RUNNING with the first step running, then each
-read finishes one step and starts the next, until the run is SUCCEEDED, or FAILED at a step
-named in ``fail_steps``; a step in ``stuck_steps`` runs for ever. Each step has the task
+read finishes one step and starts the next, until the run is SUCCEEDED, or FAILED (CANCELED) at a
+step named in ``fail_steps`` (``cancel_steps``); a step in ``stuck_steps`` runs for ever. Each step has the task
 details KFP gives (the step's own, a ``-driver`` one, and the ``root`` DAG's), with pods and,
 for a Metrics output, an ML Metadata artifact id whose values ``metric_values`` holds. Logs
 are served as the API server serves them (``/apis/v1alpha1/runs/{id}/nodes/{pod}/log``) or as
@@ -233,6 +233,8 @@ class FakeKFP(ThreadingHTTPServer):
         #: Step names (as KFP shows them) that fail, or that never finish, in the runs created from now on.
         self.fail_steps: set[str] = set()
         self.stuck_steps: set[str] = set()
+        #: Step names at which the runs created from now on are canceled.
+        self.cancel_steps: set[str] = set()
         #: Step name -> {metric: value} its Metrics output records.
         self.metric_values: dict[str, dict[str, float]] = {}
         #: Who serves pod logs: "api" (the API server), "ui" (the KFP UI's server) or None.
@@ -357,7 +359,8 @@ class FakeKFP(ThreadingHTTPServer):
                    "display_name": body.get("display_name"), "pipeline_version_reference": reference or None,
                    "runtime_config": body.get("runtime_config"), "state": "PENDING", "created_at": self._stamp(),
                    "_steps": spec_steps(spec) if spec else [], "_polls": 0, "_outputs": {},
-                   "_fail": set(self.fail_steps), "_stuck": set(self.stuck_steps)}
+                   "_fail": set(self.fail_steps), "_stuck": set(self.stuck_steps),
+                   "_cancel": set(self.cancel_steps)}
             self.runs[run["run_id"]] = run
             return 200, self._run_view(run)
         if path == "/runs" and r.method == "GET":
@@ -427,8 +430,9 @@ class FakeKFP(ThreadingHTTPServer):
         for index, step in enumerate(run["_steps"] if run["_polls"] else []):
             if index >= finished or step["name"] in run["_stuck"]:
                 return states + ["RUNNING"]
-            states.append("FAILED" if step["name"] in run["_fail"] else "SUCCEEDED")
-            if states[-1] == "FAILED":
+            states.append("FAILED" if step["name"] in run["_fail"] else
+                          "CANCELED" if step["name"] in run["_cancel"] else "SUCCEEDED")
+            if states[-1] != "SUCCEEDED":
                 break
         return states
 
@@ -461,14 +465,14 @@ class FakeKFP(ThreadingHTTPServer):
             details += [driver, detail]
         if run["_polls"] == 0 or not steps:
             state = "PENDING"
-        elif "FAILED" in states:
-            state = "FAILED"
+        elif "FAILED" in states or "CANCELED" in states:
+            state = states[-1]
         elif len(states) == len(steps) and all(s == "SUCCEEDED" for s in states):
             state = "SUCCEEDED"
         else:
             state = "RUNNING"
         view["state"] = state
-        if state in ("SUCCEEDED", "FAILED"):
+        if state in ("SUCCEEDED", "FAILED", "CANCELED"):
             view["finished_at"] = self._time(len(states), 59)
         if state == "FAILED":
             view["error"] = {"code": 2, "message": "a task failed"}

@@ -109,6 +109,15 @@ def test_a_failed_run_exits_3_and_names_the_failed_step(fake_kfp, notebook):
     assert f"nbconvert-kfp logs {run['run_id']}" in result.stderr
 
 
+def test_a_canceled_run_exits_4(fake_kfp, notebook):
+    fake_kfp.cancel_steps = {"load"}
+    result = command(notebook.parent, "run", notebook.name, "--host", fake_kfp.url, *FAST)
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "  step load: CANCELED (40s)" in result.stdout and "step train" not in result.stdout
+    [run] = fake_kfp.runs.values()
+    assert f"Run {run['run_id']} CANCELED after" in result.stderr
+
+
 def test_time_limit_exits_6_and_no_wait_returns_at_once(fake_kfp, notebook):
     fake_kfp.stuck_steps = {"train"}
     result = command(notebook.parent, "run", notebook.name, "--host", fake_kfp.url, "--timeout", "1",
