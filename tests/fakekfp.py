@@ -10,6 +10,16 @@ tests can assert what kfp.Client sent, and can be told to answer errors:
 The shapes follow kfp_server_api's models (V2beta1Pipeline, V2beta1PipelineVersion,
 V2beta1Experiment, V2beta1Run, V2beta1GetHealthzResponse) and the google.rpc.Status error
 body of the KFP API server.
+
+Runs move on one step each time a client reads them (``GET /runs/{id}``), so a test is
+deterministic without sleeping: PENDING, then RUNNING with the first step running, then each
+read finishes one step and starts the next, until the run is SUCCEEDED, or FAILED (CANCELED) at a
+step named in ``fail_steps`` (``cancel_steps``); a step in ``stuck_steps`` runs for ever. Each step has the task
+details KFP gives (the step's own, a ``-driver`` one, and the ``root`` DAG's), with pods and,
+for a Metrics output, an ML Metadata artifact id whose values ``metric_values`` holds. Logs
+are served as the API server serves them (``/apis/v1alpha1/runs/{id}/nodes/{pod}/log``) or as
+the KFP UI's server does (``/k8s/pod/logs``), per ``log_endpoint``; ML Metadata answers
+``GetArtifactsByID`` over gRPC-web when ``metadata_enabled``.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import email.parser
 import email.policy
 import itertools
 import json
+import struct
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +36,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import yaml
 
 API = "/apis/v2beta1"
 #: Largest request body accepted (a compiled pipeline is far smaller).
@@ -43,6 +55,111 @@ class Request:
     headers: dict[str, str]
     body: Any = None
     files: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass
+class Raw:
+    """A reply body that is not JSON."""
+
+    content_type: str
+    data: bytes
+
+
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _delimited(number: int, data: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def _mlmd_value(value: Any) -> bytes:
+    """An ml_metadata.Value: double_value (2) for numbers, string_value (3) for text."""
+    if isinstance(value, str):
+        return _delimited(3, value.encode())
+    return _varint(2 << 3 | 1) + struct.pack("<d", float(value))
+
+
+def mlmd_artifact(artifact_id: int, properties: dict[str, Any]) -> bytes:
+    """An ml_metadata.Artifact with an id (1), a uri (3) and custom properties (5)."""
+    data = _varint(1 << 3) + _varint(artifact_id) + _delimited(3, f"minio://mlpipeline/{artifact_id}".encode())
+    for key, value in properties.items():
+        data += _delimited(5, _delimited(1, key.encode()) + _delimited(2, _mlmd_value(value)))
+    return data
+
+
+def mlmd_requested_ids(frame: bytes) -> list[int]:
+    """The artifact_ids (field 1, packed or not) of a gRPC-web GetArtifactsByIDRequest frame."""
+    message, ids, at = frame[5:5 + struct.unpack(">I", frame[1:5])[0]], [], 0
+
+    def varint():
+        nonlocal at
+        value = shift = 0
+        while True:
+            byte = message[at]
+            at += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                return value
+
+    while at < len(message):
+        key = varint()
+        if key == 1 << 3:
+            ids.append(varint())
+        elif key == (1 << 3 | 2):
+            end = varint() + at
+            while at < end:
+                ids.append(varint())
+        else:
+            raise ValueError(f"unexpected field key {key}")
+    return ids
+
+
+def _floats(value: Any) -> Any:
+    """Numbers as a protobuf Struct holds them (doubles), as the API server returns a spec."""
+    if isinstance(value, dict):
+        return {k: _floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_floats(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def package_spec(package: bytes) -> dict:
+    """A version's pipeline_spec as the API returns it: the spec, or {pipeline_spec, platform_spec}."""
+    docs = [doc for doc in yaml.safe_load_all(package) if doc]
+    if len(docs) == 1:
+        return _floats(docs[0])
+    platform: dict = {}
+    for doc in docs[1:]:
+        platform.update(doc)
+    return _floats({"pipeline_spec": docs[0], "platform_spec": platform})
+
+
+def spec_steps(spec: dict) -> list[dict]:
+    """The root tasks of a spec, dependencies first: {"key", "name", "metrics": [output names]}."""
+    spec = spec.get("pipeline_spec", spec)
+    tasks = spec["root"]["dag"]["tasks"]
+    ordered: list[str] = []
+    while len(ordered) < len(tasks):
+        ordered += [key for key, task in sorted(tasks.items())
+                    if key not in ordered and set(task.get("dependentTasks", [])) <= set(ordered)]
+    steps = []
+    for key in ordered:
+        component = spec["components"][tasks[key]["componentRef"]["name"]]
+        artifacts = component.get("outputDefinitions", {}).get("artifacts", {})
+        steps.append({"key": key, "name": tasks[key]["taskInfo"]["name"],
+                      "metrics": [n for n, a in artifacts.items()
+                                  if a["artifactType"]["schemaTitle"] == "system.Metrics"]})
+    return steps
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -75,9 +192,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(status, reply)
 
     def _reply(self, status: int, reply: Any) -> None:
-        data = json.dumps(reply).encode()
+        content_type = "application/json"
+        if isinstance(reply, Raw):
+            content_type, data = reply.content_type, reply.data
+        else:
+            data = json.dumps(reply).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -109,6 +230,19 @@ class FakeKFP(ThreadingHTTPServer):
         self.packages: dict[str, bytes] = {}
         self.require_token: str | None = None
         self.multi_user = False
+        #: Step names (as KFP shows them) that fail, or that never finish, in the runs created from now on.
+        self.fail_steps: set[str] = set()
+        self.stuck_steps: set[str] = set()
+        #: Step names at which the runs created from now on are canceled.
+        self.cancel_steps: set[str] = set()
+        #: Step name -> {metric: value} its Metrics output records.
+        self.metric_values: dict[str, dict[str, float]] = {}
+        #: Who serves pod logs: "api" (the API server), "ui" (the KFP UI's server) or None.
+        self.log_endpoint: str | None = "api"
+        #: Whether ML Metadata answers over gRPC-web; its artifacts: id -> custom properties.
+        self.metadata_enabled = True
+        self.artifacts: dict[int, dict[str, Any]] = {}
+        self._artifact_ids = itertools.count(101)
         self._failures: list[tuple[str, str, int, str]] = []
         self._ids = itertools.count(1)
         self._clock = itertools.count(1)
@@ -193,6 +327,9 @@ class FakeKFP(ThreadingHTTPServer):
             if pipeline_id not in self.pipelines:
                 return self.error(404, f"Pipeline {pipeline_id} not found")
             versions = list(self.versions[pipeline_id])
+            name = self._filter_name(r.query)
+            if name is not None:
+                versions = [v for v in versions if v["display_name"] == name]
             if r.query.get("sort_by", "").endswith(" desc"):
                 versions.reverse()
             size = int(r.query.get("page_size") or 0) or len(versions)
@@ -216,12 +353,134 @@ class FakeKFP(ThreadingHTTPServer):
             if reference and reference.get("pipeline_version_id") not in {
                     v["pipeline_version_id"] for v in self.versions.get(reference.get("pipeline_id"), [])}:
                 return self.error(404, f"Pipeline version {reference.get('pipeline_version_id')} not found")
+            spec = (package_spec(self.packages[reference["pipeline_version_id"]]) if reference
+                    else body.get("pipeline_spec") or {})
             run = {"run_id": self._new_id("run"), "experiment_id": body["experiment_id"],
                    "display_name": body.get("display_name"), "pipeline_version_reference": reference or None,
-                   "runtime_config": body.get("runtime_config"), "state": "PENDING", "created_at": self._stamp()}
+                   "runtime_config": body.get("runtime_config"), "state": "PENDING", "created_at": self._stamp(),
+                   "_steps": spec_steps(spec) if spec else [], "_polls": 0, "_outputs": {},
+                   "_fail": set(self.fail_steps), "_stuck": set(self.stuck_steps),
+                   "_cancel": set(self.cancel_steps)}
             self.runs[run["run_id"]] = run
-            return 200, run
+            return 200, self._run_view(run)
+        if path == "/runs" and r.method == "GET":
+            runs = sorted(self.runs.values(), key=lambda run: run["created_at"],
+                          reverse=r.query.get("sort_by", "").endswith(" desc"))
+            if r.query.get("experiment_id"):
+                runs = [run for run in runs if run["experiment_id"] == r.query["experiment_id"]]
+            start = int(r.query.get("page_token") or 0)
+            size = int(r.query.get("page_size") or 0) or len(runs)
+            page = runs[start:start + size]
+            reply = {"runs": [self._run_view(run) for run in page], "total_size": len(runs)}
+            if start + size < len(runs):
+                reply["next_page_token"] = str(start + size)
+            return 200, (reply if page else {})
+        if path and path.startswith("/runs/") and r.method == "GET":
+            run = self.runs.get(path.split("/")[2])
+            if run is None:
+                return self.error(404, f"Run {path.split('/')[2]} not found")
+            run["_polls"] += 1
+            return 200, self._run_view(run)
+        if path and path.startswith("/pipelines/") and path.count("/") == 4 and r.method == "GET":
+            _, _, pipeline_id, _, version_id = path.split("/")
+            for version in self.versions.get(pipeline_id, []):
+                if version["pipeline_version_id"] == version_id:
+                    return 200, dict(version, pipeline_spec=package_spec(self.packages[version_id]))
+            return self.error(404, f"Pipeline version {version_id} not found")
+        if r.path.startswith("/apis/v1alpha1/runs/") and r.path.endswith("/log") and r.method == "GET":
+            if self.log_endpoint != "api":
+                return 404, Raw("text/plain", b"404 page not found")
+            parts = r.path.split("/")
+            return self._log(parts[4], parts[6])
+        if r.path == "/k8s/pod/logs" and r.method == "GET":
+            if self.log_endpoint != "ui":
+                return 200, Raw("text/html", b"<!doctype html><title>Kubeflow Pipelines</title>")
+            return self._log(r.query.get("runid", ""), r.query.get("podname", ""))
+        if r.path == "/ml_metadata.MetadataStoreService/GetArtifactsByID" and r.method == "POST":
+            if not self.metadata_enabled:
+                return 404, Raw("text/plain", b"404 page not found")
+            message = b"".join(_delimited(1, mlmd_artifact(i, self.artifacts[i]))
+                               for i in mlmd_requested_ids(r.body) if i in self.artifacts)
+            trailer = b"grpc-status:0\r\ngrpc-message:\r\n"
+            return 200, Raw("application/grpc-web+proto", b"\x00" + struct.pack(">I", len(message)) + message
+                            + b"\x80" + struct.pack(">I", len(trailer)) + trailer)
         return self.error(404, f"Not Found: {r.method} {r.path}")
+
+    # --- runs that move on ----------------------------------------------------------------------
+
+    def _log(self, run_id: str, pod: str) -> tuple[int, Any]:
+        run = self.runs.get(run_id)
+        for index, step in enumerate(run["_steps"] if run else []):
+            if pod == self._pod(run, index, "impl"):
+                return 200, Raw("text/plain", f"[{step['name']}] started\n[{step['name']}] done\n".encode())
+        return 500, {"error_message": f"pod {pod} of run {run_id} not found", "error_details": ""}
+
+    @staticmethod
+    def _pod(run: dict, index: int, kind: str) -> str:
+        return f"{run['run_id']}-system-container-{kind}-{1000 + index}"
+
+    @staticmethod
+    def _time(index: int, offset: int) -> str:
+        return f"2025-01-01T00:{index + 1:02d}:{offset:02d}Z"
+
+    def _step_states(self, run: dict) -> list[str]:
+        """The states of the steps that have started, in order, after the run's reads."""
+        states: list[str] = []
+        finished = run["_polls"] - 1  # the steps finished so far
+        for index, step in enumerate(run["_steps"] if run["_polls"] else []):
+            if index >= finished or step["name"] in run["_stuck"]:
+                return states + ["RUNNING"]
+            states.append("FAILED" if step["name"] in run["_fail"] else
+                          "CANCELED" if step["name"] in run["_cancel"] else "SUCCEEDED")
+            if states[-1] != "SUCCEEDED":
+                break
+        return states
+
+    def _run_view(self, run: dict) -> dict:
+        """The run as GET /runs/{id} answers it, with its task details."""
+        view = {k: v for k, v in run.items() if not k.startswith("_")}
+        steps = run["_steps"]
+        details, states = [], self._step_states(run)
+        for index, (step, state) in enumerate(zip(steps, states)):
+            done = state != "RUNNING"
+            detail = {"run_id": run["run_id"], "task_id": f"{run['run_id']}-task-{index}",
+                      "display_name": step["name"], "state": state, "create_time": self._time(index, 0),
+                      "start_time": self._time(index, 1), "pod_name": self._pod(run, index, "impl"),
+                      "child_tasks": [{"pod_name": self._pod(run, index, "impl")}]}
+            if done:
+                detail["end_time"] = self._time(index, 41)
+            if state == "FAILED":
+                detail["error"] = {"code": 2, "message": f"step {step['name']} exited with code 1"}
+            if state == "SUCCEEDED" and step["metrics"]:
+                outputs = run["_outputs"].setdefault(index, {})
+                for output in step["metrics"]:
+                    if output not in outputs:
+                        outputs[output] = next(self._artifact_ids)
+                        self.artifacts[outputs[output]] = {"display_name": output,
+                                                           **self.metric_values.get(step["name"], {})}
+                detail["outputs"] = {o: {"artifact_ids": [str(i)]} for o, i in outputs.items()}
+            driver = {"run_id": run["run_id"], "task_id": f"{run['run_id']}-driver-{index}",
+                      "display_name": f"{step['name']}-driver", "state": "SUCCEEDED",
+                      "create_time": self._time(index, 0), "pod_name": self._pod(run, index, "driver")}
+            details += [driver, detail]
+        if run["_polls"] == 0 or not steps:
+            state = "PENDING"
+        elif "FAILED" in states or "CANCELED" in states:
+            state = states[-1]
+        elif len(states) == len(steps) and all(s == "SUCCEEDED" for s in states):
+            state = "SUCCEEDED"
+        else:
+            state = "RUNNING"
+        view["state"] = state
+        if state in ("SUCCEEDED", "FAILED", "CANCELED"):
+            view["finished_at"] = self._time(len(states), 59)
+        if state == "FAILED":
+            view["error"] = {"code": 2, "message": "a task failed"}
+        if details:
+            root = {"run_id": run["run_id"], "task_id": f"{run['run_id']}-root", "display_name": "root",
+                    "state": state if state != "PENDING" else "RUNNING", "create_time": self._time(0, 0)}
+            view["run_details"] = {"task_details": [root] + details}
+        return view
 
     def _add_version(self, pipeline_id: str, name: str, description: str | None, package: bytes) -> dict:
         version = {"pipeline_id": pipeline_id, "pipeline_version_id": self._new_id("version"), "display_name": name,

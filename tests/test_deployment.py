@@ -7,6 +7,7 @@ endpoints kfp.Client calls. No test reaches the network.
 from __future__ import annotations
 
 import os
+import re
 import runpy
 import socket
 import subprocess
@@ -206,20 +207,27 @@ def test_script_upload_then_run_reports_ids_and_the_run_url(fake_kfp, script):
     assert second.returncode == 0, second.stderr
     [pipeline] = fake_kfp.pipelines.values()
     assert pipeline["display_name"] == "deploy-me" and pipeline["description"] == "Deployment test"
-    first_version, second_version = fake_kfp.versions[pipeline["pipeline_id"]]
+    # The run's parameters travel with the run: the version uploaded first holds this pipeline, so it is reused.
+    [first_version] = fake_kfp.versions[pipeline["pipeline_id"]]
     assert f"Uploaded new pipeline 'deploy-me' (pipeline id {pipeline['pipeline_id']}" in first.stdout
-    assert "Added a version to pipeline 'deploy-me'" in second.stdout
-    assert second_version["pipeline_version_id"] in second.stdout
+    assert "Unchanged: reusing the version of pipeline 'deploy-me'" in second.stdout
+    assert first_version["pipeline_version_id"] in second.stdout
     [run] = fake_kfp.runs.values()
     assert f"Run URL: {fake_kfp.url}/#/runs/details/{run['run_id']}" in second.stdout
-    assert run["pipeline_version_reference"]["pipeline_version_id"] == second_version["pipeline_version_id"]
+    assert run["pipeline_version_reference"]["pipeline_version_id"] == first_version["pipeline_version_id"]
     assert run["runtime_config"]["parameters"] == {"SEED": 5}
     assert [e["display_name"] for e in fake_kfp.experiments.values()] == ["exp-1"]
     assert "pipeline_spec" not in fake_kfp.calls("POST", "/runs")[0].body
-    # The uploaded package is the pipeline, with -p applied to its defaults.
+    # --upload with -p sets the defaults of the uploaded package: another pipeline, so another version,
+    # named by the hash of its content.
+    third = _run_script(script, "--host", fake_kfp.url, "--upload", "-p", "SEED", "5", KF_PIPELINES_TOKEN=TOKEN)
+    assert third.returncode == 0, third.stderr
+    _, second_version = fake_kfp.versions[pipeline["pipeline_id"]]
+    assert re.fullmatch(r"deploy-me-[0-9a-f]{12}", second_version["display_name"])
+    assert "Added a version to pipeline 'deploy-me'" in third.stdout
     spec = yaml.safe_load(fake_kfp.packages[second_version["pipeline_version_id"]])
     assert spec["root"]["inputDefinitions"]["parameters"]["SEED"]["defaultValue"] == 5
-    for result in (first, second):
+    for result in (first, second, third):
         assert TOKEN not in result.stdout + result.stderr
 
 

@@ -85,6 +85,7 @@ ISOLATED = textwrap.dedent(r"""
     (runtime, "nbconvert_kfp.runtime.step,nbconvert_kfp.runtime.marshal,nbconvert_kfp.runtime.report,"
               "nbconvert_kfp.marshal"),
     (script, "nbconvert_kfp.script.cli,nbconvert_kfp.script.compiler,nbconvert_kfp.script.dag,"
+             "nbconvert_kfp.script.metadata,nbconvert_kfp.script.monitor,nbconvert_kfp.script.steplog,"
              "nbconvert_kfp.script.deployment,nbconvert_kfp.script.launcher"),
 ], ids=["runtime", "script"])
 def test_shipped_archive_imports_in_an_interpreter_without_site_packages(tmp_path, package, modules):

@@ -58,12 +58,24 @@ def test_arguments_default_output_next_to_the_script_and_typed_parameters(tmp_pa
     (["--host", "https://kfp.example.com"], "--host: only with --upload or --run"),
     (["-p", "c", "1"], "unknown parameter 'c'; known: a, b"),
     (["-p", "a", "one"], "parameter a: expected an integer, got 'one'"),
+    (["--upload", "--wait"], "--wait: only with --run"),
+    (["--run-name", "x"], "--run-name: only with --run"),
+    (["--no-cache"], "--no-cache: only with --local, --upload or --run"),
+    (["--run", "--timeout", "5m"], "--timeout: only with --wait"),
+    (["--run", "--wait", "--timeout", "soon"], "expected seconds or a duration such as 30m or 2h, got 'soon'"),
+    (["--run", "--wait", "--interval", "0"], "expected a positive duration, got '0'"),
 ])
 def test_bad_arguments_exit_2_with_a_message(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as caught:
         cli.parse_arguments(_script(tmp_path), argv)
     assert caught.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, seconds", [("90", 90), ("1.5", 1.5), ("30s", 30), ("10m", 600), ("2h", 7200),
+                                           ("1d", 86400)])
+def test_durations_read_as_kfp_users_write_them(text, seconds):
+    assert cli.duration_seconds(text) == seconds
 
 
 def test_main_compiles_with_parameter_overrides(tmp_path, capsys):
@@ -88,7 +100,7 @@ def test_a_local_run_of_a_script_imported_for_the_cluster_is_refused(tmp_path, c
     assert localrun.LOCAL_RUN_ENV in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flag", [["--no-cache"], ["--step", "a"], ["--verbose"], ["--cold-start"]])
+@pytest.mark.parametrize("flag", [["--step", "a"], ["--verbose"], ["--cold-start"]])
 def test_local_run_options_need_local(tmp_path, capsys, flag):
     with pytest.raises(SystemExit) as exit_:
         cli.main(_script(tmp_path), flag)

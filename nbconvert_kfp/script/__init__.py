@@ -13,6 +13,9 @@ import them from here too.
 - ``launcher``: what kfp.local starts for each step of a local run (step logs, events, the warm
   process that forks the steps);
 - ``deployment``: upload to a KFP cluster and start a run;
+- ``monitor``: a run followed from outside: run and step states, durations, metrics;
+- ``steplog``: a step's log from the KFP API server or the KFP UI's server;
+- ``metadata``: metric values from ML Metadata over gRPC-web, as the KFP UI reads them;
 - ``dag``: the pipeline's picture (SVG, Mermaid);
 - ``tuning``: the hyperparameter search of the notebook's ``katib_metadata``, as typed records;
 - ``search``: the search algorithms of a local tuning run (grid, random, Optuna's TPE);
@@ -25,8 +28,8 @@ from __future__ import annotations
 from pathlib import Path
 
 #: The modules the generated script carries, besides this package's ``__init__``.
-MODULES = ("cli", "compiler", "dag", "deployment", "katib", "launcher", "localrun", "progress", "search", "tuner",
-           "tuning")
+MODULES = ("cli", "compiler", "dag", "deployment", "katib", "launcher", "localrun", "metadata", "monitor",
+           "progress", "search", "steplog", "tuner", "tuning")
 
 
 def sources() -> dict[str, str]:

@@ -106,6 +106,20 @@ def _positive(text: str) -> int:
     return value
 
 
+def duration_seconds(text: str) -> float:
+    """Seconds from ``90``, ``1.5``, ``30s``, ``10m``, ``2h`` or ``1d`` (for argparse)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    factor = units.get(text[-1:], None)
+    try:
+        value = float(text[:-1] if factor else text) * (factor or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or a duration such as 30m or 2h, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive duration, got {text!r}")
+    return value
+
+
 def _type_name(kind: type | str) -> str:
     return kind if isinstance(kind, str) else kind.__name__
 
@@ -134,8 +148,9 @@ def parse_arguments(script: Mapping[str, Any], argv: list[str] | None = None) ->
                         help="with --local, start every step in a new Python interpreter instead of "
                         "forking it from a warm process that has the notebook's imports loaded")
     parser.add_argument("--no-cache", action="store_true",
-                        help="with --local, run every step; by default a step whose code, parameters and "
-                        "inputs did not change since an earlier run reuses that run's outputs")
+                        help="with --local, run every step (by default a step whose code, parameters and "
+                        "inputs did not change since an earlier run reuses that run's outputs); with --upload "
+                        "or --run, turn KFP's cache off for every step (such a pipeline is its own version)")
     parser.add_argument("--step", metavar="NAME",
                         help="with --local, run this step only, with the steps it needs (from the cache "
                         "when they did not change)")
@@ -144,7 +159,16 @@ def parse_arguments(script: Mapping[str, Any], argv: list[str] | None = None) ->
                         "(by default it goes to each step's step.log)")
     parser.add_argument("--upload", action="store_true",
                         help="upload the pipeline to KFP; a pipeline of that name gets a new version")
-    parser.add_argument("--run", action="store_true", help="upload the pipeline to KFP and start a run of it")
+    parser.add_argument("--run", action="store_true",
+                        help="upload the pipeline to KFP (unless a version already holds it) and start a run of it")
+    parser.add_argument("--wait", action="store_true",
+                        help="with --run, follow the run: print each step's state as it changes, then the "
+                        "metrics; exit 0 only when the run succeeds (3 failed, 4 canceled, 6 time limit)")
+    parser.add_argument("--timeout", type=duration_seconds, metavar="DURATION",
+                        help="with --wait, stop waiting after DURATION (seconds, or 30m, 2h); the run goes on")
+    parser.add_argument("--interval", type=duration_seconds, default=5.0, metavar="DURATION",
+                        help="with --wait, time between two polls of the run (default: 5s)")
+    parser.add_argument("--run-name", help="with --run, the run's name (default: PIPELINE-DATE-TIME-XXXX)")
     parser.add_argument("--host", help="with --upload or --run, the KFP API URL (default: $KF_PIPELINES_ENDPOINT, "
                         "else in-cluster or kube config); the token comes from $KF_PIPELINES_TOKEN, "
                         "$KF_PIPELINES_SA_TOKEN_PATH or wherever kfp.Client finds one")
@@ -183,11 +207,12 @@ def parse_arguments(script: Mapping[str, Any], argv: list[str] | None = None) ->
     deploying = args.upload or args.run
     if args.local and deploying:
         parser.error("--local runs on this machine; it does not go with --upload or --run")
-    local_only = [flag for flag, given in (("--no-cache", args.no_cache), ("--step", args.step is not None),
-                                           ("--verbose", args.verbose))
+    local_only = [flag for flag, given in (("--step", args.step is not None), ("--verbose", args.verbose))
                   if given and not args.local]
     if local_only:
         parser.error(f"{', '.join(local_only)}: only with --local")
+    if args.no_cache and not (args.local or deploying):
+        parser.error("--no-cache: only with --local, --upload or --run")
     if args.cold_start and not (args.local or args.tune):
         parser.error("--cold-start: only with --local or --tune")
     if args.tune and (args.local or deploying):
@@ -209,8 +234,12 @@ def parse_arguments(script: Mapping[str, Any], argv: list[str] | None = None) ->
         parser.error(f"{', '.join(unused_tuning)}: only with --tune")
     unused = [f"--{n.replace('_', '-')}" for n in ("host", "experiment", "namespace", "ca_cert")
               if getattr(args, n) is not None and not deploying]
+    unused += [f"--{n.replace('_', '-')}" for n in ("wait", "run_name") if getattr(args, n) and not args.run]
     if unused:
-        parser.error(f"{', '.join(unused)}: only with --upload or --run")
+        parser.error(f"{', '.join(unused)}: only with " + ("--run" if unused[-1] in ("--wait", "--run-name")
+                                                          else "--upload or --run"))
+    if args.timeout is not None and not args.wait:
+        parser.error("--timeout: only with --wait")
     if args.output is None:
         args.output = Path(f"{name}.yaml")
     args.arguments = {}
@@ -243,28 +272,72 @@ def _print_katib_metrics(script: Mapping[str, Any], logged: Mapping[str, Any]) -
 
 
 def deploy(script: Mapping[str, Any], arguments: dict[str, Any], host: str | None, experiment: str | None,
-           namespace: str | None, run: bool, ca_cert: str | None = None) -> int:
-    """Compile the pipeline, upload it to KFP (a new version when the name exists), and with
-    ``run`` start a run of the uploaded version; return the exit status."""
+           namespace: str | None, run: bool, ca_cert: str | None = None, *, wait: bool = False,
+           timeout: float | None = None, interval: float = 5.0, run_name: str | None = None,
+           caching: bool | None = None, follow_hint: str | None = None) -> int:
+    """Compile the pipeline and upload it to KFP, unless a version of it already holds exactly this
+    pipeline; with ``run`` start a run of that version (``arguments`` are the run's parameters),
+    and with ``wait`` follow it to its end. Return the exit status (``monitor.EXIT_STATUS``)."""
     import tempfile
 
-    from . import deployment
+    from . import deployment, monitor
     from .compiler import write_ir
 
     name = script["PIPELINE_NAME"]
     with tempfile.TemporaryDirectory(prefix="kfp-upload-") as directory:
         package = Path(directory) / f"{name}.yaml"
-        write_ir(script["pipeline"], package, arguments)
+        # A run carries its parameters; the version keeps the defaults, so it is reused across runs.
+        write_ir(script["pipeline"], package, None if run else arguments, caching=caching)
         try:
-            result = deployment.deploy(str(package), name, description=script["PIPELINE_DESCRIPTION"], host=host,
+            kfp_client = deployment.client(host, ssl_ca_cert=ca_cert)
+            result = deployment.deploy(str(package), name, description=script["PIPELINE_DESCRIPTION"],
                                        experiment=experiment or script["EXPERIMENT"], namespace=namespace,
-                                       start_run=run, params=arguments, ssl_ca_cert=ca_cert)
+                                       start_run=run, params=arguments, reuse=True, run_name=run_name,
+                                       kfp_client=kfp_client)
         except deployment.DeploymentError as err:
             print(f"Deployment failed: {err}", file=sys.stderr)
-            return 1
+            return monitor.EXIT_ERROR
+        steps = monitor.steps_of(_package_spec(package)) if wait else []
     for line in deployment.summary(result, name):
-        print(line)
-    return 0
+        print(line, flush=True)
+    if not wait:
+        return 0
+    return watch(kfp_client, result["run_id"], steps, timeout=timeout, interval=interval, follow_hint=follow_hint)
+
+
+def _package_spec(package: Path) -> dict:
+    """The compiled pipeline spec as the API returns it (kfp reads the YAML)."""
+    from .deployment import _package_spec as read
+
+    return read(str(package)) or {}
+
+
+def watch(kfp_client, run_id: str, steps: list | None = None, *, timeout: float | None = None, interval: float = 5.0,
+          follow_hint: str | None = None) -> int:
+    """Follow a run to its end, print its metrics and how it ended; return the exit status."""
+    from . import deployment, monitor
+
+    try:
+        if steps is None:
+            steps = monitor.steps_of(monitor.run_spec(kfp_client, monitor.get_run(kfp_client, run_id)))
+        outcome, run, states = monitor.follow(kfp_client, run_id, steps, timeout=timeout, interval=interval,
+                                              write=lambda line: print(line, flush=True))
+    except deployment.DeploymentError as err:
+        print(f"Following run {run_id} failed: {err}", file=sys.stderr)
+        return monitor.EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"Stopped following run {run_id}; it goes on in KFP.", file=sys.stderr)
+        return 130
+    if outcome != "TIMEOUT":
+        for line in monitor.metric_lines(kfp_client, steps, states):
+            print(line)
+    lines = monitor.outcome_lines(run_id, outcome, run, states, steps)
+    stream = sys.stdout if outcome == "SUCCEEDED" else sys.stderr
+    for line in lines:
+        print(line, file=stream, flush=True)
+    if outcome != "SUCCEEDED" and follow_hint:
+        print(follow_hint.format(run_id=run_id), file=stream)
+    return monitor.exit_status(outcome)
 
 
 def _search(script: Mapping[str, Any], option: str) -> Any:
@@ -344,7 +417,9 @@ def main(script: Mapping[str, Any], argv: list[str] | None = None) -> int:
     if args.tune:
         return tune(script, args)
     if args.upload or args.run:
-        return deploy(script, args.arguments, args.host, args.experiment, args.namespace, args.run, args.ca_cert)
+        return deploy(script, args.arguments, args.host, args.experiment, args.namespace, args.run, args.ca_cert,
+                      wait=args.wait, timeout=args.timeout, interval=args.interval, run_name=args.run_name,
+                      caching=False if args.no_cache else None)
     if args.local:
         options = LocalRunOptions(arguments=args.arguments, workdir=args.workdir, pipeline_root=args.pipeline_root,
                                   warm=not args.cold_start, cache=not args.no_cache, step=args.step,

@@ -28,12 +28,21 @@ def comment_header(path: Path) -> None:
     path.write_text(header + text[body.start():], encoding="utf-8")
 
 
-def write_ir(pipeline: Any, path: Path | str, arguments: dict[str, Any] | None = None) -> Path:
+def write_ir(pipeline: Any, path: Path | str, arguments: dict[str, Any] | None = None,
+             caching: bool | None = None) -> Path:
     """Compile ``pipeline`` (a ``@dsl.pipeline`` function) to IR YAML at ``path``; ``arguments``
-    override parameter defaults."""
+    override parameter defaults; ``caching=False`` turns KFP's cache off for every step."""
     from kfp import compiler
 
     path = Path(path)
-    compiler.Compiler().compile(pipeline, str(path), pipeline_parameters=arguments or None)
+    tasks = pipeline.pipeline_spec.root.dag.tasks if caching is not None else {}
+    saved = {name: task.caching_options.enable_cache for name, task in tasks.items()}
+    try:
+        for task in tasks.values():
+            task.caching_options.enable_cache = caching
+        compiler.Compiler().compile(pipeline, str(path), pipeline_parameters=arguments or None)
+    finally:
+        for name, enabled in saved.items():
+            tasks[name].caching_options.enable_cache = enabled
     comment_header(path)
     return path

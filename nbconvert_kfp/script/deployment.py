@@ -9,7 +9,10 @@ its functions, so that the steps, which install the same modules, never load kfp
   IAP settings, ``~/.config/kfp/context.json``, the in-cluster service or the kube
   config. TLS certificates are verified unless the caller turns that off.
 - Uploading a name that exists adds a version to that pipeline; a run references the
-  uploaded version rather than sending the package again.
+  uploaded version rather than sending the package again. With ``reuse``, a package
+  the pipeline already has is not uploaded again: versions are named by a hash of the
+  compiled pipeline (``NAME-<12 hex>``), and a version of that name, or a latest
+  version whose spec equals the package's, is used instead.
 - Every failure is a ``DeploymentError`` whose one-line message says what failed, the
   HTTP status and the server's message, and what to do. It never contains the token.
 """
@@ -17,6 +20,7 @@ its functions, so that the steps, which install the same modules, never load kfp
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -176,6 +180,17 @@ def _token(kfp_client) -> str | None:
         return None
 
 
+def raw_request(kfp_client, method: str, path: str, *, query: dict | None = None, headers: dict | None = None,
+                body: bytes | None = None, host: str | None = None):
+    """A request to an endpoint of the KFP host that kfp_server_api has no method for (run logs, ML
+    Metadata), with kfp.Client's credentials, TLS settings and time limit. Returns the urllib3 response;
+    an HTTP error raises kfp_server_api's ApiException, as its own calls do."""
+    api_client = kfp_client._run_api.api_client
+    return api_client.call_api(path, method, query_params=list((query or {}).items()),
+                               header_params=dict(headers or {}), body=body, auth_settings=["Bearer"],
+                               _preload_content=False, _return_http_data_only=True, _host=host)
+
+
 def ui_url(kfp_client, fragment: str) -> str:
     """A link into the KFP UI (``KF_PIPELINES_UI_ENDPOINT``, else the host), as kfp prints it."""
     try:
@@ -198,15 +213,74 @@ def _stamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
 
 
+def content_version_name(name: str, package_path: str) -> str:
+    """The name of the version that holds exactly this package: ``NAME-`` and 12 hex digits of its SHA-256."""
+    with open(package_path, "rb") as package:
+        digest = hashlib.sha256(package.read()).hexdigest()
+    return f"{name}-{digest[:12]}"
+
+
+def _canonical(value):
+    """A spec as comparable data: numbers that are integers as ints (the API returns them as floats)."""
+    if isinstance(value, dict):
+        return {key: _canonical(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_canonical(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _package_spec(package_path: str):
+    """The package as the KFP API returns a version's ``pipeline_spec``, or None when kfp cannot read it."""
+    try:
+        from kfp.client.client import _extract_pipeline_yaml
+
+        return _canonical(_extract_pipeline_yaml(package_path).to_dict())
+    except Exception:  # another kfp release: no comparison, a new version is uploaded
+        return None
+
+
+def _name_filter(name: str) -> str:
+    return json.dumps({"predicates": [{"operation": 1, "key": "display_name", "stringValue": name}]})
+
+
+def _same_version(kfp_client, pipeline_id: str, package_path: str, version_name: str):
+    """The version of the pipeline that holds this package: the one named by its content hash,
+    else the latest version when its spec equals the package's; None when there is none."""
+    found = kfp_client.list_pipeline_versions(pipeline_id, page_size=1, filter=_name_filter(version_name))
+    for version in found.pipeline_versions or []:
+        if (version.display_name or version.name) == version_name:
+            return version
+    latest = kfp_client.list_pipeline_versions(pipeline_id, page_size=1, sort_by="created_at desc")
+    latest = (latest.pipeline_versions or [None])[0]
+    if latest is None:
+        return None
+    spec = _package_spec(package_path)
+    if spec is None:
+        return None
+    detail = kfp_client.get_pipeline_version(pipeline_id, latest.pipeline_version_id)
+    return latest if _canonical(detail.pipeline_spec) == spec else None
+
+
 def upload(kfp_client, package_path: str, name: str, description: str | None = None,
-           namespace: str | None = None, version_name: str | None = None) -> dict:
+           namespace: str | None = None, version_name: str | None = None, reuse: bool = False) -> dict:
     """Upload ``package_path`` as pipeline ``name``; when it exists, add a version to it.
 
-    Returns ``{"pipeline_id", "version_id", "version_name", "created", "pipeline_url"}``.
+    With ``reuse``, a version that already holds this package is used instead of a new one,
+    and a new version is named by the package's content hash.
+    Returns ``{"pipeline_id", "version_id", "version_name", "created", "reused", "pipeline_url"}``.
     """
     host, token = _host(kfp_client), _token(kfp_client)
     with _step(f"looking up pipeline {name!r}", host, token):
         pipeline_id = _pipeline_id(kfp_client, name, namespace)
+    if reuse:
+        version_name = version_name or content_version_name(name, package_path)
+        if pipeline_id is not None:
+            with _step(f"looking up the versions of pipeline {name!r}", host, token):
+                version = _same_version(kfp_client, pipeline_id, package_path, version_name)
+            if version is not None:
+                return _uploaded(kfp_client, pipeline_id, version, version_name, created=False, reused=True)
     created = False
     if pipeline_id is None:
         from kfp_server_api.exceptions import ApiException
@@ -234,11 +308,16 @@ def upload(kfp_client, package_path: str, name: str, description: str | None = N
         with _step(f"adding version {version_name!r} to pipeline {name!r}", host, token):
             version = kfp_client.upload_pipeline_version(package_path, version_name, pipeline_id=pipeline_id,
                                                          description=description)
+    return _uploaded(kfp_client, pipeline_id, version, version_name, created=created, reused=False)
+
+
+def _uploaded(kfp_client, pipeline_id: str, version, version_name: str | None, created: bool, reused: bool) -> dict:
     return {
         "pipeline_id": pipeline_id,
         "version_id": version.pipeline_version_id,
         "version_name": version.display_name or version.name or version_name,
         "created": created,
+        "reused": reused,
         "pipeline_url": ui_url(kfp_client, f"pipelines/details/{pipeline_id}/version/{version.pipeline_version_id}"),
     }
 
@@ -264,20 +343,23 @@ def run(kfp_client, pipeline_id: str, version_id: str, experiment: str, namespac
 def deploy(package_path: str, name: str, *, description: str | None = None, host: str | None = None,
            experiment: str = "Default", namespace: str | None = None, start_run: bool = False,
            params: dict | None = None, token: str | None = None, verify_ssl: bool = True,
-           ssl_ca_cert: str | None = None) -> dict:
-    """Upload a compiled pipeline (a new version when the name exists) and, with
-    ``start_run``, run that version. Returns the ids and UI links."""
-    kfp_client = client(host, token=token, verify_ssl=verify_ssl, ssl_ca_cert=ssl_ca_cert)
-    result = upload(kfp_client, package_path, name, description, namespace)
+           ssl_ca_cert: str | None = None, reuse: bool = False, run_name: str | None = None,
+           kfp_client=None) -> dict:
+    """Upload a compiled pipeline (a new version when the name exists; with ``reuse``, the
+    version that already holds it) and, with ``start_run``, run that version as ``run_name``.
+    Returns the ids and UI links."""
+    kfp_client = kfp_client or client(host, token=token, verify_ssl=verify_ssl, ssl_ca_cert=ssl_ca_cert)
+    result = upload(kfp_client, package_path, name, description, namespace, reuse=reuse)
     if start_run:
         result.update(run(kfp_client, result["pipeline_id"], result["version_id"], experiment, namespace, params,
-                          job_name=f"{name}-{_stamp()}"))
+                          job_name=run_name or f"{name}-{_stamp()}"))
     return result
 
 
 def summary(result: dict, name: str) -> list[str]:
     """The lines that tell the user what was deployed."""
-    what = "Uploaded new pipeline" if result["created"] else "Added a version to pipeline"
+    what = ("Uploaded new pipeline" if result["created"] else
+            "Unchanged: reusing the version of pipeline" if result.get("reused") else "Added a version to pipeline")
     lines = [f"{what} {name!r} (pipeline id {result['pipeline_id']}, version "
              f"{result['version_name']!r}, version id {result['version_id']})",
              f"  {result['pipeline_url']}"]

@@ -1,0 +1,108 @@
+"""Notebook: a notebook converted for the command: the generated script, loaded, and its parameters.
+
+The script is written next to the notebook (``X_pipeline.py``), as ``jupyter nbconvert --to kfp``
+writes it. A conversion error is one line naming the cell; the exporter's warnings are printed
+as one line each on stderr, its information messages are not.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import runpy
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+from .subcommand import CommandError
+
+
+class _WarningLines(logging.Handler):
+    """Prints each warning of the conversion as one line on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"nbconvert-kfp: warning: {' '.join(record.getMessage().split())}", file=sys.stderr)
+
+
+def convert(notebook: Path) -> Path:
+    """Convert ``notebook`` to its pipeline script next to it; return the script's path."""
+    from ..errors import KFPExportError
+    from ..exporters import KFPExporter
+
+    if not notebook.is_file():
+        raise CommandError(f"{notebook}: no such notebook")
+    logger = logging.getLogger("nbconvert_kfp.command.conversion")
+    logger.propagate = False
+    logger.setLevel(logging.WARNING)
+    if not logger.handlers:
+        logger.addHandler(_WarningLines())
+    exporter = KFPExporter(log=logger)
+    try:
+        script, resources = exporter.from_filename(str(notebook))
+    except KFPExportError as error:
+        raise CommandError(f"{notebook}: {error}") from None
+    except (OSError, ValueError) as error:  # unreadable or invalid notebook JSON
+        raise CommandError(f"{notebook}: not a readable notebook: {error}") from None
+    path = notebook.with_name(notebook.stem + resources.get("output_extension", exporter.script_suffix))
+    path.write_text(script, encoding="utf-8")
+    return path
+
+
+def load(script: Path) -> dict[str, Any]:
+    """The generated script's module namespace (its pipeline, name, parameter types, graph)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # kfp's notices about the components it builds
+        return runpy.run_path(str(script), run_name="nbconvert_kfp_command_script")
+
+
+def _as_text(kind: Any, value: Any) -> str:
+    """A parameters-file value as the text ``-p`` would give for it."""
+    from ..script.cli import literal_text
+
+    name = kind if isinstance(kind, str) else getattr(kind, "__name__", "")
+    if isinstance(value, str):
+        return value
+    if name == "literal":
+        return literal_text(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return repr(value)
+
+
+def parameter_texts(args: Any, types: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(name, text) of every parameter the command line sets: ``-f`` first, then ``-p``."""
+    texts: list[tuple[str, str]] = []
+    if args.parameters_file is not None:
+        import yaml
+
+        try:
+            values = yaml.safe_load(args.parameters_file.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as error:
+            raise CommandError(f"{args.parameters_file}: not a readable YAML file: {error}", 2) from None
+        if values is None:
+            values = {}
+        if not isinstance(values, dict):
+            raise CommandError(f"{args.parameters_file}: expected a mapping of parameter names to values", 2)
+        texts += [(str(name), _as_text(types.get(str(name), "str"), value)) for name, value in values.items()]
+    texts += [(name, text) for name, text in args.parameter]
+    for name, _ in texts:
+        if name not in types:
+            raise CommandError(f"unknown parameter {name!r}; known: {', '.join(types) or 'none'}", 2)
+    return texts
+
+
+def arguments(args: Any, script: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameter values, typed as the generated script's ``-p`` types them."""
+    from ..script.cli import parse_value
+
+    types = script["PARAMETER_TYPES"]
+    values = {}
+    for name, text in parameter_texts(args, types):
+        try:
+            values[name] = parse_value(types[name], text)
+        except ValueError as error:
+            raise CommandError(f"parameter {name}: {error}", 2) from None
+    return values
