@@ -19,7 +19,7 @@ import pytest
 import yaml
 import fakekfp
 
-from helpers import PYTHON, VENV_BIN, build_notebook
+from helpers import EXAMPLES, PYTHON, VENV_BIN, build_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,7 @@ def command(notebook_dir, *args, **env):
                             timeout=180, env=environment)
     output = result.stdout + result.stderr
     assert "\x1b[" not in output and "Traceback" not in output and TOKEN not in output, output
-    assert args[0] == "local" or (" INFO " not in output and "INFO]" not in output), output
+    assert args[0] in ("local", "tune") or (" INFO " not in output and "INFO]" not in output), output
     return result
 
 
@@ -281,6 +281,22 @@ def test_compile_dag_and_local(notebook):
     local = command(notebook.parent, "local", notebook.name, "-p", "SEED", "2")
     assert local.returncode == 0, local.stdout + local.stderr
     assert "Pipeline 'tiny' succeeded" in local.stdout and "metric score = 5.0" in local.stdout
+    # the script's local-run options pass through: the cache, one step, everything printed
+    again = command(notebook.parent, "local", notebook.name, "-p", "SEED", "2", "--step", "train")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert re.findall(r"^  (cached|started|finished) +(\w+)", again.stdout, re.MULTILINE) == [
+        ("cached", "load"), ("started", "train"), ("finished", "train")], again.stdout
+    fresh = command(notebook.parent, "local", notebook.name, "-p", "SEED", "2", "--no-cache", "--verbose")
+    assert fresh.returncode == 0 and "  cached" not in fresh.stdout and "[nbconvert-kfp] step 'train'" in fresh.stdout
+
+
+def test_tune_runs_the_notebooks_search(tmp_path):
+    notebook = tmp_path / "tuning.ipynb"
+    notebook.write_bytes((EXAMPLES / "tuning.ipynb").read_bytes())
+    result = command(tmp_path, "tune", notebook.name, "--max-trials", "2", "--parallel", "1", "--seed", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 of 2 trials succeeded" in result.stdout and re.search(r"^Best trial \d+: accuracy = ", result.stdout,
+                                                                      re.MULTILINE), result.stdout
 
 
 def test_ml_metadata_reply_is_read_as_the_ui_reads_it():

@@ -16,7 +16,7 @@ from .subcommand import CommandError, Subcommand
 
 #: Every subcommand, in the order ``--help`` lists them.
 SUBCOMMANDS: tuple[Subcommand, ...] = (
-    pipeline.RUN, pipeline.LOCAL, pipeline.COMPILE, pipeline.UPLOAD, pipeline.DAG,
+    pipeline.RUN, pipeline.LOCAL, pipeline.TUNE, pipeline.COMPILE, pipeline.UPLOAD, pipeline.DAG,
     runs.STATUS, runs.LOGS, runs.LIST,
 )
 PROG = "nbconvert-kfp"

@@ -1,9 +1,9 @@
-"""Pipeline subcommands: the jobs on a notebook's pipeline (run, local, compile, upload, dag).
+"""Pipeline subcommands: the jobs on a notebook's pipeline (run, local, tune, compile, upload, dag).
 
 Each converts the notebook (``notebook.py``), then does what the generated script does with
 the matching option, with the script's own functions (``nbconvert_kfp.script.cli``): ``run``
-is ``--run --wait``, ``local`` is ``--local`` (the script runs as a subprocess), ``compile``
-the default, ``upload`` is ``--upload``, ``dag`` is ``--dag``.
+is ``--run --wait``, ``local`` is ``--local`` and ``tune`` is ``--tune`` (the script runs as a
+subprocess), ``compile`` the default, ``upload`` is ``--upload``, ``dag`` is ``--dag``.
 """
 
 from __future__ import annotations
@@ -68,19 +68,51 @@ def _local_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workdir", type=Path, help="the directory steps run in (default: the notebook's)")
     parser.add_argument("--cold-start", action="store_true",
                         help="start every step in a new interpreter instead of forking a warm one")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="run every step (by default a step whose code, parameters and inputs did not change "
+                        "since an earlier run reuses that run's outputs)")
+    parser.add_argument("--step", metavar="NAME", help="run this step only, with the steps it needs")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show everything kfp.local and the steps print, as it happens")
+
+
+def _script_command(args: argparse.Namespace, option: str, flags: dict[str, object]) -> int:
+    """Convert the notebook and run its script with ``option``, ``-p`` values and the given flags."""
+    script_path = notebook.convert(args.notebook)
+    script = notebook.load(script_path)
+    command = [sys.executable, str(script_path), option]
+    for name, text in notebook.parameter_texts(args, script["PARAMETER_TYPES"]):
+        command += ["-p", name, text]
+    for flag, value in flags.items():
+        if value is True:
+            command.append(flag)
+        elif value not in (None, False):
+            command += [flag, str(value)]
+    return subprocess.run(command).returncode
 
 
 def _local(args: argparse.Namespace) -> int:
-    script_path = notebook.convert(args.notebook)
-    script = notebook.load(script_path)
-    command = [sys.executable, str(script_path), "--local"]
-    for name, text in notebook.parameter_texts(args, script["PARAMETER_TYPES"]):
-        command += ["-p", name, text]
-    if args.workdir is not None:
-        command += ["--workdir", str(args.workdir)]
-    if args.cold_start:
-        command.append("--cold-start")
-    return subprocess.run(command, cwd=script_path.parent).returncode
+    return _script_command(args, "--local", {"--workdir": args.workdir, "--cold-start": args.cold_start,
+                                             "--no-cache": args.no_cache, "--step": args.step,
+                                             "--verbose": args.verbose})
+
+
+def _tune_arguments(parser: argparse.ArgumentParser) -> None:
+    add_notebook(parser)
+    add_parameters(parser)
+    parser.add_argument("--parallel", type=int, metavar="N",
+                        help="trials at a time (default: parallelTrialCount, at most the CPU count)")
+    parser.add_argument("--seed", type=int, metavar="N", help="the seed of random choices")
+    parser.add_argument("--max-trials", type=int, metavar="N", help="run at most N trials (default: maxTrialCount)")
+    parser.add_argument("--workdir", type=Path, help="the directory steps run in (default: the notebook's)")
+    parser.add_argument("--cold-start", action="store_true",
+                        help="start every step in a new interpreter instead of forking a warm one")
+
+
+def _tune(args: argparse.Namespace) -> int:
+    return _script_command(args, "--tune", {"--parallel": args.parallel, "--seed": args.seed,
+                                            "--max-trials": args.max_trials, "--workdir": args.workdir,
+                                            "--cold-start": args.cold_start})
 
 
 def _compile_arguments(parser: argparse.ArgumentParser) -> None:
@@ -129,6 +161,9 @@ RUN = Subcommand("run", "convert the notebook, upload the pipeline (unless a ver
                  "and follow it to its end", _run_arguments, _run, EXIT_STATUSES)
 LOCAL = Subcommand("local", "convert the notebook and run the pipeline on this machine (kfp.local)",
                    _local_arguments, _local)
+TUNE = Subcommand("tune", "convert the notebook and run its hyperparameter search (kubeflow_notebook.katib_metadata) "
+                  "on this machine: trials as local runs, then the table of trials and the best one",
+                  _tune_arguments, _tune)
 COMPILE = Subcommand("compile", "convert the notebook and compile the pipeline to KFP IR YAML",
                      _compile_arguments, _compile)
 UPLOAD = Subcommand("upload", "convert the notebook and upload the pipeline (unless a version already holds it)",
