@@ -173,7 +173,8 @@ class _StepRequired(TypedDict):
 
 
 class Step(_StepRequired, total=False):
-    """One pipeline step. The tag parser gives ``name``, ``cells``, ``prev`` and ``options``; the
+    """One pipeline step. The tag parser gives ``name``, ``cells``, ``prev``, ``options`` and ``markdown`` (the
+    markdown cells just before its cells, which its report shows); the
     dependency analyzer the data flow; the component builder ``component``."""
 
     parents: list[str]
@@ -188,6 +189,7 @@ class Step(_StepRequired, total=False):
     modules: list[str]
     uses_ipython: bool
     displays: bool
+    markdown: list[Cell]
     component: Component
 
 

@@ -24,7 +24,7 @@ PACKAGE = Path(nbconvert_kfp.__file__).parent
 STDLIB = set(sys.stdlib_module_names)
 #: Libraries a marshal backend (or the step's IPython shell) imports the first time a value needs it.
 LAZY_BACKENDS = {"numpy", "pandas", "scipy", "sklearn", "joblib", "xgboost", "lightgbm", "torch", "keras",
-                 "tensorflow", "PIL", "dill", "pyarrow", "IPython", "traitlets", "matplotlib"}
+                 "tensorflow", "PIL", "dill", "pyarrow", "IPython", "traitlets", "matplotlib", "pygments"}
 
 
 def _imports(tree: ast.AST, module_level_only: bool) -> list[tuple[str, int]]:

@@ -327,6 +327,9 @@ class ComponentBuilder(Preprocessor):
                 step_arguments.append("ipython=True")
         body = self._runtime_import(bundle_ident)
         body.append(f"with Step({', '.join(step_arguments)}) as step:")
+        if report and step.get("markdown"):
+            notes = [f"({cell_number(c['index'])}, {code_literal(c['source'])})" for c in step["markdown"]]
+            body.append(f"    step.markdown({_list_lines(notes, 8)})")
         kinds = {p["name"]: p["type"] for p in model["parameters"]}
         items = [(python_literal(p), f"Step.literal({parameters[p]})" if kinds[p] == LITERAL else parameters[p])
                  for p in step["parameters"]]
@@ -339,7 +342,7 @@ class ComponentBuilder(Preprocessor):
             else:
                 prelude = [(cell_number(c["index"]), c["source"], c.get("original")) for c in model["prelude"]]
                 size = sum(len(source) + len(original or "") for _, source, original in prelude)
-                body.append(self._run_statement(step, prelude, size > PACK_ABOVE))
+                body.append(self._run_statement(step, prelude, size > PACK_ABOVE, prelude=True))
             if define and any(c.get("role") == "parameters" for c in model["prelude"]):
                 body.append(define)  # as papermill does: the overrides come after the parameters cell
         upstream = ([("upstream imports", "\n".join(step["imports"]), None)] if step["imports"] else [])
@@ -385,10 +388,13 @@ class ComponentBuilder(Preprocessor):
         }
 
     @staticmethod
-    def _run_statement(step: Step, cells: list[tuple[int | str, str, str | None]], packed: bool) -> str:
-        """``step.run([...])`` with the cells as readable literals, or ``step.run_packed("...")`` for a large step."""
+    def _run_statement(step: Step, cells: list[tuple[int | str, str, str | None]], packed: bool,
+                       prelude: bool = False) -> str:
+        """``step.run([...])`` with the cells as readable literals, or ``step.run_packed("...")`` for a large step;
+        ``prelude``: the cells every step runs."""
+        flag = ", prelude=True" if prelude else ""
         if not packed:
-            return f"    step.run({_list_lines([_cell_entry(*cell) for cell in cells], 8)})"
+            return f"    step.run({_list_lines([_cell_entry(*cell) for cell in cells], 8)}{flag})"
         data = json.dumps([list(cell) for cell in cells], ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         too_large = archive.payload_size_at_least(data) > COMMAND_ARGUMENT_LIMIT
         text = "" if too_large else archive.payload_bytes(data)
@@ -398,7 +404,7 @@ class ComponentBuilder(Preprocessor):
                 f"step {step['name']!r} carries {len(data) // 1024} KB of code, {size} KB even "
                 f"compressed: a KFP step's command holds at most 128 KiB. Split the step's cells into several "
                 "steps, or keep large data in a file the step reads", step["cells"][0]["index"], step["name"])
-        return "    step.run_packed(" + "\n".join(archive.literal_lines(text, 8)) + ")"
+        return "    step.run_packed(" + "\n".join(archive.literal_lines(text, 8)) + flag + ")"
 
     def _runtime_import(self, bundle_ident: str | None) -> list[str]:
         """The statements that make ``Step`` importable in the step."""

@@ -18,6 +18,8 @@ from ..notebook.tag import PRELUDE_STEP_NAMES, Tag, TagKind, parse_tag
 
 #: Name of the single step of a notebook that has no step tags at all.
 WHOLE_NOTEBOOK_STEP = "notebook"
+#: Longest markdown cell a step's report shows (the text travels in the step's command).
+MAX_MARKDOWN = 4000
 
 
 def _cell_tags(cell: Any) -> list[str]:
@@ -151,9 +153,14 @@ class TagParser(Preprocessor):
         defaults = [parse_step_option(text, None) for text in pipeline.get("steps_defaults") or []]
         any_step_tag = False
 
+        notes: dict[int, list[Cell]] = {}  # the markdown cells before each code cell
+        pending: list[Cell] = []
         for index, cell in enumerate(nb.cells):
+            if cell.get("cell_type") == "markdown" and _source(cell).strip():
+                pending.append({"index": index, "source": _source(cell)[:MAX_MARKDOWN]})
             if cell.get("cell_type") != "code":
                 continue
+            notes[index], pending = pending, []
             tags = self._parse_tags(cell, index)
             raw = _source(cell)
             role, names = self._role(tags, index)
@@ -236,6 +243,9 @@ class TagParser(Preprocessor):
         if not steps:
             raise NotebookError("the notebook has no code to run: tag cells with 'step:<name>'")
         for step in steps.values():
+            markdown = [note for cell in step["cells"] for note in notes.get(cell["index"], [])]
+            if markdown:
+                step["markdown"] = markdown
             for prev in step["prev"]:
                 if prev["step"] not in steps:
                     known = ", ".join(sorted(steps))

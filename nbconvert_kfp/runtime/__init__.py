@@ -6,6 +6,7 @@ library, numpy or torch say, the first time a value of that library is saved or 
 The component builder packs :func:`sources` into the archive the steps load; a test
 checks the import rule.
 
+- ``figure``: the matplotlib backend that puts a shown figure in place in the report;
 - ``marshal``: save a variable to an artifact and load it back, by type;
 - ``report``: a step's cells and outputs as an HTML page;
 - ``step``: ``Step``, which runs a step's cells in a notebook-like namespace.
@@ -16,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 #: The modules shipped into every step, besides this package's ``__init__``.
-MODULES = ("marshal", "report", "step")
+MODULES = ("figure", "marshal", "report", "step")
 
 
 def sources() -> dict[str, str]:

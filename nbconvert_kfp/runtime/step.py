@@ -24,7 +24,7 @@ import zipfile
 from typing import Any, Iterable
 
 from . import marshal
-from .report import Report, Tee, mime_bundle
+from .report import Report, Tee, mime_bundle, user_traceback
 
 #: Source handed to ``run`` starts with this newline, which is not part of the cell.
 LEADING_NEWLINE = "\n"
@@ -34,6 +34,8 @@ PRELUDE_MEMBER = "nbconvert-kfp-prelude.json"
 #: ``seconds``, ``saved`` (variable names), and for a failure ``where``, ``line``, ``error`` and
 #: ``traceback`` (from the user's cell on).
 STATUS_FILE_ENV = "NBCONVERT_KFP_STEP_STATUS"
+#: The matplotlib backend of a step with a report (:mod:`nbconvert_kfp.runtime.figure`).
+BACKEND = "module://nbconvert_kfp.runtime.figure"
 
 
 def _shell(step: Step):
@@ -140,7 +142,10 @@ class Step:
         self._started = time.perf_counter()
         print(f"[nbconvert-kfp] step {self.name!r} started", flush=True)
         if self.report is not None:
-            os.environ.setdefault("MPLBACKEND", "Agg")
+            if os.environ.get("MPLBACKEND", "agg").lower() == "agg":
+                os.environ["MPLBACKEND"] = BACKEND  # plt.show() puts the figure in place in the report
+                if "matplotlib" in sys.modules:  # imported before the step started (a warm local run)
+                    sys.modules["matplotlib"].use(BACKEND)
             sys.stdout = Tee("stdout", sys.stdout, self.report)
             sys.stderr = Tee("stderr", sys.stderr, self.report)
             if self._ipython:
@@ -154,14 +159,24 @@ class Step:
         sys.stdout, sys.stderr = self._saved["stdout"], self._saved["stderr"]
         if self._saved["main"] is not None:
             sys.modules["__main__"] = self._saved["main"]
-        if self.report is not None:
-            with open(self.report_artifact.path, "w", encoding="utf-8") as fh:
-                fh.write(self.report.html())
-            print(f"[nbconvert-kfp] report: {self.report_artifact.path}", flush=True)
         elapsed = time.perf_counter() - self._started
+        if self.report is not None:
+            self._write_report(exc, elapsed)
         state = "failed" if exc is not None else "finished"
         print(f"[nbconvert-kfp] step {self.name!r} {state} in {elapsed:.2f}s", flush=True)
         self._write_status(state, elapsed, exc)
+
+    def _write_report(self, exc: BaseException | None, elapsed: float) -> None:
+        """Write the report to its artifact; a local run gets it as ``.html`` too, the file its summary names."""
+        self.report.finish(exc, elapsed)
+        page = self.report.html()
+        paths = [self.report_artifact.path]
+        if os.environ.get(STATUS_FILE_ENV):
+            paths.append(self.report_artifact.path + ".html")
+        for path in paths:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(page)
+        print(f"[nbconvert-kfp] report: {paths[-1]}", flush=True)
 
     def _write_status(self, state: str, elapsed: float, exc: BaseException | None) -> None:
         """Leave the step's outcome where a local run asked for it (see :data:`STATUS_FILE_ENV`)."""
@@ -173,7 +188,7 @@ class Step:
         if exc is not None:
             record.update(self._failure or {"where": None, "line": None,
                                             "error": f"{type(exc).__name__}: {exc}"[:2000]})
-            record["traceback"] = _user_traceback(exc)
+            record["traceback"] = user_traceback(exc)
         try:
             with open(path, "w", encoding="utf-8") as fh:
                 json.dump(record, fh)
@@ -182,9 +197,12 @@ class Step:
 
     def _display(self, *objects: Any, **kwargs: Any) -> None:
         """Jupyter's display(): record each object's richest representation in the report."""
-        if "IPython" in sys.modules:
+        try:
+            _shell(self)
             from IPython.display import display
-
+        except ImportError:
+            display = None
+        if display is not None:
             display(*objects, **kwargs)
             return
         for obj in objects:
@@ -210,22 +228,32 @@ class Step:
             if PRELUDE_MEMBER not in archive.namelist():
                 return
             cells = json.loads(archive.read(PRELUDE_MEMBER).decode("utf-8"))
-        self.run(_entries(cells))
+        self.run(_entries(cells), prelude=True)
 
-    def run_packed(self, payload: str) -> None:
+    def run_packed(self, payload: str, prelude: bool = False) -> None:
         """Run cells shipped packed, as a large step's are: ``[[label, source, original], ...]`` as JSON,
         xz-compressed, in base64."""
-        self.run(_entries(json.loads(lzma.decompress(base64.b64decode(payload)).decode("utf-8"))))
+        self.run(_entries(json.loads(lzma.decompress(base64.b64decode(payload)).decode("utf-8"))), prelude)
 
     def define(self, values: dict[str, Any]) -> None:
         """Bind pipeline parameters in the namespace."""
         self.namespace.update(values)
+        if self.report is not None:
+            for name, value in values.items():
+                self.report.parameter(name, value)
 
-    def run(self, cells: Iterable[tuple]) -> None:
+    def markdown(self, cells: Iterable[tuple[int, str]]) -> None:
+        """The step's markdown cells, ``(cell number, text)``: its report shows them among its code cells."""
+        if self.report is not None:
+            for label, text in cells:
+                self.report.markdown(label, _strip_leading_newline(text))
+
+    def run(self, cells: Iterable[tuple], prelude: bool = False) -> None:
         """Run ``(cell number (1-based) or label, source[, original])`` in order, as notebook cells.
 
         ``original`` is the text the user wrote, when IPython syntax made it differ
-        from ``source``; the report shows it.
+        from ``source``; the report shows it. ``prelude``: the cells every step runs
+        (imports, functions, parameters), which the report folds away.
         """
         for label, source, *original in cells:
             source = _strip_leading_newline(source)
@@ -233,7 +261,7 @@ class Step:
             filename = f"<cell {label}>" if isinstance(label, int) else f"<{label}>"
             linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
             body, last = _split_last_expression(source, filename)
-            record = self.report.begin(label, shown) if self.report is not None else None
+            record = self.report.begin(label, shown, prelude) if self.report is not None else None
             try:
                 self._evaluate(body)
                 if last is not None:
@@ -250,7 +278,7 @@ class Step:
                     record.error(err)
                 self._failure = {"where": where, "line": line, "error": f"{type(err).__name__}: {err}"[:2000]}
                 print(f"[nbconvert-kfp] step {self.name!r} failed in {where}{at}: "
-                      f"{type(err).__name__}: {err}", file=sys.stderr, flush=True)
+                      f"{type(err).__name__}: {err}", file=getattr(sys.stderr, "target", sys.stderr), flush=True)
                 if hasattr(err, "add_note"):
                     err.add_note(f"(in {where}{at} of step {self.name!r})")
                 raise
@@ -281,6 +309,8 @@ class Step:
             except Exception as err:
                 raise marshal.MarshalError(_load_failure(self.name, name, metadata, err)) from err
             self.namespace[name] = value
+            if self.report is not None:
+                self.report.inputs[name] = str(metadata.get("python_type") or type(value).__name__)
 
     def save(self, artifacts: dict[str, Any]) -> None:
         """Save each variable of the namespace to its output artifact; record its format and type."""
@@ -300,6 +330,8 @@ class Step:
             artifact.metadata["python_type"] = python_type
             artifact.metadata["variable"] = name
             self._saved_names.append(name)
+            if self.report is not None:
+                self.report.outputs[name] = python_type
 
     def log_metrics(self, artifact: Any, names: Iterable[str], classification: Any = None) -> None:
         """Log the metrics variables: numbers as metrics, a dict as one metric per key, and a
@@ -340,20 +372,6 @@ def _write_metadata_file(artifact: Any) -> None:
             json.dump(artifact.metadata, fh, default=str)
     except OSError:
         pass
-
-
-def _user_traceback(error: BaseException) -> str:
-    """The traceback of ``error`` from the first frame in a notebook cell on (the runtime's, kfp's and
-    the interpreter's own frames above it say nothing about the notebook)."""
-    import traceback
-
-    frames = traceback.extract_tb(error.__traceback__)
-    first = next((i for i, frame in enumerate(frames) if frame.filename.startswith("<cell ")), None)
-    if first is None:
-        return "".join(traceback.format_exception_only(type(error), error))
-    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames[first:]),
-             *traceback.format_exception_only(type(error), error)]
-    return "".join(lines)
 
 
 def _literal_value(node: ast.AST) -> Any:

@@ -198,6 +198,10 @@ def _run_executor(request: dict, fds: list[int]) -> int:
     sys.stderr = sys.__stderr__ = open(2, "w", encoding=encoding, errors="backslashreplace",
                                        buffering=1, closefd=False)
     sys.argv = [EXECUTOR_MODULE, *request["argv"][2:]]
+    # The step imports nbconvert-kfp's runtime from its shared-code archive, as a new interpreter
+    # would: not through the package this process loaded to run the script.
+    for name in [m for m in sys.modules if m == "nbconvert_kfp" or m.startswith("nbconvert_kfp.")]:
+        del sys.modules[name]
     try:
         runpy.run_module(EXECUTOR_MODULE, run_name="__main__", alter_sys=True)
         return 0
