@@ -310,7 +310,7 @@ class Step:
                 raise marshal.MarshalError(_load_failure(self.name, name, metadata, err)) from err
             self.namespace[name] = value
             if self.report is not None:
-                self.report.inputs[name] = str(metadata.get("python_type") or type(value).__name__)
+                self.report.inputs[name] = f"{type(value).__module__}.{type(value).__qualname__}"
 
     def save(self, artifacts: dict[str, Any]) -> None:
         """Save each variable of the namespace to its output artifact; record its format and type."""
