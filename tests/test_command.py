@@ -277,6 +277,9 @@ def test_compile_dag_and_local(notebook):
     assert spec["root"]["inputDefinitions"]["parameters"]["SEED"]["defaultValue"] == 7
     drawn = command(notebook.parent, "dag", notebook.name, "--output", "tiny.mmd")
     assert drawn.returncode == 0 and "load" in (notebook.parent / "tiny.mmd").read_text()
+    png = command(notebook.parent, "dag", notebook.name, "--output", "tiny.png")
+    assert png.returncode == 2 and png.stderr.count("\n") == 1 and ".svg, .md, .mmd" in png.stderr, png.stderr
+    assert not (notebook.parent / "tiny.png").exists()
 
     local = command(notebook.parent, "local", notebook.name, "-p", "SEED", "2")
     assert local.returncode == 0, local.stdout + local.stderr

@@ -112,3 +112,113 @@ def test_the_script_writes_the_picture_without_the_renderer(tmp_path, make_nb, c
         assert namespace["main"](["--dag", str(tmp_path / name)]) == 0
         assert (tmp_path / name).read_text(encoding="utf-8") == expected
     assert not (tmp_path / "tiny_pipeline.yaml").exists()
+
+
+# --- the layout: no edge through a box, distinct arrow ends, wide pipelines, a legend --------------------
+
+
+def _boxes(root):
+    """Step name -> (x, y, width, height) of its box."""
+    return {name: tuple(float(g.find(f"{SVG}rect").get(k)) for k in ("x", "y", "width", "height"))
+            for name, g in _steps(root).items()}
+
+
+def _points(group):
+    """The points of an edge's path (straight segments: M x,y L x,y ...)."""
+    d = group.find(f"{SVG}path").get("d")
+    assert re.fullmatch(r"M[\d.]+,[\d.]+( L[\d.]+,[\d.]+)+", d), d
+    return [tuple(map(float, p.split(","))) for p in re.findall(r"[\d.]+,[\d.]+", d)]
+
+
+def _crosses(a, b, box):
+    """Whether segment a-b passes through the inside of ``box`` (Liang-Barsky clipping; touching the
+    border, as an edge does where it leaves or enters its box, is not crossing)."""
+    x, y, w, h = box[0] + 1, box[1] + 1, box[2] - 2, box[3] - 2
+    (x1, y1), (x2, y2) = a, b
+    t0, t1 = 0.0, 1.0
+    for p, q in ((-(x2 - x1), x1 - x), (x2 - x1, x + w - x1), (-(y2 - y1), y1 - y), (y2 - y1, y + h - y1)):
+        if p == 0:
+            if q < 0:
+                return False
+            continue
+        t = q / p
+        if p < 0:
+            t0 = max(t0, t)
+        else:
+            t1 = min(t1, t)
+        if t0 > t1:
+            return False
+    return True
+
+
+def _wide_model(convert, make_nb):
+    """load -> 10 parallel trainings -> pick -> report; report also reads load's data (spans every row)."""
+    cells = [("step:load", "data = [1, 2, 3]")]
+    cells += [([f"step:train_{i}", "prev:load"], f"m{i} = sum(data) * {i}") for i in range(10)]
+    cells += [("step:pick", " + ".join(f"m{i}" for i in range(10)) + "\nbest = 1"),
+              (["step:report", "prev:pick"], "print(best, data)")]
+    _, resources = convert(make_nb(cells), name="wide")
+    return resources["kfp"]
+
+
+@pytest.mark.parametrize("which", ["fan", "wide"])
+def test_no_edge_runs_through_a_box_and_fan_in_arrows_end_apart(which, fan_model, convert, make_nb):
+    model = fan_model if which == "fan" else _wide_model(convert, make_nb)
+    root = ET.fromstring(dag.svg(model))
+    boxes = _boxes(root)
+    names = sorted(boxes)
+    for i, a in enumerate(names):  # boxes do not overlap
+        for b in names[i + 1:]:
+            (ax, ay, aw, ah), (bx, by, bw, bh) = boxes[a], boxes[b]
+            assert ax + aw <= bx or bx + bw <= ax or ay + ah <= by or by + bh <= ay, (a, b)
+    ends = {}
+    for (source, target), group in _edges(root).items():
+        points = _points(group)
+        for a, b in zip(points, points[1:]):
+            for name, box in boxes.items():
+                assert not _crosses(a, b, box), f"edge {source} -> {target} runs through {name}"
+        assert points[0][1] == pytest.approx(boxes[source][1] + boxes[source][3])  # leaves the source's bottom
+        assert points[-1][1] == pytest.approx(boxes[target][1])  # and ends on the target's top
+        ends.setdefault(target, []).append(points[-1][0])
+    for target, xs in ends.items():  # each edge into a step has its own arrow end
+        xs.sort()
+        assert all(b - a >= 8 for a, b in zip(xs, xs[1:])), (target, xs)
+    if which == "fan":
+        assert len(ends["evaluate"]) == 3  # train_tree, train_knn and load (which skips a row)
+
+
+def test_ten_parallel_steps_wrap_into_rows_at_full_size(convert, make_nb):
+    root = ET.fromstring(dag.svg(_wide_model(convert, make_nb)))
+    boxes = _boxes(root)
+    rows = {}
+    for name, (x, y, w, h) in boxes.items():
+        rows.setdefault(y, []).append(name)
+    widest = max(len(names) for names in rows.values())
+    assert widest <= dag.ROW_LIMIT and len(rows) == 5, rows
+    assert float(root.get("width")) <= 1000  # fits a page without shrinking its text
+    assert {t.get("font-size") for g in _steps(root).values() for t in g.iter(f"{SVG}text")} == {"13"}
+    assert all(boxes[f"train_{i}"][1] < boxes["pick"][1] for i in range(10))
+
+
+def test_legend_names_data_edges_prev_edges_and_parameters(fan_model, make_nb, convert):
+    root = ET.fromstring(dag.svg(fan_model))
+    [legend] = [g for g in root.iter(f"{SVG}g") if g.get("class") == "legend"]
+    texts = [t.text for t in legend.iter(f"{SVG}text")]
+    assert texts == ["data edge: the variables it carries", "prev: edge: runs after, no data", "pipeline parameters"]
+    samples = {p.get("class"): p for p in legend.iter(f"{SVG}path")}
+    assert not samples["legend-data"].get("stroke-dasharray") and samples["legend-prev"].get("stroke-dasharray")
+    _, resources = convert(make_nb([("step:a", "x = 1")]), name="bare")
+    [bare] = [g for g in ET.fromstring(dag.svg(resources["kfp"])).iter(f"{SVG}g") if g.get("class") == "legend"]
+    assert "pipeline parameters" not in [t.text for t in bare.iter(f"{SVG}text")]  # none to show
+
+
+@pytest.mark.parametrize("name", ["p.png", "p.pdf", "p"])
+def test_dag_to_an_unknown_format_is_a_one_line_error(tmp_path, make_nb, convert, capsys, name):
+    script, _ = convert(make_nb([("step:a", "x = 1")]), name="tiny")
+    path = tmp_path / "tiny_pipeline.py"
+    path.write_text(script, encoding="utf-8")
+    namespace = runpy.run_path(str(path), run_name="tiny_dag_test")
+    assert namespace["main"](["--dag", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ".svg, .md, .mmd" in err and name in err
+    assert not (tmp_path / name).exists() and not (tmp_path / "tiny_pipeline.yaml").exists()

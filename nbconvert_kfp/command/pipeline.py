@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from . import notebook
-from .subcommand import Subcommand, add_cluster, add_notebook, add_parameters, add_waiting
+from .subcommand import CommandError, Subcommand, add_cluster, add_notebook, add_parameters, add_waiting
 
 #: What a failed or unfinished run's report ends with.
 FOLLOW_HINT = "Logs: nbconvert-kfp logs {run_id} [STEP]; state: nbconvert-kfp status {run_id}"
@@ -141,6 +141,11 @@ def _dag_arguments(parser: argparse.ArgumentParser) -> None:
 def _dag(args: argparse.Namespace) -> int:
     from ..script import dag
 
+    if args.output is not None:
+        try:
+            dag.check_format(args.output)
+        except dag.FormatError as err:
+            raise CommandError(f"--output: {err}", 2) from None
     script_path = notebook.convert(args.notebook)
     script = notebook.load(script_path)
     output = args.output or script_path.with_suffix(".svg")

@@ -406,6 +406,11 @@ def main(script: Mapping[str, Any], argv: list[str] | None = None) -> int:
         raise TypeError(f"not a generated pipeline script: it does not define {', '.join(missing)}")
     args = parse_arguments(script, argv)
     if args.dag:
+        try:
+            dag.check_format(args.dag)
+        except dag.FormatError as err:
+            print(f"--dag: {err}", file=sys.stderr)
+            return 2
         dag.write(dag.Graph.from_data(script["GRAPH"]), args.dag)
         print(f"Wrote {args.dag}")
         if not (args.local or args.upload or args.run or args.tune or args.katib_experiment):

@@ -6,8 +6,11 @@ From a :class:`Graph` (``graph(model)`` builds one from the pipeline model,
 - ``mermaid(graph)``: a Mermaid flowchart, which JupyterLab 4.1+ renders in a Markdown
   ```` ```mermaid ```` block (``markdown(graph)`` wraps it so);
 - ``svg(graph)``: a standalone SVG image drawn here, with no graphviz: steps are laid
-  out in layers (topological generations), edges carry the names of the variables
-  that flow along them, and the parameters are listed.
+  out in layers (topological generations), a layer wider than ``ROW_LIMIT`` steps
+  wrapped into rows; an edge that spans rows passes between the boxes of the rows it
+  crosses, so no edge runs through a box; edges into (out of) one box end (start) at
+  distinct points; edges carry the names of the variables that flow along them; a
+  legend tells the edges apart, and the parameters are listed.
 
 Every text the user wrote (step names, variables, parameter defaults) is escaped. The
 functions also take the pipeline model itself. Uses the standard library only; the
@@ -26,9 +29,15 @@ from xml.sax.saxutils import escape, quoteattr
 #: tooltip still shows all of it).
 MAX_LABEL = 48
 
-_FONT = "font-family=\"-apple-system, 'Segoe UI', Helvetica, Arial, sans-serif\""
 _NAME_SIZE, _DETAIL_SIZE = 13, 11
+#: Most steps side by side: a wider layer (steps that run in parallel) wraps into more rows.
+ROW_LIMIT = 5
+#: The file extensions ``write`` knows.
+FORMATS = (".svg", ".md", ".mmd")
+
+_FONT = "font-family=\"-apple-system, 'Segoe UI', Helvetica, Arial, sans-serif\""
 _BOX_PAD, _BOX_GAP, _LAYER_GAP, _MARGIN = 12, 36, 64, 20
+_PASS_WIDTH, _PASS_GAP, _PORT_GAP = 4.0, 14.0, 16.0
 
 
 @dataclass
@@ -174,8 +183,21 @@ def markdown(source: GraphLike) -> str:
     return f"# Pipeline `{g.name}`\n\n```mermaid\n{mermaid(g)}```\n"
 
 
+class FormatError(ValueError):
+    """The picture cannot be written in the format a file name asks for."""
+
+
+def check_format(path: Path) -> None:
+    """Raise :class:`FormatError` unless ``path`` ends with an extension ``write`` knows."""
+    if path.suffix.lower() not in FORMATS:
+        raise FormatError(f"cannot write the pipeline's picture as {path.name!r}: the formats are "
+                          f"{', '.join(FORMATS)} (SVG, Markdown with a Mermaid diagram, Mermaid); no PNG "
+                          "(open the SVG in a browser to get one)")
+
+
 def write(source: GraphLike, path: Path) -> None:
-    """Write the picture to ``path``: Mermaid for ``.mmd``, Markdown with Mermaid for ``.md``, else SVG."""
+    """Write the picture to ``path``: SVG for ``.svg``, Mermaid for ``.mmd``, Markdown with Mermaid for ``.md``."""
+    check_format(path)
     suffix = path.suffix.lower()
     text = mermaid(source) if suffix == ".mmd" else markdown(source) if suffix == ".md" else svg(source)
     path.write_text(text, encoding="utf-8")
@@ -209,76 +231,190 @@ def _width(text: str, size: int, bold: bool = False) -> float:
 
 
 @dataclass
-class _Box:
-    x: float
-    y: float
+class _Node:
+    """A box of the layout (a step), or the point where an edge passes through a row (``step`` None)."""
+
+    key: tuple
+    step: str | None
+    row: int
     width: float
-    height: float
-    lines: list[tuple[str, int, bool]]
+    height: float = 0.0
+    lines: list[tuple[str, int, bool]] = field(default_factory=list)
+    x: float = 0.0
+    y: float = 0.0
 
     @property
     def center(self) -> float:
         return self.x + self.width / 2
 
 
-def svg(source: GraphLike) -> str:
-    """The pipeline as a standalone SVG document."""
-    g = _graph(source)
-    boxes: dict[str, _Box] = {}
-    for step in g.steps:
+def _rows(layers: list[list[str]]) -> list[list[str]]:
+    """The layers, a wide one wrapped into rows of at most ``ROW_LIMIT`` steps of even length."""
+    rows = []
+    for layer in layers:
+        count = -(-len(layer) // ROW_LIMIT)
+        size = -(-len(layer) // count) if layer else 0
+        rows += [layer[i:i + size] for i in range(0, len(layer), size)] if layer else []
+    return rows
+
+
+def _chains(g: Graph, row: dict[str, int]) -> list[list[tuple]]:
+    """Each edge as the nodes it passes: its source, one point per row it crosses (shared by the
+    edges of one source, which so run together), its target."""
+    return [[("step", e.source), *[("pass", e.source, r) for r in range(row[e.source] + 1, row[e.target])],
+             ("step", e.target)] for e in g.edges]
+
+
+def _order(rows: list[list[_Node]], chains: list[list[tuple]]) -> None:
+    """Order each row by the mean position of what enters its nodes from the row above (two sweeps)."""
+    parents: dict[tuple, set[tuple]] = {}
+    for chain in chains:
+        for a, b in zip(chain, chain[1:]):
+            parents.setdefault(b, set()).add(a)
+    for _ in range(2):
+        position = {}
+        for nodes in rows:
+            here = {n.key: i for i, n in enumerate(nodes)}
+            weight = {}
+            for node in nodes:
+                known = [position[p] for p in parents.get(node.key, ()) if p in position]
+                weight[node.key] = sum(known) / len(known) if known else (here[node.key] + 0.5) / len(nodes)
+            nodes.sort(key=lambda n: (weight[n.key], here[n.key]))
+            position.update({n.key: (i + 0.5) / len(nodes) for i, n in enumerate(nodes)})
+
+
+def _layout(g: Graph, top: float) -> tuple[dict[tuple, _Node], list[list[_Node]], float, float]:
+    """Place the boxes row by row (every box of a row as tall as the row) and the points where edges
+    cross rows; return the nodes, the rows, the drawing's width and its bottom."""
+    rows_of_steps = _rows(g.layers)
+    row = {step: r for r, steps in enumerate(rows_of_steps) for step in steps}
+    chains = _chains(g, row)
+    nodes: dict[tuple, _Node] = {}
+    rows: list[list[_Node]] = [[] for _ in rows_of_steps]
+    for step in (s for steps in rows_of_steps for s in steps):
         lines = [(_shorten(step), _NAME_SIZE, True)]
         if g.step_parameters[step]:
             lines.append((_shorten("params: " + ", ".join(g.step_parameters[step])), _DETAIL_SIZE, False))
         width = max(120.0, max(_width(t, s, b) for t, s, b in lines) + 2 * _BOX_PAD)
-        height = 14 + sum(s + 5 for _, s, _ in lines)
-        boxes[step] = _Box(0, 0, width, height, lines)
+        node = _Node(("step", step), step, row[step], width, 14 + sum(s + 5 for _, s, _ in lines), lines)
+        nodes[node.key] = node
+        rows[node.row].append(node)
+    for chain in chains:
+        for key in chain[1:-1]:
+            if key not in nodes:
+                nodes[key] = _Node(key, None, key[2], _PASS_WIDTH)
+                rows[key[2]].append(nodes[key])
+    ins: dict[tuple, set[tuple]] = {}
+    for chain in chains:
+        for a, b in zip(chain, chain[1:]):
+            ins.setdefault(b, set()).add(a)
+    for node in nodes.values():  # room for distinct arrow ends when many edges come in
+        if node.step:
+            node.width = max(node.width, _PORT_GAP * (len(ins.get(node.key, ())) + 1))
+    _order(rows, chains)
+    _place(rows)
+    left = min((n.x for n in nodes.values()), default=0.0)
+    right = max((n.x + n.width for n in nodes.values()), default=120.0)
+    y = top
+    for nodes_in_row in rows:
+        height = max((n.height for n in nodes_in_row if n.step), default=30.0)
+        for node in nodes_in_row:
+            node.x, node.y, node.height = node.x - left + _MARGIN, y, height
+        y += height + _LAYER_GAP
+    return nodes, rows, right - left, y - _LAYER_GAP
 
+
+def _place(rows: list[list[_Node]]) -> None:
+    """Horizontal places: each row packed in its order, centred on the widest."""
+    widths = [sum(n.width + (_BOX_GAP if n.step else _PASS_GAP) for n in r) - (_BOX_GAP if r else 0) for r in rows]
+    total = max(widths, default=0.0)
+    for nodes, width in zip(rows, widths):
+        x = (total - width) / 2
+        for node in nodes:
+            node.x = x
+            x += node.width + (_BOX_GAP if node.step else _PASS_GAP)
+
+
+def _ports(nodes: dict[tuple, _Node], chains: list[list[tuple]]) -> dict[tuple, float]:
+    """Where each hop leaves its node and enters the next: hops out of (into) a box are spread along
+    its bottom (top), left to right as their other ends lie, so that fanning edges keep distinct ends."""
+    port: dict[tuple, float] = {}
+    outs: dict[tuple, set[tuple]] = {}
+    ins: dict[tuple, set[tuple]] = {}
+    for chain in chains:
+        for a, b in zip(chain, chain[1:]):
+            outs.setdefault(a, set()).add(b)
+            ins.setdefault(b, set()).add(a)
+    for ends, side in ((outs, "out"), (ins, "in")):
+        for key, others in ends.items():
+            node = nodes[key]
+            ordered = sorted(others, key=lambda k: nodes[k].center)
+            for i, other in enumerate(ordered):
+                x = node.x + node.width * (i + 1) / (len(ordered) + 1) if node.step else node.center
+                port[(side, key, other)] = x
+    return port
+
+
+def _legend(x: float, y: float, parameters: bool) -> tuple[str, float]:
+    """The legend (data edge, prev: edge, parameters) as one row; return it and its width."""
+    items = [("data", "data edge: the variables it carries"), ("prev", "prev: edge: runs after, no data")]
+    if parameters:
+        items.append(("parameters", "pipeline parameters"))
+    out = ['<g class="legend">']
+    start = x
+    for kind, text in items:
+        if kind == "parameters":
+            out.append(f'<rect x="{x:.1f}" y="{y - 9:.1f}" width="22" height="12" rx="2" fill="#fffbea" '
+                       'stroke="#c9a227"/>')
+        else:
+            dashed = ' stroke-dasharray="5,4"' if kind == "prev" else ""
+            out.append(f'<path class="legend-{kind}" d="M{x:.1f},{y - 3:.1f} L{x + 22:.1f},{y - 3:.1f}" '
+                       f'stroke="#555" stroke-width="1.4"{dashed} marker-end="url(#arrow)"/>')
+        out.append(f'<text x="{x + 28:.1f}" y="{y:.1f}" font-size="{_DETAIL_SIZE}" fill="#444">{_xml(text)}</text>')
+        x += 28 + _width(text, _DETAIL_SIZE) + 20
+    out.append("</g>")
+    return "".join(out), x - start - 20
+
+
+def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def svg(source: GraphLike) -> str:
+    """The pipeline as a standalone SVG document: steps in rows (a wide layer wraps into several),
+    edges that go around the boxes, a legend and the parameters."""
+    g = _graph(source)
     title = f"pipeline {g.name}"
     y = _MARGIN + 28.0
-    legend: list[str] = []
+    legend, legend_width = _legend(_MARGIN, y + 6, bool(g.parameters))
+    y += 24
+    parameters: list[str] = []
+    parameters_width = 0.0
     if g.parameters:
         rows = [f"{n}: {t} = {v}" for n, t, v in g.parameters]
-        width = max(_width(r, _DETAIL_SIZE) for r in rows + ["parameters"]) + 2 * _BOX_PAD
+        parameters_width = max(_width(r, _DETAIL_SIZE) for r in rows + ["parameters"]) + 2 * _BOX_PAD
         height = 26 + 16 * len(rows)
-        legend.append(f'<g class="parameters"><rect x="{_MARGIN}" y="{y:.1f}" width="{width:.1f}" '
-                      f'height="{height}" rx="4" fill="#fffbea" stroke="#c9a227"/>')
-        legend.append(f'<text x="{_MARGIN + _BOX_PAD}" y="{y + 17:.1f}" font-size="{_DETAIL_SIZE}" '
-                      f'font-weight="bold">parameters</text>')
+        parameters.append(f'<g class="parameters"><rect x="{_MARGIN}" y="{y:.1f}" width="{parameters_width:.1f}" '
+                          f'height="{height}" rx="4" fill="#fffbea" stroke="#c9a227"/>')
+        parameters.append(f'<text x="{_MARGIN + _BOX_PAD}" y="{y + 17:.1f}" font-size="{_DETAIL_SIZE}" '
+                          f'font-weight="bold">parameters</text>')
         for i, row in enumerate(rows):
-            legend.append(f'<text class="parameter" x="{_MARGIN + _BOX_PAD}" y="{y + 34 + 16 * i:.1f}" '
-                          f'font-size="{_DETAIL_SIZE}">{_xml(row)}</text>')
-        legend.append("</g>")
+            parameters.append(f'<text class="parameter" x="{_MARGIN + _BOX_PAD}" y="{y + 34 + 16 * i:.1f}" '
+                              f'font-size="{_DETAIL_SIZE}">{_xml(row)}</text>')
+        parameters.append("</g>")
         y += height + 24
-
-    # An edge label sits next to the box at the end of the edge that has no other edge (just
-    # above the target, or just below the source), else on the edge's middle; each box gets
-    # room for the labels placed next to it.
-    incoming = {step: sum(e.target == step for e in g.edges) for step in g.steps}
-    outgoing = {step: sum(e.source == step for e in g.edges) for step in g.steps}
-    anchor = {}
-    slot = {step: box.width for step, box in boxes.items()}
-    for edge in g.edges:
-        end = ("target" if incoming[edge.target] == 1 else "source" if outgoing[edge.source] == 1
-               else "middle") if edge.variables else None
-        anchor[edge.source, edge.target] = end
-        if end in ("source", "target"):
-            step = getattr(edge, end)
-            slot[step] = max(slot[step], _width(_shorten(", ".join(edge.variables)), _DETAIL_SIZE) + 16)
-    layer_widths = [sum(slot[s] for s in layer) + _BOX_GAP * (len(layer) - 1) for layer in g.layers]
-    total = max(layer_widths + [_width(title, 15, True)], default=200.0)
-    for layer, layer_width in zip(g.layers, layer_widths):
-        x = _MARGIN + (total - layer_width) / 2
-        height = max(boxes[s].height for s in layer)
-        for step in layer:
-            box = boxes[step]
-            box.x, box.y = x + (slot[step] - box.width) / 2, y + (height - box.height) / 2
-            x += slot[step] + _BOX_GAP
-        y += height + _LAYER_GAP
-    width = total + 2 * _MARGIN
-    if g.parameters:
-        width = max(width, _MARGIN * 2 + max(_width(f"{n}: {t} = {v}", _DETAIL_SIZE) for n, t, v in g.parameters)
-                    + 2 * _BOX_PAD)
-    height = y - _LAYER_GAP + _MARGIN if g.layers else y + _MARGIN
+    else:
+        y += 8
+    nodes, _, total, bottom = _layout(g, y)
+    row = {key[1]: node.row for key, node in nodes.items() if node.step}
+    chains = _chains(g, row)
+    port = _ports(nodes, chains)
+    width = max(total, _width(title, 15, True), legend_width, parameters_width) + 2 * _MARGIN
+    if total < width - 2 * _MARGIN:  # center the steps under a wider title, legend or parameters
+        for node in nodes.values():
+            node.x += (width - 2 * _MARGIN - total) / 2
+        port = _ports(nodes, chains)
+    height = (bottom if g.steps else y) + _MARGIN
 
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
            f'viewBox="0 0 {width:.0f} {height:.0f}" {_FONT} role="img">',
@@ -287,39 +423,48 @@ def svg(source: GraphLike) -> str:
            'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#555"/></marker></defs>',
            '<rect width="100%" height="100%" fill="white"/>',
            f'<text x="{_MARGIN}" y="{_MARGIN + 12}" font-size="15" font-weight="bold">{_xml(title)}</text>',
-           *legend]
-    labels = []
-    for edge in g.edges:
-        source, target = boxes[edge.source], boxes[edge.target]
-        x1, y1 = source.center, source.y + source.height
-        x2, y2 = target.center, target.y
-        bend = max(24.0, (y2 - y1) / 2)
+           legend, *parameters]
+    labels: list[str] = []
+    placed: list[tuple[float, float, float, float]] = []
+    for edge, chain in zip(g.edges, chains):
+        points = []
+        for a, b in zip(chain, chain[1:]):
+            start, end = nodes[a], nodes[b]
+            if not points:
+                points.append((port["out", a, b], start.y + start.height))
+            elif start.step is None:
+                points.append((start.center, start.y + start.height))
+            points.append((port["in", b, a], end.y))
+        path = " ".join(f"{'M' if i == 0 else 'L'}{x:.1f},{y:.1f}" for i, (x, y) in enumerate(points))
         dashed = "" if edge.variables else ' stroke-dasharray="5,4"'
         out.append(f'<g class="edge" data-source={_attr(edge.source)} data-target={_attr(edge.target)}>'
-                   f'<path d="M{x1:.1f},{y1:.1f} C{x1:.1f},{y1 + bend:.1f} {x2:.1f},{y2 - bend:.1f} '
-                   f'{x2:.1f},{y2:.1f}" fill="none" stroke="#555" stroke-width="1.4"{dashed} '
+                   f'<path d="{path}" fill="none" stroke="#555" stroke-width="1.4"{dashed} '
                    f'marker-end="url(#arrow)"/>'
                    f"<title>{_xml(edge.source)} → {_xml(edge.target)}"
                    f"{': ' + _xml(', '.join(edge.variables)) if edge.variables else ' (runs after, no data)'}"
                    "</title></g>")
         if edge.variables:
             text = _shorten(", ".join(edge.variables))
-            # On a white backing, so that crossing edges leave it legible.
-            end = anchor[edge.source, edge.target]
-            mx, my = ((x2, y2 - 14) if end == "target" else (x1, y1 + 16) if end == "source"
-                      else ((x1 + x2) / 2, (y1 + y2) / 2))
             w = _width(text, _DETAIL_SIZE) + 8
-            labels.append(f'<g class="edge-label"><rect x="{mx - w / 2:.1f}" y="{my - 9:.1f}" width="{w:.1f}" '
+            (x1, y1), (x2, y2) = points[-2], points[-1]  # the hop into the target, in the gap above it
+            for t in (0.5, 0.3, 0.7, 0.18, 0.82, 0.5):
+                mx, my = x1 + (x2 - x1) * t, y1 + (y2 - y1) * t
+                box = (mx - w / 2, my - 9, w, 16.0)
+                if not any(_overlaps(box, other) for other in placed):
+                    break
+            placed.append(box)
+            labels.append(f'<g class="edge-label"><rect x="{box[0]:.1f}" y="{box[1]:.1f}" width="{w:.1f}" '
                           f'height="16" rx="3" fill="white" fill-opacity="0.9"/>'
                           f'<text x="{mx:.1f}" y="{my + 3:.1f}" font-size="{_DETAIL_SIZE}" text-anchor="middle" '
                           f'fill="#1a5fb4">{_xml(text)}</text></g>')
     out += labels
     for step in g.steps:
-        box = boxes[step]
+        box = nodes["step", step]
         out.append(f'<g class="step" data-step={_attr(step)}><title>{_xml(step)}</title>'
                    f'<rect x="{box.x:.1f}" y="{box.y:.1f}" width="{box.width:.1f}" height="{box.height:.1f}" '
                    f'rx="6" fill="#eef4fb" stroke="#3465a4" stroke-width="1.4"/>')
-        line_y = box.y + 7
+        text_height = sum(size + 4 for _, size, _ in box.lines)
+        line_y = box.y + (box.height - text_height) / 2 - 1
         for text, size, bold in box.lines:
             line_y += size + 4
             weight = ' font-weight="bold"' if bold else ' fill="#444"'
