@@ -228,3 +228,130 @@ def test_file_menu_on_a_bad_notebook_shows_the_error_and_downloads_nothing(lab, 
         error_tab.close()
     finally:
         other.close()
+
+
+# --- step reports and the DAG picture, as a browser renders them ---------------------------------------------
+
+REPORT_SCREENSHOT = DOCS_SCREENSHOT.with_name("report.png")
+DAG_SCREENSHOT = DOCS_SCREENSHOT.with_name("dag.png")
+FIXTURES = Path(__file__).parent / "notebooks"
+
+
+@pytest.fixture(scope="module")
+def browser_page(tmp_path_factory):
+    """A blank page in Debian's chromium (headless, fresh profile)."""
+    from playwright.sync_api import sync_playwright
+
+    profile = tmp_path_factory.mktemp("chromium-plain")
+    playwright = sync_playwright().start()
+    try:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, "--disable-dev-shm-usage"],
+            headless=True, viewport={"width": 1000, "height": 800})
+        try:
+            context.set_default_timeout(UI_TIMEOUT_MS)
+            yield context.pages[0] if context.pages else context.new_page()
+        finally:
+            context.close()
+    finally:
+        playwright.stop()
+
+
+@pytest.fixture(scope="module")
+def tour_run(tmp_path_factory):
+    """tests/notebooks/report_tour.ipynb converted and run locally: its plot step fails in its last cell."""
+    work = tmp_path_factory.mktemp("tour")
+    notebook = work / "report_tour.ipynb"
+    notebook.write_bytes((FIXTURES / "report_tour.ipynb").read_bytes())
+    subprocess.run([str(JUPYTER), "nbconvert", "--to", "kfp", notebook.name], cwd=work, check=True,
+                   capture_output=True, timeout=120)
+    script = work / "report_tour_pipeline.py"
+    proc = subprocess.run([sys.executable, script.name, "--local"], cwd=work, capture_output=True, text=True,
+                          timeout=300)
+    return work, script, proc
+
+
+def _keep(shot: Path, target: Path) -> None:
+    if os.environ.get("UPDATE_DOCS_SCREENSHOT"):
+        target.parent.mkdir(exist_ok=True)
+        shutil.copyfile(shot, target)
+
+
+def test_report_renders_cells_and_outputs_in_notebook_order(browser_page, tour_run, tmp_path):
+    work, _, proc = tour_run
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    [report] = work.glob("local_outputs/*/plot/report.html")
+    page = browser_page
+    page.goto(report.as_uri())
+    assert page.locator("header span.status").inner_text() == "failed"
+    # cells in notebook order, as JupyterLab numbers them; the imports cell folded away
+    prompts = page.locator("body > section.cell > .prompt").all_inner_texts()
+    assert prompts == ["cell 6", "cell 7", "cell 8", "cell 9"]
+    assert page.locator("details.prelude").get_attribute("open") is None
+    assert not page.locator("details.prelude section.cell").first.is_visible()
+    assert page.locator("section.markdown h2").inner_text() == "Plot"
+    # the outputs of cell 7 in the order they came: print, plt.show(), print, display(table), last expression
+    outputs = page.locator("section.cell:has(> .prompt:text-is('cell 7')) .out")
+    kinds = outputs.evaluate_all("nodes => nodes.map(n => n.querySelector('img') ? 'figure' "
+                                 ": n.querySelector('table') ? 'table' : n.textContent.trim())")
+    assert kinds == ["A: plotting 6 months", "figure", "B: plotted", "table", "numpy.ndarray"], kinds
+    figure = outputs.nth(1).locator("img")
+    assert figure.evaluate("img => img.complete && img.naturalWidth > 100")  # a real PNG, decoded
+    assert outputs.nth(3).locator("tbody tr").count() == 8  # describe(): count, mean, ..., max
+    # the failed cell: marked, with the traceback from the cell on
+    failed = page.locator("section.cell.failed")
+    assert failed.locator(".prompt").inner_text() == "cell 9"
+    assert failed.locator(".marker").is_visible()
+    trace = failed.locator(".out.error").inner_text()
+    assert trace.splitlines()[1].strip() == 'File "<cell 9>", line 2, in <module>'
+    assert trace.rstrip().endswith("AssertionError: peak 21 is not under the limit 20")
+    shot = tmp_path / "report.png"
+    page.screenshot(path=str(shot), full_page=True)
+    _keep(shot, REPORT_SCREENSHOT)
+
+
+def test_dag_picture_renders_with_every_name_inside_its_box(browser_page, tmp_path):
+    nb = new_notebook(cells=[
+        new_code_cell("import statistics", metadata={"tags": ["imports"]}),
+        new_code_cell("WINDOW = 3\nSEED = 7", metadata={"tags": ["pipeline-parameters"]}),
+        new_code_cell("sales = [12, 15, 11, 18, 21, 19]\nprices = [3, 3, 4, 4, 5, 5]", metadata={"tags": ["step:load"]}),
+        new_code_cell("clean = [s for s in sales if s > 0]", metadata={"tags": ["step:clean", "prev:load"]}),
+        new_code_cell("revenue = [s * p for s, p in zip(sales, prices)]", metadata={"tags": ["step:revenue"]}),
+        new_code_cell("mean = statistics.mean(clean[-WINDOW:])", metadata={"tags": ["step:forecast_mean"]}),
+        new_code_cell("median = statistics.median(clean) + SEED * 0", metadata={"tags": ["step:forecast_median"]}),
+        new_code_cell("best = min(mean, median)\ntotal = sum(revenue)\nprint(best, total, sales[0])",
+                      metadata={"tags": ["step:compare"]}),
+        new_code_cell("print('published')", metadata={"tags": ["step:publish", "prev:compare"]}),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    nbformat.write(nb, tmp_path / "forecast.ipynb")
+    subprocess.run([str(JUPYTER), "nbconvert", "--to", "kfp", "forecast.ipynb"], cwd=tmp_path, check=True,
+                   capture_output=True, timeout=120)
+    drawn = subprocess.run([sys.executable, "forecast_pipeline.py", "--dag", "forecast.svg"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    assert drawn.returncode == 0, drawn.stderr
+    svg = (tmp_path / "forecast.svg").read_text(encoding="utf-8")
+    page = browser_page
+    page.set_content(f"<html><body style='margin:0'>{svg}</body></html>")
+    steps = page.locator("g.step")
+    assert steps.count() == 7
+    # the rendered text of each step (its name, its parameters) stays inside its box
+    overflow = steps.evaluate_all("""groups => groups.flatMap(g => {
+        const box = g.querySelector('rect').getBBox();
+        return [...g.querySelectorAll('text')].map(t => t.getBBox()).filter(b =>
+            b.x < box.x || b.y < box.y || b.x + b.width > box.x + box.width || b.y + b.height > box.y + box.height)
+            .map(() => g.dataset.step);
+    })""")
+    assert overflow == []
+    # edge labels do not cover one another
+    labels = page.locator("g.edge-label rect").evaluate_all("rs => rs.map(r => r.getBBox())"
+                                                             ".map(b => [b.x, b.y, b.width, b.height])")
+    for i, (ax, ay, aw, ah) in enumerate(labels):
+        for bx, by, bw, bh in labels[i + 1:]:
+            assert ax + aw <= bx or bx + bw <= ax or ay + ah <= by or by + bh <= ay, labels
+    assert page.locator("g.legend text").all_text_contents()[:2] == ["data edge: the variables it carries",
+                                                                   "prev: edge: runs after, no data"]
+    size = page.locator("svg").bounding_box()
+    shot = tmp_path / "dag.png"
+    page.screenshot(path=str(shot), clip={"x": 0, "y": 0, "width": size["width"], "height": size["height"]})
+    _keep(shot, DAG_SCREENSHOT)
