@@ -1,1 +1,2 @@
-"""What the notebook says: the tag grammar, step options, volumes, parameters and metrics cells, IPython syntax."""
+"""What the notebook says: the tag grammar, step options, volumes, parameters and metrics cells, IPython syntax,
+markdown cells."""

@@ -37,6 +37,7 @@ from ..codegen.literal import code_literal, docstring, python_literal
 from ..codegen.reserved import COMPONENT_LOCALS, RESERVED
 from ..errors import NotebookError
 from ..model import RESOURCE_KEY, Component, Pipeline, Settings, Step, StepOption, Volume, cell_number
+from ..notebook import markdown
 from ..notebook.parameter import LITERAL
 from ..notebook.stepoption import describe, effective_options, ignored_locally, last_value, task_calls
 from ..notebook.volume import create_calls, delete_calls, mount_calls, mounts_into
@@ -328,7 +329,8 @@ class ComponentBuilder(Preprocessor):
         body = self._runtime_import(bundle_ident)
         body.append(f"with Step({', '.join(step_arguments)}) as step:")
         if report and step.get("markdown"):
-            notes = [f"({cell_number(c['index'])}, {code_literal(c['source'])})" for c in step["markdown"]]
+            notes = [f"({cell_number(c['index'])}, {code_literal(markdown.to_html(c['source']))})"
+                     for c in step["markdown"]]
             body.append(f"    step.markdown({_list_lines(notes, 8)})")
         kinds = {p["name"]: p["type"] for p in model["parameters"]}
         items = [(python_literal(p), f"Step.literal({parameters[p]})" if kinds[p] == LITERAL else parameters[p])

@@ -176,9 +176,10 @@ class Report:
         self.cells.append(self.current)
         return self.current
 
-    def markdown(self, label: int, text: str) -> None:
-        """Add a markdown cell of the step (shown among the code cells by its number)."""
-        self.cells.append(CellRecord(label, text, kind="markdown"))
+    def markdown(self, label: int, page: str) -> None:
+        """Add a markdown cell of the step, rendered to safe HTML at conversion (shown among the code
+        cells by its number)."""
+        self.cells.append(CellRecord(label, page, kind="markdown"))
 
     def show_figures(self) -> None:
         """Record the open matplotlib figures in the current cell, where the output stands now."""
@@ -249,8 +250,6 @@ def _output_html(output: dict[str, Any]) -> str:
     if mime in ("image/png", "image/jpeg"):
         return (f'<div class="out {css} image"><img src="data:{mime};base64,{html.escape(str(value))}" '
                 f'alt="figure"></div>')
-    if mime == "text/markdown":
-        return f'<div class="out {css} markdown">{markdown_html(str(value))}</div>'
     return f'<pre class="out {css}">{html.escape(_ANSI.sub("", str(value)))}</pre>'
 
 
@@ -277,118 +276,42 @@ def _cell_html(cell: CellRecord) -> str:
     label = f"cell {cell.label}" if isinstance(cell.label, int) else str(cell.label)
     prompt = f'<div class="prompt">{html.escape(label)}</div>'
     if cell.kind == "markdown":
-        return f'<section class="cell markdown">{prompt}<div class="body">{markdown_html(cell.source)}</div></section>'
+        return f'<section class="cell markdown">{prompt}<div class="body">{cell.source}</div></section>'
     outputs = "\n".join(_output_html(o) for o in cell.outputs)
     marker = '<div class="marker">this cell failed</div>' if cell.failed else ""
     return (f'<section class="cell code{" failed" if cell.failed else ""}">{prompt}<div class="body">{marker}'
             f'<pre class="input">{highlighted(cell.source)}</pre>{outputs}</div></section>')
 
 
-_INLINE = re.compile(r"`([^`]+)`|\*\*(.+?)\*\*|\*([^*]+)\*|\[([^\]]+)\]\(([^)\s]+)\)")
-
-
-def _inline(text: str) -> str:
-    """Escaped text with Markdown's code spans, bold, italics and http(s) links."""
-    out, last = [], 0
-    for match in _INLINE.finditer(text):
-        out.append(html.escape(text[last:match.start()]))
-        code, bold, italic, label, url = match.groups()
-        if code is not None:
-            out.append(f"<code>{html.escape(code)}</code>")
-        elif bold is not None:
-            out.append(f"<strong>{_inline(bold)}</strong>")
-        elif italic is not None:
-            out.append(f"<em>{_inline(italic)}</em>")
-        elif re.match(r"https?://", url):
-            out.append(f'<a href="{html.escape(url, quote=True)}">{_inline(label)}</a>')
-        else:
-            out.append(html.escape(match.group(0)))
-        last = match.end()
-    out.append(html.escape(text[last:]))
-    return "".join(out)
-
-
-def markdown_html(text: str) -> str:
-    """A small, safe Markdown: headings, paragraphs, lists, fenced code, inline code, emphasis and
-    http(s) links. Raw HTML shows as text."""
-    blocks: list[str] = []
-    paragraph: list[str] = []
-    items: list[str] = []
-    fence: list[str] | None = None
-
-    def close() -> None:
-        if paragraph:
-            blocks.append(f"<p>{_inline(' '.join(paragraph))}</p>")
-            paragraph.clear()
-        if items:
-            blocks.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
-            items.clear()
-
-    for line in text.splitlines():
-        if fence is not None:
-            if line.strip().startswith("```"):
-                blocks.append(f"<pre>{html.escape(chr(10).join(fence))}</pre>")
-                fence = None
-            else:
-                fence.append(line)
-            continue
-        heading = re.match(r"(#{1,6})\s+(.*)", line)
-        item = re.match(r"\s*(?:[-*+]|\d+[.)])\s+(.*)", line)
-        if line.strip().startswith("```"):
-            close()
-            fence = []
-        elif heading:
-            close()
-            level = len(heading.group(1))
-            blocks.append(f"<h{level}>{_inline(heading.group(2).rstrip('#').strip())}</h{level}>")
-        elif item:
-            if paragraph:
-                close()
-            items.append(item.group(1))
-        elif not line.strip():
-            close()
-        elif items and line.startswith((" ", "\t")):
-            items[-1] += " " + line.strip()
-        else:
-            if items:
-                close()
-            paragraph.append(line.strip())
-    close()
-    if fence is not None:
-        blocks.append(f"<pre>{html.escape(chr(10).join(fence))}</pre>")
-    return "\n".join(blocks)
-
-
 _PAGE_STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5rem; color: #212121; }
-h1 { font-size: 1.2rem; font-weight: 600; }
-.summary { border-collapse: collapse; font-size: 13px; margin-bottom: 1rem; }
-.summary th { text-align: left; color: #616161; font-weight: normal; padding: 0.15rem 1rem 0.15rem 0; }
-.status { font-weight: 600; padding: 0.05rem 0.5rem; border-radius: 3px; }
-.status.succeeded { background: #e8f5e9; color: #1b5e20; }
-.status.failed { background: #ffebee; color: #b71c1c; }
-.status.running { background: #fff8e1; color: #8d6e00; }
-.cell { display: flex; margin: 0.8rem 0; }
-.prompt { width: 4.5rem; flex: none; color: #303f9f; font-family: monospace; padding-top: 0.45rem; }
-.body { flex: 1; min-width: 0; }
-pre { margin: 0; padding: 0.45rem 0.6rem; white-space: pre-wrap; word-break: break-word;
-      font: 13px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
-.input { background: #f5f5f5; border: 1px solid #e0e0e0; border-radius: 2px; }
-.stderr { background: #fdd; }
-.error { background: #fdd; color: #b71c1c; }
-.failed .input { border: 2px solid #e53935; }
-.marker { color: #b71c1c; font-weight: 600; font-size: 12px; margin-bottom: 0.2rem; }
-.failed .prompt { color: #b71c1c; }
-.markdown .body { padding: 0 0.6rem; }
-.markdown h1, .markdown h2, .markdown h3 { margin: 0.3rem 0; }
-details.prelude { margin: 0.8rem 0; color: #616161; }
-details.prelude summary { cursor: pointer; font-size: 13px; }
-.html, .image { padding: 0.45rem 0.6rem; overflow-x: auto; }
-.html table { border-collapse: collapse; font-size: 12px; }
-.html th, .html td { border: none; padding: 0.25rem 0.6rem; text-align: right; }
-.html tr:nth-child(even) { background: #f5f5f5; }
-.html thead { border-bottom: 1px solid #9e9e9e; }
-img { max-width: 100%; }
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5rem;color:#212121}
+h1{font-size:1.2rem;font-weight:600}
+.summary{border-collapse:collapse;font-size:13px;margin-bottom:1rem}
+.summary th{text-align:left;color:#616161;font-weight:normal;padding:0.15rem 1rem 0.15rem 0}
+.status{font-weight:600;padding:0.05rem 0.5rem;border-radius:3px}
+.status.succeeded{background:#e8f5e9;color:#1b5e20}
+.status.failed{background:#ffebee;color:#b71c1c}
+.status.running{background:#fff8e1;color:#8d6e00}
+.cell{display:flex;margin:0.8rem 0}
+.prompt{width:4.5rem;flex:none;color:#303f9f;font-family:monospace;padding-top:0.45rem}
+.body{flex:1;min-width:0}
+pre{margin:0;padding:0.45rem 0.6rem;white-space:pre-wrap;word-break:break-word;font:13px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+.input{background:#f5f5f5;border:1px solid #e0e0e0;border-radius:2px}
+.stderr{background:#fdd}
+.error{background:#fdd;color:#b71c1c}
+.failed .input{border:2px solid #e53935}
+.marker{color:#b71c1c;font-weight:600;font-size:12px;margin-bottom:0.2rem}
+.failed .prompt{color:#b71c1c}
+.markdown .body{padding:0 0.6rem}
+.markdown h1,.markdown h2,.markdown h3{margin:0.3rem 0}
+details.prelude{margin:0.8rem 0;color:#616161}
+details.prelude summary{cursor:pointer;font-size:13px}
+.html,.image{padding:0.45rem 0.6rem;overflow-x:auto}
+.html table{border-collapse:collapse;font-size:12px}
+.html th,.html td{border:none;padding:0.25rem 0.6rem;text-align:right}
+.html tr:nth-child(even){background:#f5f5f5}
+.html thead{border-bottom:1px solid #9e9e9e}
+img{max-width:100%}
 """
 
 def _page(title: str, style: str, body: str) -> str:

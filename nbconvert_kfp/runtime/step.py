@@ -243,7 +243,8 @@ class Step:
                 self.report.parameter(name, value)
 
     def markdown(self, cells: Iterable[tuple[int, str]]) -> None:
-        """The step's markdown cells, ``(cell number, text)``: its report shows them among its code cells."""
+        """The step's markdown cells, ``(cell number, HTML)`` as rendered at conversion: its report shows
+        them among its code cells."""
         if self.report is not None:
             for label, text in cells:
                 self.report.markdown(label, _strip_leading_newline(text))
