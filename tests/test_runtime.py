@@ -320,3 +320,19 @@ def test_report_formats_with_ipython_and_pygments_when_the_step_has_them(tmp_pat
         assert '<pre class="out result">&lt;class &#x27;numpy.ndarray&#x27;&gt;</pre>' in page  # repr()
         assert '<pre class="out display">array([0., 0.])</pre>' in page
         assert '<pre class="input">import numpy\nclass Rich:' in page and '<span class="kn">' not in page
+
+
+def test_report_header_hides_secret_parameters_and_shows_a_failure_outside_any_cell(tmp_path):
+    report = FakeArtifact(tmp_path / "report")
+    with pytest.raises(marshal.MarshalError):
+        with Step("consume", report=report) as step:
+            step.define({"db_password": "hunter2-s3cr3t", "rows": 5})
+            step.run([(3, "x = rows * 2")])
+            step.load({"table": FakeArtifact(tmp_path / "missing")})
+    page = (tmp_path / "report").read_text(encoding="utf-8")
+    assert "hunter2" not in page and "s3cr3t" not in page
+    assert "<code>db_password</code> (hidden)" in page and "<code>rows</code> 5" in page
+    header = page.split("</header>", 1)[0]
+    assert '<span class="status failed">failed</span>' in header
+    assert "MarshalError: step &#x27;consume&#x27; cannot load variable &#x27;table&#x27;" in header
+    assert 'class="cell code failed"' not in page  # cell 3 ran fine
