@@ -161,7 +161,10 @@ class Step:
             sys.modules["__main__"] = self._saved["main"]
         elapsed = time.perf_counter() - self._started
         if self.report is not None:
-            self._write_report(exc, elapsed)
+            try:
+                self._write_report(exc, elapsed)
+            except Exception as err:  # the step's outcome stands without its report
+                print(f"[nbconvert-kfp] report not written: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
         state = "failed" if exc is not None else "finished"
         print(f"[nbconvert-kfp] step {self.name!r} {state} in {elapsed:.2f}s", flush=True)
         self._write_status(state, elapsed, exc)
