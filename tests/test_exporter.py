@@ -297,3 +297,22 @@ def test_step_names_get_distinct_identifiers_and_display_names(tmp_path, make_nb
     tasks = step_tasks(ir)
     assert len(tasks) == 3
     assert {t["taskInfo"]["name"] for t in tasks.values()} == {"Train_2", "kid-1", "kid_1"}
+
+
+def test_markdown_cells_travel_to_their_step_as_safe_html_only_with_reports(convert, make_nb):
+    nb = make_nb([
+        (None, "# Intro <b onclick=x>bold</b>"),
+        ("step:a", "x = 1"),
+        (None, "## Train\n- [go](javascript:alert(1)) and [docs](https://example.org/a?b=1&c=2)\n- `<i>`"),
+        (["step:b", "prev:a"], "y = x + 1"),
+        (None, "trailing note"),
+    ], markdown=True)
+    script, _ = convert(nb)
+    calls = re.findall(r"step\.markdown\(\[\((\d+), r?'''\n(.*?)'''\)\]\)", script, re.DOTALL)
+    assert calls == [
+        ("1", "<h1>Intro &lt;b onclick=x&gt;bold&lt;/b&gt;</h1>\n"),
+        ("3", '<h2>Train</h2>\n<ul><li>[go](javascript:alert(1)) and '
+              '<a href="https://example.org/a?b=1&amp;c=2">docs</a></li><li><code>&lt;i&gt;</code></li></ul>\n'),
+    ]  # the note after the last code cell belongs to no step
+    quiet, _ = convert(nb, step_reports=False)
+    assert "step.markdown(" not in quiet  # no report, nothing to show it in
