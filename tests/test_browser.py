@@ -238,23 +238,14 @@ FIXTURES = Path(__file__).parent / "notebooks"
 
 
 @pytest.fixture(scope="module")
-def browser_page(tmp_path_factory):
-    """A blank page in Debian's chromium (headless, fresh profile)."""
-    from playwright.sync_api import sync_playwright
-
-    profile = tmp_path_factory.mktemp("chromium-plain")
-    playwright = sync_playwright().start()
+def browser_page(page):
+    """A fresh tab of the same chromium (one Playwright per module), 1000 px wide."""
+    tab = page.context.new_page()
+    tab.set_viewport_size({"width": 1000, "height": 800})
     try:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, "--disable-dev-shm-usage"],
-            headless=True, viewport={"width": 1000, "height": 800})
-        try:
-            context.set_default_timeout(UI_TIMEOUT_MS)
-            yield context.pages[0] if context.pages else context.new_page()
-        finally:
-            context.close()
+        yield tab
     finally:
-        playwright.stop()
+        tab.close()
 
 
 @pytest.fixture(scope="module")
