@@ -13,6 +13,7 @@ from traitlets.config import Application, Config
 from ..analysis import workflowsize
 from ..errors import TracebackFilter
 from ..codegen.identifier import kfp_name
+from ..notebook import notebookfile
 from ..model import RESOURCE_KEY, Pipeline, Settings
 from ..preprocessors.componentbuilder import RUNTIME_MODES, ComponentBuilder
 from ..preprocessors.dependencyanalyzer import DependencyAnalyzer
@@ -175,6 +176,14 @@ class KFPExporter(TemplateExporter):
         notebook = (resources.get("metadata") or {}).get("name") or "notebook"
         options = {name: getattr(self, name) for name in SETTING_TRAITS}
         return settings.resolve(options, metadata, notebook, self.log)
+
+    def from_file(self, file_stream: Any, resources: dict[str, Any] | None = None, **kw: Any):
+        """Convert a notebook file; a file nbformat cannot read is a one-line error, not a traceback."""
+        # Read the bytes where there are some, so that text which is not UTF-8 is reported by offset.
+        binary = getattr(file_stream, "buffer", None)
+        data = binary.read() if binary is not None and not getattr(file_stream, "tell", lambda: 0)() else None
+        nb = notebookfile.read_notebook(data if data is not None else file_stream.read(), self.log)
+        return self.from_notebook_node(nb, resources=resources, **kw)
 
     def from_notebook_node(self, nb: Any, resources: dict[str, Any] | None = None, **kw: Any):
         """Convert a notebook node into the pipeline script."""
