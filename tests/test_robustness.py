@@ -96,3 +96,56 @@ def test_unparsable_cell_is_one_line(tmp_path, run_nbconvert, cells, expected):
     path = tmp_path / "bad.ipynb"
     nbformat.write(build_notebook(cells), path)
     _assert_one_line_failure(run_nbconvert(path), tmp_path, *expected)
+
+
+# --- values the cluster would refuse are refused where they enter -----------------------------------
+
+@pytest.mark.parametrize("tag, expected", [
+    ("label:team:a b", ["label value"]),
+    ("label:team:" + "x" * 64, ["longer than 63"]),
+    ("label:" + "k" * 64 + ":ml", ["label key"]),
+    ("label:Bad_Domain.com/team:ml", ["prefix"]),
+    ("annotation:-owner:alice", ["annotation key"]),
+    ("node-selector:pool:gpu/pool", ["node selector value"]),
+    ("secret:DB_creds:password:DB_PASS", ["secret name"]),
+    ("secret:db-creds:pass word:DB_PASS", ["secret key"]),
+    ("retry:3:30s:nan", ["backoff factor"]),
+    ("retry:3:30s:inf", ["backoff factor"]),
+    ("timeout:100000000000000000000d", ["duration"]),
+    ("timeout:1e20d", ["duration"]),
+])
+def test_step_option_the_cluster_refuses_is_one_line(tmp_path, run_nbconvert, tag, expected):
+    path = tmp_path / "options.ipynb"
+    nbformat.write(build_notebook([(["step:a"], "x = 1"), (["step:b", tag], "y = x")]), path)
+    _assert_one_line_failure(run_nbconvert(path), tmp_path, "cell 2:", repr(tag), *expected)
+
+
+def test_valid_kubernetes_values_still_convert(tmp_path, run_nbconvert):
+    tags = ["step:b", "label:example.com/team:ml-ops", "label:empty:", "annotation:owner:Alice Smith <a@b.c>",
+            "node-selector:cloud.google.com/gke-nodepool:gpu_pool.1", "secret:db.creds:.pass-word_1:DB_PASS",
+            "retry:3:30s:1.5", "timeout:24855d"]
+    path = tmp_path / "fine.ipynb"
+    nbformat.write(build_notebook([(["step:a"], "x = 1"), (tags, "y = x")]), path)
+    result = run_nbconvert(path)
+    assert result.returncode == 0, result.stderr
+    script = (tmp_path / "fine_pipeline.py").read_text(encoding="utf-8")
+    assert '{".pass-word_1": "DB_PASS"}' in script and '"gpu_pool.1"' in script
+
+
+def _volume(**fields):
+    return dict({"type": "new_pvc", "name": "data", "mount_point": "/data", "size": 5, "size_type": "Gi"}, **fields)
+
+
+@pytest.mark.parametrize("volumes, expected", [
+    ([_volume(size="lots")], ["volumes[0]", "'lots'", "quantity"]),
+    ([_volume(size=-5)], ["volumes[0]", "'-5Gi'"]),
+    ([_volume(size=0)], ["volumes[0]", "zero"]),
+    ([_volume(size_type="Gigs")], ["volumes[0]", "'5Gigs'"]),
+    ([_volume(), _volume(name="other", mount_point="/data/")], ["volumes[1]", "volumes[0]", "'/data'"]),
+    ([_volume(type="pvc", name="My Claim")], ["volumes[0]", "'My Claim'"]),
+])
+def test_volume_the_cluster_refuses_is_one_line(tmp_path, run_nbconvert, volumes, expected):
+    path = tmp_path / "volumes.ipynb"
+    nb = build_notebook([(["step:a"], "x = 1")], metadata={"kubeflow_notebook": {"volumes": volumes}})
+    nbformat.write(nb, path)
+    _assert_one_line_failure(run_nbconvert(path), tmp_path, *expected)
