@@ -1,0 +1,48 @@
+"""Notebooks that convert but once failed or went wrong when run: through the generated script's --local."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers import JUPYTER, PYTHON, build_notebook, run, script_constant
+
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="local runs fork (Linux)")]
+
+
+def _convert(tmp_path: Path, cells, name: str = "nb") -> Path:
+    notebook = tmp_path / f"{name}.ipynb"
+    nbformat.write(build_notebook(cells), notebook)
+    result = run([JUPYTER, "nbconvert", "--to", "kfp", notebook.name], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout
+    return tmp_path / f"{name}_pipeline.py"
+
+
+def _local(script: Path, *args: str):
+    return run([PYTHON, script.name, "--local", *args], cwd=script.parent, timeout=300)
+
+
+def test_steps_whose_names_differ_only_by_underscores_get_their_own_tasks(tmp_path):
+    script = _convert(tmp_path, [(["step:a_b"], "x = 1"), (["step:a__b"], "y = x + 1"),
+                                 (["step:a-b"], "z = y + 1\nassert z == 3")])
+    tasks = [step["task"] for step in script_constant(script, "GRAPH")["steps"]]
+    assert len(set(tasks)) == 3, tasks
+    result = _local(script)
+    assert result.returncode == 0, result.stdout
+    for task in tasks:
+        assert f"/{task}/report.html" in result.stdout, result.stdout
+
+
+def test_a_thousand_character_step_name_runs_locally(tmp_path):
+    long_name = "l" * 1000
+    script = _convert(tmp_path, [(["step:a"], "x = 1"), ([f"step:{long_name}"], "y = x + 1\nassert y == 2"),
+                                 ([f"step:{long_name}x"], "z = y + 1\nassert z == 3")])
+    tasks = [step["task"] for step in script_constant(script, "GRAPH")["steps"]]
+    assert len(set(tasks)) == 3 and all(len(task) <= 63 for task in tasks), tasks
+    result = _local(script)
+    assert result.returncode == 0, result.stdout
+    assert "File name too long" not in result.stdout
