@@ -46,3 +46,16 @@ def test_a_thousand_character_step_name_runs_locally(tmp_path):
     result = _local(script)
     assert result.returncode == 0, result.stdout
     assert "File name too long" not in result.stdout
+
+
+def test_an_open_file_inside_a_list_fails_the_saving_step_naming_the_variable_and_the_path(tmp_path):
+    script = _convert(tmp_path, [
+        (["step:write"], 'log = open("log.txt", "w")\nlog.write("first line")\nhandles = [1, {"log": log}]'),
+        (["step:read"], 'handles[1]["log"].write("second")'),
+    ])
+    result = _local(script)
+    assert result.returncode != 0, result.stdout
+    assert "step 'write' cannot save variable 'handles' (builtins.list)" in result.stdout, result.stdout
+    assert "_io.TextIOWrapper at [1]['log']" in result.stdout, result.stdout
+    assert "an open file belongs to the process that opened it" in result.stdout
+    assert "Traceback" not in result.stdout.split("cannot save variable")[0][-2000:]

@@ -188,6 +188,10 @@ def _run_executor(request: dict, fds: list[int]) -> int:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    # The step imports the runtime its pipeline carries (the shared code bundle), as a cold start
+    # does: forget the nbconvert_kfp this warm process imported (the script's, or an installed one).
+    for name in [m for m in sys.modules if m == "nbconvert_kfp" or m.startswith("nbconvert_kfp.")]:
+        del sys.modules[name]
     for handler in list(logging.root.handlers):
         logging.root.removeHandler(handler)
     # Standard streams as a new interpreter has them, on the caller's descriptors (the
