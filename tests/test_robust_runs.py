@@ -59,3 +59,18 @@ def test_an_open_file_inside_a_list_fails_the_saving_step_naming_the_variable_an
     assert "_io.TextIOWrapper at [1]['log']" in result.stdout, result.stdout
     assert "an open file belongs to the process that opened it" in result.stdout
     assert "Traceback" not in result.stdout.split("cannot save variable")[0][-2000:]
+
+
+@pytest.mark.parametrize("mode", [[], ["--cold-start"]], ids=["warm", "cold"])
+def test_a_step_killed_while_saving_leaves_no_scratch_folder(tmp_path, mode):
+    script = _convert(tmp_path, [
+        (["functions"], "import os, signal\n\nclass Bomb:\n    def __reduce__(self):\n"
+                        "        os.kill(os.getpid(), signal.SIGKILL)"),
+        (["step:write"], "value = Bomb()"),
+        (["step:read"], "print(value)"),
+    ])
+    result = _local(script, *mode)
+    assert result.returncode != 0, result.stdout
+    outputs = tmp_path / "local_outputs"
+    assert list(outputs.rglob("write")), result.stdout
+    assert not list(outputs.rglob(".partial-*")), list(outputs.rglob(".partial-*"))

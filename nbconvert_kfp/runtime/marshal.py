@@ -174,6 +174,22 @@ class NameDispatch:
         return self.dispatch(path)(path, *args, **kwargs)
 
 
+def _partial_is_stale(name: str) -> bool:
+    """Whether a scratch folder ``.partial-<pid>-<id>`` was left by a process that no longer runs."""
+    pid = name[len(_PARTIAL):].partition("-")[0]
+    if not pid.isdigit():
+        return True  # an older scratch folder without its writer's pid
+    if int(pid) == os.getpid():
+        return True  # this process writes one value at a time: the folder is from an earlier save
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _remove(path: str) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
@@ -192,10 +208,10 @@ class ResourceSaver(TypeDispatch):
         """Save ``obj`` into the directory ``path`` atomically; return the file written."""
         os.makedirs(path, exist_ok=True)
         for name in os.listdir(path):
-            if name.startswith((VALUE_STEM + ".", _PARTIAL)):
+            if name.startswith(VALUE_STEM + ".") or (name.startswith(_PARTIAL) and _partial_is_stale(name)):
                 _remove(os.path.join(path, name))
         check_saveable(obj)
-        partial = os.path.join(path, f"{_PARTIAL}{uuid.uuid4().hex}")
+        partial = os.path.join(path, f"{_PARTIAL}{os.getpid()}-{uuid.uuid4().hex}")
         os.makedirs(partial)
         try:
             written = self.dispatch(type(obj))(obj, os.path.join(partial, VALUE_STEM))

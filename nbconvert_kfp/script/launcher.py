@@ -156,6 +156,14 @@ if conn is not None:
     code = int(status) if status and status.lstrip("-").isdigit() else 1
 else:
     code = proc.wait()
+def remove_partials():
+    # a step killed while saving a value leaves its scratch folder (".partial-*") in the output folder
+    import shutil
+    for root, dirs, _ in os.walk(task_dir):
+        for name in [d for d in dirs if d.startswith(".partial-")]:
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+            dirs.remove(name)
+remove_partials()
 try:
     with open(status_path, encoding="utf-8") as fh:
         outcome = json.load(fh)
