@@ -74,3 +74,18 @@ def test_a_step_killed_while_saving_leaves_no_scratch_folder(tmp_path, mode):
     outputs = tmp_path / "local_outputs"
     assert list(outputs.rglob("write")), result.stdout
     assert not list(outputs.rglob(".partial-*")), list(outputs.rglob(".partial-*"))
+
+
+@pytest.mark.parametrize("mode", [[], ["--cold-start"]], ids=["warm", "cold"])
+@pytest.mark.parametrize("call, words", [("sys.exit(0)", "the cell called sys.exit(0)"),
+                                         ("exit()", "the cell called sys.exit()"),
+                                         ("os._exit(0)", "exited (os._exit?) before the step's cells finished")])
+def test_a_cell_that_exits_fails_its_step_and_the_next_step_never_starts(tmp_path, mode, call, words):
+    script = _convert(tmp_path, [(["step:a"], "import os, sys\nx = 1"), ([], f"{call}\nx = 2"),
+                                 (["step:b"], "print(x)")])
+    result = _local(script, "--no-cache", *mode)
+    assert result.returncode == 1, result.stdout
+    assert "FAILED    a" in result.stdout and "notebook cell 2" in result.stdout, result.stdout
+    assert words in result.stdout, result.stdout
+    assert "started   b" not in result.stdout
+    assert "Tried to get output" not in result.stdout and "kfp/local" not in result.stdout, result.stdout

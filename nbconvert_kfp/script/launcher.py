@@ -169,6 +169,17 @@ try:
         outcome = json.load(fh)
 except (OSError, ValueError):
     outcome = None
+if code == 0 and isinstance(outcome, dict) and outcome.get("state") == "running":
+    # the process ended in the middle of the step's cells (os._exit) with status 0: the step did
+    # not save its outputs, so it failed, as a step that calls sys.exit fails
+    outcome.update(state="failed", error="the step's process exited (os._exit?) before the step's cells "
+                   "finished: its outputs were not saved")
+    message = f"[nbconvert-kfp] step {outcome.get('step')!r} failed in {outcome.get('where')}: {outcome['error']}\n"
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(message)
+    if verbose:
+        os.write(2, message.encode())
+    code = 1
 event(kind="end", task_dir=task_dir, log=log_path, code=code, outcome=outcome,
       seconds=round(time.monotonic() - started, 3))
 clean_up()
