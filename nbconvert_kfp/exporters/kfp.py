@@ -187,6 +187,7 @@ class KFPExporter(TemplateExporter):
 
     def from_notebook_node(self, nb: Any, resources: dict[str, Any] | None = None, **kw: Any):
         """Convert a notebook node into the pipeline script."""
+        nb = notebookfile.checked_notebook(nb, self.log)
         resources = dict(resources or {})
         resources[RESOURCE_KEY] = {"pipeline": self.pipeline_settings(nb, resources)}
         output, resources = super().from_notebook_node(nb, resources, **kw)

@@ -8,6 +8,7 @@ harmless problems are repaired with a warning (a cell's ``tags`` given as one st
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from typing import Any
@@ -68,9 +69,17 @@ def _repair_cell(cell: Any, index: int, log: logging.Logger) -> None:
     tags = metadata.get("tags")
     if isinstance(tags, str):
         log.warning("%s: the cell's tags are one string, not a list; read as the tag %r", where, tags)
-        metadata["tags"] = [tags]
+        metadata["tags"] = tags = [tags]
     elif tags is not None and not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
         raise NotebookError("the cell's 'tags' must be a list of strings", index, "tags")
+    if isinstance(tags, list) and "" in tags:
+        log.warning("%s: the cell has an empty tag; ignored", where)
+        metadata["tags"] = tags = [t for t in tags if t]
+    if tags is not None and len(set(tags)) < len(tags):
+        repeated = sorted({t for t in tags if tags.count(t) > 1})
+        log.warning("%s: the tag%s %s appear%s more than once; read once", where, "s" if len(repeated) > 1 else "",
+                    ", ".join(repr(t) for t in repeated), "" if len(repeated) > 1 else "s")
+        metadata["tags"] = list(dict.fromkeys(tags))
     if kind == "code":
         if not isinstance(cell.get("outputs"), list):
             cell["outputs"] = []
@@ -98,6 +107,8 @@ def _validation_error(err: Exception) -> NotebookError:
     """A one-line error for nbformat's schema error, naming the cell when the problem is in one."""
     path = list(getattr(err, "absolute_path", None) or getattr(err, "path", None) or [])
     message = str(getattr(err, "message", err)).splitlines()[0]
+    if getattr(err, "validator", None) == "pattern" and "tags" in path and isinstance(err.instance, str):
+        message = f"the tag {err.instance!r} holds a comma, which a notebook tag may not (Jupyter splits tags at commas)"
     if len(path) >= 2 and path[0] == "cells" and isinstance(path[1], int):
         inside = ".".join(str(p) for p in path[2:])
         return NotebookError(f"the cell is not a valid notebook cell{f' ({inside})' if inside else ''}: "
@@ -105,6 +116,21 @@ def _validation_error(err: Exception) -> NotebookError:
     inside = ".".join(str(p) for p in path)
     return NotebookError(f"the notebook is not valid{f' ({inside})' if inside else ''}: {message}", None,
                          inside or "notebook")
+
+
+def checked_notebook(nb: Any, log: logging.Logger) -> nbformat.NotebookNode:
+    """A copy of a notebook node with harmless problems repaired; one the exporter cannot take is a
+    one-line ``NotebookError`` (nbconvert would fail with a traceback when it validates the notebook)."""
+    nb = copy.deepcopy(nb)
+    if not isinstance(nb, dict):
+        raise NotebookError(f"the notebook is a {type(nb).__name__}, not a notebook", None, "notebook")
+    if nb.get("nbformat") == 4:
+        _repair(nb, log)
+    try:
+        nbformat.validate(nb)
+    except ValidationError as err:
+        raise _validation_error(err) from None
+    return nbformat.from_dict(nb)
 
 
 def read_notebook(data: bytes | str, log: logging.Logger) -> nbformat.NotebookNode:
