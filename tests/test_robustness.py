@@ -149,3 +149,20 @@ def test_volume_the_cluster_refuses_is_one_line(tmp_path, run_nbconvert, volumes
     nb = build_notebook([(["step:a"], "x = 1")], metadata={"kubeflow_notebook": {"volumes": volumes}})
     nbformat.write(nb, path)
     _assert_one_line_failure(run_nbconvert(path), tmp_path, *expected)
+
+
+def test_a_save_removes_scratch_folders_of_dead_writers_only(tmp_path):
+    import subprocess
+    import sys
+
+    from nbconvert_kfp.runtime.marshal import resource_load, resource_save
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    artifact = tmp_path / "artifact"
+    (artifact / f".partial-{dead.pid}-abc").mkdir(parents=True)
+    (artifact / ".partial-oldstyle").mkdir()
+    (artifact / ".partial-1-live").mkdir()  # pid 1 runs as long as the machine does
+    resource_save({"k": [1, 2]}, str(artifact))
+    assert sorted(p.name for p in artifact.iterdir()) == [".partial-1-live", "value.pkl"]
+    assert resource_load(str(artifact)) == {"k": [1, 2]}
