@@ -181,8 +181,12 @@ class KFPExporter(TemplateExporter):
         """Convert a notebook file; a file nbformat cannot read is a one-line error, not a traceback."""
         # Read the bytes where there are some, so that text which is not UTF-8 is reported by offset.
         binary = getattr(file_stream, "buffer", None)
-        data = binary.read() if binary is not None and not getattr(file_stream, "tell", lambda: 0)() else None
-        nb = notebookfile.read_notebook(data if data is not None else file_stream.read(), self.log)
+        try:
+            fresh = file_stream.tell() == 0
+        except (OSError, ValueError, AttributeError):  # a pipe (--stdin) cannot tell, and has not been read
+            fresh = True
+        data = binary.read() if binary is not None and fresh else file_stream.read()
+        nb = notebookfile.read_notebook(data, self.log)
         return self.from_notebook_node(nb, resources=resources, **kw)
 
     def from_notebook_node(self, nb: Any, resources: dict[str, Any] | None = None, **kw: Any):
