@@ -166,3 +166,18 @@ def test_a_save_removes_scratch_folders_of_dead_writers_only(tmp_path):
     resource_save({"k": [1, 2]}, str(artifact))
     assert sorted(p.name for p in artifact.iterdir()) == [".partial-1-live", "value.pkl"]
     assert resource_load(str(artifact)) == {"k": [1, 2]}
+
+
+def test_a_list_parameter_holding_none_compiles_and_keeps_its_value(tmp_path, run_nbconvert, compile_script):
+    from nbconvert_kfp.runtime.step import Step
+
+    path = tmp_path / "nones.ipynb"
+    nbformat.write(build_notebook([(["pipeline-parameters"], "A = [None, 'x']\nB = {'k': None}\nC = [{1}]"),
+                                   (["step:a"], "y = (A, B, C)")]), path)
+    result = run_nbconvert(path)
+    assert result.returncode == 0, result.stderr
+    spec = compile_script(tmp_path / "nones_pipeline.py")
+    inputs = spec["root"]["inputDefinitions"]["parameters"]
+    assert Step.literal(inputs["A"]["defaultValue"]) == [None, "x"]
+    assert Step.literal(inputs["B"]["defaultValue"]) == {"k": None}
+    assert Step.literal(inputs["C"]["defaultValue"]) == [{1}]
