@@ -50,9 +50,12 @@ def _broken(kind):
     elif kind == "tags of numbers":
         good["cells"][1]["metadata"]["tags"] = [1, 2]
         return json.dumps(good).encode(), ["cell 2:", "tags"]
-    elif kind == "bad outputs item":
-        good["cells"][1]["outputs"] = [{"output_type": "stream"}]
-        return json.dumps(good).encode(), ["cell 2:"]
+    elif kind == "kernelspec a string":
+        good["metadata"]["kernelspec"] = "python3"
+        return json.dumps(good).encode(), ["metadata.kernelspec", "'python3'"]
+    elif kind == "tag with a comma":
+        good["cells"][1]["metadata"]["tags"] = ["step:b,c"]
+        return json.dumps(good).encode(), ["cell 2:", "'step:b,c'", "comma"]
     elif kind == "lone surrogate in source":
         good["cells"][1]["source"] = "y = '\ud800'"
         return json.dumps(good, ensure_ascii=True).encode(), ["cell 2:", "surrogate", "\\ud800"]
@@ -63,7 +66,7 @@ def _broken(kind):
 
 
 @pytest.mark.parametrize("kind", ["not json", "not utf-8", "a list", "no nbformat", "no cell_type", "bad cell_type",
-                                  "no source", "tags of numbers", "bad outputs item", "lone surrogate in source",
+                                  "no source", "tags of numbers", "kernelspec a string", "tag with a comma", "lone surrogate in source",
                                   "lone surrogate in tag"])
 def test_unreadable_notebook_is_one_line(tmp_path, run_nbconvert, kind):
     content, expected = _broken(kind)
@@ -75,6 +78,10 @@ def test_unreadable_notebook_is_one_line(tmp_path, run_nbconvert, kind):
 def test_harmless_problems_are_repaired_with_a_warning(tmp_path, run_nbconvert):
     content = _notebook_json([(["step:a"], "x = 1"), (["step:b"], "y = x")])
     content["cells"][1]["metadata"]["tags"] = "step:b"
+    content["cells"][0]["metadata"]["tags"] = ["step:a", "", "step:a"]
+    content["cells"][0]["outputs"] = [{"output_type": "no such output"}]
+    content["cells"][0]["id"] = "not a valid id"
+    content["cells"][1]["id"] = "not a valid id"
     content["cells"].append({"cell_type": "markdown", "source": "notes"})
     del content["metadata"]
     path = tmp_path / "repair.ipynb"
@@ -84,8 +91,11 @@ def test_harmless_problems_are_repaired_with_a_warning(tmp_path, run_nbconvert):
     assert "cell 2: the cell's tags are one string" in result.stderr
     assert "cell 3: the cell has no metadata" in result.stderr
     assert "the notebook has no metadata" in result.stderr
+    assert "cell 1: the cell has an empty tag" in result.stderr
+    assert "cell 1: the tag 'step:a' appears more than once" in result.stderr
+    assert "Traceback" not in result.stderr and "DuplicateCellId" not in result.stderr, result.stderr
     script = (tmp_path / "repair_pipeline.py").read_text(encoding="utf-8")
-    assert "def b(" in script or "'b'" in script or '"b"' in script
+    assert '{"name": "b", "task": "b"' in script, script[:3000]
 
 
 @pytest.mark.parametrize("cells, expected", [

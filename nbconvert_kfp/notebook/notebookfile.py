@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import re
 from typing import Any
 
 import nbformat
@@ -18,6 +19,8 @@ from nbformat.validator import ValidationError
 
 from ..errors import NotebookError
 
+#: What nbformat allows as a cell id.
+_CELL_ID = re.compile(r"^[a-zA-Z0-9-_]{1,64}$")
 #: The cell types of a v4 notebook.
 CELL_TYPES = ("code", "markdown", "raw")
 
@@ -81,8 +84,8 @@ def _repair_cell(cell: Any, index: int, log: logging.Logger) -> None:
                     ", ".join(repr(t) for t in repeated), "" if len(repeated) > 1 else "s")
         metadata["tags"] = list(dict.fromkeys(tags))
     if kind == "code":
-        if not isinstance(cell.get("outputs"), list):
-            cell["outputs"] = []
+        # a pipeline does not use the notebook's outputs: broken ones do not stop the conversion
+        cell["outputs"] = []
         if "execution_count" not in cell or not (cell["execution_count"] is None
                                                  or isinstance(cell["execution_count"], int)):
             cell["execution_count"] = None
@@ -99,8 +102,15 @@ def _repair(content: dict[str, Any], log: logging.Logger) -> None:
     cells = content.get("cells")
     if not isinstance(cells, list):
         raise NotebookError("the notebook has no list of 'cells'", None, "cells")
+    ids: set[str] = set()
     for index, cell in enumerate(cells):
         _repair_cell(cell, index, log)
+        if "id" in cell:
+            # Jupyter's cell ids do not matter to a pipeline: a missing, malformed or repeated one is replaced
+            if not (isinstance(cell["id"], str) and _CELL_ID.match(cell["id"])) or cell["id"] in ids:
+                cell["id"] = next(f"cell-{index + 1}{suffix}" for suffix in ("", *(f"-{n}" for n in range(2, 10**6)))
+                                  if f"cell-{index + 1}{suffix}" not in ids)
+            ids.add(cell["id"])
 
 
 def _validation_error(err: Exception) -> NotebookError:
