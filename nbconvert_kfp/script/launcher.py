@@ -158,11 +158,19 @@ else:
     code = proc.wait()
 def remove_partials():
     # a step killed while saving a value leaves its scratch folder (".partial-*") in the output folder
+    # (an output's folder is a child of the step's folder: look no deeper, outputs may hold many files)
     import shutil
-    for root, dirs, _ in os.walk(task_dir):
-        for name in [d for d in dirs if d.startswith(".partial-")]:
-            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
-            dirs.remove(name)
+    try:
+        outputs = [e.path for e in os.scandir(task_dir) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        outputs = []
+    for folder in outputs:
+        try:
+            found = [e.path for e in os.scandir(folder) if e.name.startswith(".partial-")]
+        except OSError:
+            found = []
+        for path in found:
+            shutil.rmtree(path, ignore_errors=True)
 remove_partials()
 try:
     with open(status_path, encoding="utf-8") as fh:
