@@ -153,6 +153,8 @@ def _volume(**fields):
     ([_volume(size_type="Gigs")], ["volumes[0]", "'5Gigs'"]),
     ([_volume(), _volume(name="other", mount_point="/data/")], ["volumes[1]", "volumes[0]", "'/data'"]),
     ([_volume(type="pvc", name="My Claim")], ["volumes[0]", "'My Claim'"]),
+    ([_volume(storage_class_name="Fast SSD")], ["volumes[0]", "storage class", "'Fast SSD'"]),
+    ([_volume(annotations=[{"key": "bad key!", "value": "x"}])], ["volumes[0]", "annotation key", "'bad key!'"]),
 ])
 def test_volume_the_cluster_refuses_is_one_line(tmp_path, run_nbconvert, volumes, expected):
     path = tmp_path / "volumes.ipynb"

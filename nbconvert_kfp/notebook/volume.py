@@ -52,10 +52,20 @@ def parse_volume(entry: Any, index: int, metadata: dict[str, Any]) -> Volume:
         unit = entry.get("size_type", "Gi")
         mode = entry.get("access_mode") or metadata.get("volume_access_mode") or "rwo"
         quantity = _size(size, unit, where)
+        storage_class = entry.get("storage_class_name") or metadata.get("storage_class_name") or None
+        problem = grammar.subdomain_problem(storage_class) if isinstance(storage_class, str) else (
+            None if storage_class is None else "is not text")
+        if problem:
+            raise NotebookError(f"{where}: the storage class {storage_class!r} {problem}", None, "storage_class_name")
+        for annotation in entry.get("annotations") or []:
+            key = annotation.get("key") if isinstance(annotation, dict) else None
+            problem = grammar.qualified_name_problem(key) if isinstance(key, str) and key else None
+            if problem:
+                raise NotebookError(f"{where}: the annotation key {key!r} {problem}", None, key)
         volume.update(
             size=quantity,
             access_modes=[ACCESS_MODES.get(str(mode).lower(), str(mode))],
-            storage_class=entry.get("storage_class_name") or metadata.get("storage_class_name") or None,
+            storage_class=storage_class,
             annotations={a["key"]: a["value"] for a in entry.get("annotations") or []
                          if isinstance(a, dict) and a.get("key")},
             keep=bool(entry.get("keep", False)),
