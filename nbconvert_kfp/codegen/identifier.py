@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import keyword
 import re
 import unicodedata
 
 _INVALID = re.compile(r"[^0-9A-Za-z_]+")
 _KFP_INVALID = re.compile(r"[^a-z0-9-]+")
+_DASHES = re.compile(r"-{2,}")
+#: The longest KFP task name: KFP and Argo put it in pod labels and local output folders.
+TASK_NAME_MAX = 63
+#: Hex digits of the hash that ends an identifier cut to fit ``TASK_NAME_MAX``.
+HASH_DIGITS = 8
 
 
 def ascii_identifier(text: str, fallback: str = "x") -> str:
@@ -24,7 +30,8 @@ def ascii_identifier(text: str, fallback: str = "x") -> str:
 def kfp_name(text: str, fallback: str = "pipeline") -> str:
     """Map any text to a KFP pipeline name matching ``^[a-z0-9][a-z0-9-]{0,127}$``."""
     folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii").lower()
-    name = _KFP_INVALID.sub("-", folded.replace("_", "-")).strip("-")
+    # as kfp's own maybe_rename_for_k8s: runs of dashes become one ('a__b' -> 'a-b')
+    name = _DASHES.sub("-", _KFP_INVALID.sub("-", folded.replace("_", "-"))).strip("-")
     return (name or fallback)[:128].rstrip("-") or fallback
 
 
@@ -33,6 +40,7 @@ class Namer:
 
     def __init__(self, reserved: set[str] | frozenset[str] = frozenset()):
         self._taken = {name.lower() for name in reserved}
+        self._tasks = {kfp_name(name, "x") for name in reserved}
 
     def take(self, text: str, fallback: str = "x") -> str:
         """Return a fresh identifier derived from ``text``; case-insensitively unique."""
@@ -42,4 +50,21 @@ class Namer:
             candidate = f"{base}_{counter}"
             counter += 1
         self._taken.add(candidate.lower())
+        self._tasks.add(kfp_name(candidate, "x"))
+        return candidate
+
+    def take_task(self, text: str, fallback: str = "x") -> str:
+        """A fresh identifier for a KFP component: its task name (``kfp_name``) is unique too, and at most
+        ``TASK_NAME_MAX`` characters (a longer name is cut and ends with a hash of the whole text)."""
+        base = ascii_identifier(text, fallback)
+        room = TASK_NAME_MAX - len("_999")
+        if len(base) > room:
+            digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_DIGITS]
+            base = f"{base[:room - HASH_DIGITS - 1].rstrip('_')}_{digest}"
+        candidate, counter = base, 2
+        while candidate.lower() in self._taken or kfp_name(candidate, "x") in self._tasks:
+            candidate = f"{base}_{counter}"
+            counter += 1
+        self._taken.add(candidate.lower())
+        self._tasks.add(kfp_name(candidate, "x"))
         return candidate

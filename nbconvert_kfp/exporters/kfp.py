@@ -13,6 +13,7 @@ from traitlets.config import Application, Config
 from ..analysis import workflowsize
 from ..errors import TracebackFilter
 from ..codegen.identifier import kfp_name
+from ..notebook import notebookfile
 from ..model import RESOURCE_KEY, Pipeline, Settings
 from ..preprocessors.componentbuilder import RUNTIME_MODES, ComponentBuilder
 from ..preprocessors.dependencyanalyzer import DependencyAnalyzer
@@ -176,8 +177,21 @@ class KFPExporter(TemplateExporter):
         options = {name: getattr(self, name) for name in SETTING_TRAITS}
         return settings.resolve(options, metadata, notebook, self.log)
 
+    def from_file(self, file_stream: Any, resources: dict[str, Any] | None = None, **kw: Any):
+        """Convert a notebook file; a file nbformat cannot read is a one-line error, not a traceback."""
+        # Read the bytes where there are some, so that text which is not UTF-8 is reported by offset.
+        binary = getattr(file_stream, "buffer", None)
+        try:
+            fresh = file_stream.tell() == 0
+        except (OSError, ValueError, AttributeError):  # a pipe (--stdin) cannot tell, and has not been read
+            fresh = True
+        data = binary.read() if binary is not None and fresh else file_stream.read()
+        nb = notebookfile.read_notebook(data, self.log)
+        return self.from_notebook_node(nb, resources=resources, **kw)
+
     def from_notebook_node(self, nb: Any, resources: dict[str, Any] | None = None, **kw: Any):
         """Convert a notebook node into the pipeline script."""
+        nb = notebookfile.checked_notebook(nb, self.log)
         resources = dict(resources or {})
         resources[RESOURCE_KEY] = {"pipeline": self.pipeline_settings(nb, resources)}
         output, resources = super().from_notebook_node(nb, resources, **kw)

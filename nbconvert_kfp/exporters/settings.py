@@ -10,7 +10,7 @@ from typing import Any
 from ..codegen.identifier import kfp_name
 from ..errors import NotebookError
 from ..model import Settings
-from ..notebook.volume import parse_volume
+from ..notebook.volume import parse_volumes
 
 _PIPELINE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
 
@@ -101,8 +101,8 @@ def resolve(options: dict[str, Any], metadata: dict[str, Any], notebook: str,
         or "Default",
         "notebook": notebook,
         "enable_caching": caching,
-        "volumes": [parse_volume(entry, i, metadata) for i, entry in enumerate(volumes)
-                    if not _rok_only(entry, i, log)],
+        "volumes": parse_volumes([(i, entry) for i, entry in enumerate(volumes) if not _rok_only(entry, i, log)],
+                                 metadata),
         "steps_defaults": list(defaults),
         "install_packages": options.get("install_packages", True),
         "extra_packages": list(options.get("extra_packages") or []),

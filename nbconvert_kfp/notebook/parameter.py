@@ -10,9 +10,10 @@ Two conventions:
   runs at the start of every step, and the parameter values are set again after it.
 
 A value travels as a KFP parameter of its own type when KFP carries it exactly: a bool, an int
-of at most 2**53, a finite float, a string, or a list or dict of strings, bools, finite floats,
-``None`` and such lists and dicts, with string keys. Anything else a literal can be (``None``,
-a tuple, a big int, ``nan``, a list holding ints, which KFP would turn into floats, a dict with
+of at most 2**53, a finite float, a string, or a list or dict of strings, bools, finite floats
+and such lists and dicts, with string keys. Anything else a literal can be (``None``,
+a tuple, a big int, ``nan``, a list holding ints (which KFP would turn into floats) or ``None`` (which kfp
+cannot compile), a dict with
 int keys) travels as a string parameter holding the value's Python literal, which the step reads
 back exactly (``Step.literal``); such parameters have the type ``literal``.
 """
@@ -40,7 +41,7 @@ def _json_exact(value: Any, depth: int = 0) -> bool:
     """Whether a value inside a list or dict survives KFP's JSON (numbers become doubles there)."""
     if depth > MAX_DEPTH:
         return False
-    if value is None or isinstance(value, (bool, str)):
+    if isinstance(value, (bool, str)):
         return True
     if isinstance(value, float):
         return math.isfinite(value)

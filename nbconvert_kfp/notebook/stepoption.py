@@ -8,12 +8,14 @@ Nothing else in the package switches on an option's kind.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Callable
 
 from ..codegen.literal import python_literal as lit
 from ..errors import TagError
+from . import kubernetesgrammar as grammar
 from ..model import StepOption
 
 #: What a local run does with an option.
@@ -26,12 +28,12 @@ _MEMORY = re.compile(r"^[0-9]+(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?$")
 _COUNT = re.compile(r"^[1-9][0-9]*$")
 _DURATION = re.compile(r"^([0-9]+)(s|m|h|d)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _RESOURCE = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
 _REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9_,.-]+\])?([<>=!~]=?[^\s;]+)?$")
 _EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+#: The longest duration a tag may give, in seconds (Kubernetes and Argo keep some durations in int32).
+MAX_SECONDS = 2 ** 31 - 1
 _SWITCH = {"enabled": True, "true": True, "on": True, "disabled": False, "false": False, "off": False}
 
 
@@ -42,7 +44,10 @@ def _fail(text: str, cell: int | None, why: str) -> TagError:
 def seconds(text: str) -> int | None:
     """Parse a duration such as ``90``, ``30s``, ``5m``, ``2h``, ``1d`` into seconds."""
     match = _DURATION.match(text)
-    return int(match.group(1)) * _SECONDS[match.group(2) or "s"] if match else None
+    if not match:
+        return None
+    value = int(match.group(1)) * _SECONDS[match.group(2) or "s"]
+    return value if value <= MAX_SECONDS else None
 
 
 def _pair(text: str, value: str, cell: int | None, what: str) -> tuple[str, str]:
@@ -92,28 +97,33 @@ def _read_switch(kind: str, value: str, text: str, cell: int | None) -> StepOpti
 
 def _read_retry(kind: str, value: str, text: str, cell: int | None) -> StepOption:
     parts = value.split(":")
-    if not parts[0].isdigit() or len(parts) > 4:
+    if not parts[0].isdigit() or len(parts) > 4 or int(parts[0]) > MAX_SECONDS:
         raise _fail(text, cell, "expected retry:<count>[:<backoff>[:<factor>[:<max backoff>]]], e.g. retry:3:30s:2")
     option: StepOption = {"kind": kind, "count": int(parts[0])}
     if len(parts) > 1:
         if seconds(parts[1]) is None:
-            raise _fail(text, cell, f"{parts[1]!r} is not a duration such as 30s, 5m or 1h")
+            raise _fail(text, cell, f"{parts[1]!r} is not a duration such as 30s, 5m or 1h (at most "
+                                    f"{MAX_SECONDS}s)")
         option["backoff"] = f"{seconds(parts[1])}s"
     if len(parts) > 2:
         try:
             option["factor"] = float(parts[2])
         except ValueError:
             raise _fail(text, cell, f"{parts[2]!r} is not a backoff factor such as 2") from None
+        if not math.isfinite(option["factor"]) or option["factor"] <= 0:
+            raise _fail(text, cell, f"{parts[2]!r} is not a backoff factor such as 2 (a finite number above 0)")
     if len(parts) > 3:
         if seconds(parts[3]) is None:
-            raise _fail(text, cell, f"{parts[3]!r} is not a duration such as 30s, 5m or 1h")
+            raise _fail(text, cell, f"{parts[3]!r} is not a duration such as 30s, 5m or 1h (at most "
+                                    f"{MAX_SECONDS}s)")
         option["max_backoff"] = f"{seconds(parts[3])}s"
     return option
 
 
 def _read_timeout(kind: str, value: str, text: str, cell: int | None) -> StepOption:
     if not seconds(value):
-        raise _fail(text, cell, f"{value!r} is not a duration such as 600, 30m or 2h")
+        raise _fail(text, cell, f"{value!r} is not a duration such as 600, 30m or 2h (above 0, at most "
+                                f"{MAX_SECONDS}s)")
     return {"kind": kind, "seconds": seconds(value)}
 
 
@@ -126,16 +136,28 @@ def _read_env(kind: str, value: str, text: str, cell: int | None) -> StepOption:
 
 def _read_secret(kind: str, value: str, text: str, cell: int | None) -> StepOption:
     parts = value.split(":")
-    if len(parts) != 3 or not all(parts) or not _K8S_NAME.match(parts[0]) or not _ENV_NAME.match(parts[2]):
+    if len(parts) != 3 or not all(parts) or not _ENV_NAME.match(parts[2]):
         raise _fail(text, cell, "expected secret:<secret name>:<key>:<ENV_NAME>")
+    problem = grammar.subdomain_problem(parts[0])
+    if problem:
+        raise _fail(text, cell, f"the secret name {parts[0]!r} {problem}")
+    problem = grammar.secret_key_problem(parts[1])
+    if problem:
+        raise _fail(text, cell, f"the secret key {parts[1]!r} {problem}")
     return {"kind": kind, "secret": parts[0], "key": parts[1], "env": parts[2]}
 
 
 def _read_key_value(kind: str, value: str, text: str, cell: int | None) -> StepOption:
     prefix = kind.replace("_", "-")
     key, item = _pair(text, value, cell, f"{prefix}:<key>:<value>")
-    if not _LABEL_KEY.match(key):
-        raise _fail(text, cell, f"{key!r} is not a valid Kubernetes {kind.replace('_', ' ')} key")
+    what = kind.replace("_", " ")
+    problem = grammar.qualified_name_problem(key)
+    if problem:
+        raise _fail(text, cell, f"{key!r} is not a valid Kubernetes {what} key: it {problem}")
+    if kind != "annotation":
+        problem = grammar.label_value_problem(item)
+        if problem:
+            raise _fail(text, cell, f"{item!r} is not a valid Kubernetes {what} value: it {problem}")
     return {"kind": kind, "key": key, "value": item}
 
 
@@ -143,7 +165,8 @@ def _read_toleration(kind: str, value: str, text: str, cell: int | None) -> Step
     # kubectl's taint syntax: key[=value]:Effect, or key alone (tolerate every effect)
     target, _, effect = value.rpartition(":") if value.endswith(_EFFECTS) else (value, "", "")
     key, equals, taint_value = target.partition("=")
-    if not key or not _LABEL_KEY.match(key) or (effect and effect not in _EFFECTS):
+    if (not key or grammar.qualified_name_problem(key) or (effect and effect not in _EFFECTS)
+            or (equals and grammar.label_value_problem(taint_value))):
         raise _fail(text, cell, "expected toleration:<key>[=<value>][:<effect>], e.g. "
                                 "toleration:nvidia.com/gpu=present:NoSchedule")
     return {"kind": kind, "key": key, "operator": "Equal" if equals else "Exists",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Any
 
 from ..codegen.literal import python_literal as lit
 from ..errors import NotebookError
 from ..model import Volume
+from . import kubernetesgrammar as grammar
 
 #: Kale 1.x ``volume_access_mode`` values.
 ACCESS_MODES = {"rwo": "ReadWriteOnce", "rom": "ReadOnlyMany", "rwm": "ReadWriteMany", "rox": "ReadOnlyMany",
@@ -36,6 +38,10 @@ def parse_volume(entry: Any, index: int, metadata: dict[str, Any]) -> Volume:
                             "claim or 'new_pvc' to create one per run)", None, "volumes")
     if not isinstance(name, str) or not name or not isinstance(mount, str) or not mount.startswith("/"):
         raise NotebookError(f"{where} needs a 'name' and an absolute 'mount_point'", None, "volumes")
+    problem = grammar.subdomain_problem(name)
+    if problem:
+        what = "claim name" if kind == "pvc" else "name (it ends the name of the claim each run creates)"
+        raise NotebookError(f"{where}: the volume {what} {name!r} {problem}", None, name)
     steps = entry.get("steps")
     if steps is not None and not (isinstance(steps, list) and all(isinstance(s, str) for s in steps)):
         raise NotebookError(f"{where}: 'steps' must be a list of step names", None, "volumes")
@@ -45,15 +51,54 @@ def parse_volume(entry: Any, index: int, metadata: dict[str, Any]) -> Volume:
         size = entry.get("size", 1)
         unit = entry.get("size_type", "Gi")
         mode = entry.get("access_mode") or metadata.get("volume_access_mode") or "rwo"
+        quantity = _size(size, unit, where)
+        storage_class = entry.get("storage_class_name") or metadata.get("storage_class_name") or None
+        problem = grammar.subdomain_problem(storage_class) if isinstance(storage_class, str) else (
+            None if storage_class is None else "is not text")
+        if problem:
+            raise NotebookError(f"{where}: the storage class {storage_class!r} {problem}", None, "storage_class_name")
+        for annotation in entry.get("annotations") or []:
+            key = annotation.get("key") if isinstance(annotation, dict) else None
+            problem = grammar.qualified_name_problem(key) if isinstance(key, str) and key else None
+            if problem:
+                raise NotebookError(f"{where}: the annotation key {key!r} {problem}", None, key)
         volume.update(
-            size=f"{size}{unit}" if not isinstance(size, str) or size.isdigit() else size,
+            size=quantity,
             access_modes=[ACCESS_MODES.get(str(mode).lower(), str(mode))],
-            storage_class=entry.get("storage_class_name") or metadata.get("storage_class_name") or None,
+            storage_class=storage_class,
             annotations={a["key"]: a["value"] for a in entry.get("annotations") or []
                          if isinstance(a, dict) and a.get("key")},
             keep=bool(entry.get("keep", False)),
         )
     return volume
+
+
+def _size(size: Any, unit: Any, where: str) -> str:
+    """The Kubernetes quantity of a new volume's ``size`` and ``size_type`` (``5`` and ``Gi`` -> ``5Gi``)."""
+    if isinstance(size, bool) or not isinstance(size, (int, float, str)) or not isinstance(unit, str):
+        raise NotebookError(f"{where}: size {size!r} {unit!r} is not a size such as 5 with size_type 'Gi'",
+                            None, "size")
+    text = str(size)
+    quantity = f"{text}{unit}" if not isinstance(size, str) or text.isdigit() else text
+    problem = grammar.quantity_problem(quantity)
+    if problem:
+        raise NotebookError(f"{where}: the volume size {quantity!r} {problem}", None, "size")
+    return quantity
+
+
+def parse_volumes(entries: list[tuple[int, Any]], metadata: dict[str, Any]) -> list[Volume]:
+    """Read ``kubeflow_notebook.volumes`` (entries with their index); two volumes may not share a mount point."""
+    volumes: list[Volume] = []
+    mounted: dict[str, int] = {}
+    for index, entry in entries:
+        volume = parse_volume(entry, index, metadata)
+        mount = posixpath.normpath(volume["mount_point"])
+        if mount in mounted:
+            raise NotebookError(f"kubeflow_notebook.volumes[{index}] and volumes[{mounted[mount]}] are both mounted "
+                                f"at {mount!r}; give each volume its own mount_point", None, mount)
+        mounted[mount] = index
+        volumes.append(volume)
+    return volumes
 
 
 def mounts_into(volume: Volume, step: str) -> bool:

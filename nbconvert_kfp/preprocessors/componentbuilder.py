@@ -170,7 +170,7 @@ class ComponentBuilder(Preprocessor):
                 f"the code every step shares (nbconvert-kfp's runtime and the imports and functions cells) is "
                 f"{len(bundle['payload']) // 1024} KB even compressed: a KFP step's command holds at most 128 KiB. "
                 "Move large functions into a module of your own that the step image installs", first, "functions")
-        functions = {step["name"]: namer.take(step["name"], "step") for step in model["steps"]}
+        functions = {step["name"]: namer.take_task(step["name"], "step") for step in model["steps"]}
         tasks = {name: namer.take(f"{function}_task") for name, function in functions.items()}
         setup, claims = self._volumes(settings["volumes"], model["steps"], namer)
 

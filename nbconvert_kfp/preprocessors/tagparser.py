@@ -8,7 +8,7 @@ from typing import Any
 from nbconvert.preprocessors import Preprocessor
 from traitlets import List, Unicode
 
-from ..errors import NotebookError, TagError
+from ..errors import CellSourceError, NotebookError, TagError
 from ..model import RESOURCE_KEY, Cell, cell_number, Metric, Parameter, Step
 from ..notebook.ipython import python_source
 from ..notebook.metric import parse_metrics
@@ -30,6 +30,16 @@ def _cell_tags(cell: Any) -> list[str]:
 def _source(cell: Any) -> str:
     source = cell.get("source", "")
     return "".join(source) if isinstance(source, list) else source
+
+
+def _check_unicode(text: str, index: int, what: str) -> None:
+    """Reject text holding a lone surrogate: it cannot be written as UTF-8, nor compiled."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        char = text[err.start]
+        raise CellSourceError(f"the cell's {what} holds the lone surrogate {ascii(char)}, which is not valid "
+                              "Unicode (was a character cut in half?)", index, ascii(char)) from None
 
 
 def _record(index: int, raw: str) -> Cell:
@@ -161,8 +171,11 @@ class TagParser(Preprocessor):
             if cell.get("cell_type") != "code":
                 continue
             notes[index], pending = pending, []
-            tags = self._parse_tags(cell, index)
             raw = _source(cell)
+            _check_unicode(raw, index, "source")
+            for text in _cell_tags(cell):
+                _check_unicode(text, index, "tag")
+            tags = self._parse_tags(cell, index)
             role, names = self._role(tags, index)
             if role is TagKind.SKIP:
                 continue

@@ -63,7 +63,7 @@ import struct
 import sys
 import types
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 #: Name of the file stem inside an artifact directory.
 VALUE_STEM = "value"
@@ -174,6 +174,22 @@ class NameDispatch:
         return self.dispatch(path)(path, *args, **kwargs)
 
 
+def _partial_is_stale(name: str) -> bool:
+    """Whether a scratch folder ``.partial-<pid>-<id>`` was left by a process that no longer runs."""
+    pid = name[len(_PARTIAL):].partition("-")[0]
+    if not pid.isdigit():
+        return True  # an older scratch folder without its writer's pid
+    if int(pid) == os.getpid():
+        return True  # this process writes one value at a time: the folder is from an earlier save
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _remove(path: str) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
@@ -192,10 +208,10 @@ class ResourceSaver(TypeDispatch):
         """Save ``obj`` into the directory ``path`` atomically; return the file written."""
         os.makedirs(path, exist_ok=True)
         for name in os.listdir(path):
-            if name.startswith((VALUE_STEM + ".", _PARTIAL)):
+            if name.startswith(VALUE_STEM + ".") or (name.startswith(_PARTIAL) and _partial_is_stale(name)):
                 _remove(os.path.join(path, name))
         check_saveable(obj)
-        partial = os.path.join(path, f"{_PARTIAL}{uuid.uuid4().hex}")
+        partial = os.path.join(path, f"{_PARTIAL}{os.getpid()}-{uuid.uuid4().hex}")
         os.makedirs(partial)
         try:
             written = self.dispatch(type(obj))(obj, os.path.join(partial, VALUE_STEM))
@@ -289,6 +305,72 @@ def check_saveable(obj: Any) -> None:
         raise MarshalError(f"a {_qualified_name(type(obj))} cannot be saved: {reason}")
 
 
+#: How many objects ``_path_to`` visits looking for where an unsaveable part sits.
+_SEARCH_LIMIT = 200_000
+
+
+def _children(obj: Any) -> Iterator[tuple[str, Any]]:
+    """The parts of a value with the Python expression that reaches each (``[0]``, ``['key']``, ``.attr``)."""
+    if isinstance(obj, (str, bytes, bytearray, int, float, complex, bool, type(None), type, types.ModuleType)):
+        return
+    if isinstance(obj, dict):
+        for key, item in obj.items():
+            yield f"[{key!r}]", item
+        return
+    if isinstance(obj, (list, tuple)):
+        for index, item in enumerate(obj):
+            yield f"[{index}]", item
+        return
+    if isinstance(obj, (set, frozenset)):
+        for item in obj:
+            yield " (an item of the set)", item
+        return
+    attributes = getattr(obj, "__dict__", None)
+    if isinstance(attributes, dict):
+        for name, item in attributes.items():
+            yield f".{name}", item
+    for cls in type(obj).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for name in [slots] if isinstance(slots, str) else slots:
+            if name not in ("__dict__", "__weakref__") and hasattr(obj, name):
+                yield f".{name}", getattr(obj, name)
+
+
+def _path_to(root: Any, target: Any) -> str | None:
+    """The expression that reaches ``target`` inside ``root`` (``[2]['log']``), searched breadth first."""
+    queue: list[tuple[Any, str]] = [(root, "")]
+    seen = {id(root)}
+    for obj, path in queue:
+        if obj is target:
+            return path
+        if len(queue) > _SEARCH_LIMIT:
+            return None
+        try:
+            for step, child in _children(obj):
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    queue.append((child, path + step))
+        except Exception:  # a value whose parts cannot be listed is skipped
+            continue
+    return None
+
+
+class _Unsaveable(Exception):
+    """An unsaveable object met inside the value being pickled."""
+
+    def __init__(self, obj: Any, reason: str):
+        super().__init__(reason)
+        self.obj, self.reason = obj, reason
+
+
+def _nested_error(root: Any, found: _Unsaveable) -> MarshalError:
+    """The error for an unsaveable object inside ``root``, naming where it sits."""
+    where = _path_to(root, found.obj)
+    place = f"at {where}" if where else "somewhere inside it"
+    return MarshalError(f"the value holds a {_qualified_name(type(found.obj))} {place}, which cannot be saved: "
+                        f"{found.reason}")
+
+
 # --- pickle and dill: the default ------------------------------------------------------------
 
 #: Errors by which pickle (or a library's saver) says it cannot write a value.
@@ -316,9 +398,22 @@ def _save_pickle(obj: Any, stem: str) -> str:
         except ImportError:
             raise MarshalError(f"{err}; install 'dill' in the step image to save such values") from err
         path = stem + ".dill"
+
+        class Pickler(dill.Pickler):  # type: ignore[misc,name-defined]
+            """dill, refusing what would not be the same in the next step (dill reopens files at offset 0)."""
+
+            def persistent_id(self, part: Any) -> None:
+                reason = unsaveable_reason(part)
+                if reason is not None:
+                    raise _Unsaveable(part, reason)
+                return None
+
         try:
             with open(path, "wb") as fh:
-                dill.dump(obj, fh, protocol=5, recurse=True)
+                Pickler(fh, protocol=5, recurse=True).dump(obj)
+        except _Unsaveable as found:
+            os.remove(path)
+            raise _nested_error(obj, found) from None
         except BaseException:
             os.remove(path)
             raise

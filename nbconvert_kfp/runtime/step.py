@@ -38,6 +38,17 @@ STATUS_FILE_ENV = "NBCONVERT_KFP_STEP_STATUS"
 BACKEND = "module://nbconvert_kfp.runtime.figure"
 
 
+class StepExit(RuntimeError):
+    """A cell called ``sys.exit()`` (or ``exit()``): the step fails instead of ending without its outputs."""
+
+
+def _exit_error(err: SystemExit) -> StepExit:
+    """The failure for a cell that called ``sys.exit``."""
+    return StepExit(f"the cell called sys.exit({'' if err.code is None else repr(err.code)}): a step cannot stop "
+                    "early, as its later cells would not run and its outputs would not be saved (raise an "
+                    "exception to fail the step, or skip the rest of the cell with an if)")
+
+
 def _shell(step: Step):
     """IPython's shell bound to the step's namespace, its displays recorded in the step's report."""
     from IPython.core.displaypub import DisplayPublisher
@@ -141,6 +152,7 @@ class Step:
         sys.modules["__main__"] = self.module
         self._started = time.perf_counter()
         print(f"[nbconvert-kfp] step {self.name!r} started", flush=True)
+        self._write_status("running", 0.0, None)
         if self.report is not None:
             if os.environ.get("MPLBACKEND", "agg").lower() == "agg":
                 os.environ["MPLBACKEND"] = BACKEND  # plt.show() puts the figure in place in the report
@@ -181,13 +193,19 @@ class Step:
                 fh.write(page)
         print(f"[nbconvert-kfp] report: {paths[-1]}", flush=True)
 
-    def _write_status(self, state: str, elapsed: float, exc: BaseException | None) -> None:
-        """Leave the step's outcome where a local run asked for it (see :data:`STATUS_FILE_ENV`)."""
+    def _write_status(self, state: str, elapsed: float, exc: BaseException | None, cell: Any = None) -> None:
+        """Leave the step's outcome where a local run asked for it (see :data:`STATUS_FILE_ENV`).
+
+        While the step runs the record says ``running`` and the cell it is in: a process that ends
+        without the step finishing (``os._exit``) leaves that record behind for the run to report.
+        """
         path = os.environ.get(STATUS_FILE_ENV)
         if not path:
             return
         record: dict[str, Any] = {"step": self.name, "state": state, "seconds": round(elapsed, 3),
                                   "saved": self._saved_names}
+        if cell is not None:
+            record["where"] = f"notebook cell {cell}" if isinstance(cell, int) else str(cell)
         if exc is not None:
             record.update(self._failure or {"where": None, "line": None,
                                             "error": f"{type(exc).__name__}: {exc}"[:2000]})
@@ -266,6 +284,7 @@ class Step:
             linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
             body, last = _split_last_expression(source, filename)
             record = self.report.begin(label, shown, prelude) if self.report is not None else None
+            self._write_status("running", time.perf_counter() - self._started, None, label)
             try:
                 self._evaluate(body)
                 if last is not None:
@@ -274,9 +293,10 @@ class Step:
                         self.namespace["_"] = value
                         if record is not None:
                             record.display(mime_bundle(value), result=True)
-            except BaseException as err:
+            except BaseException as caught:
+                err = _exit_error(caught) if isinstance(caught, SystemExit) else caught
                 where = f"notebook cell {label}" if isinstance(label, int) else label
-                line = next((f.lineno for f in _frames(err) if f.filename == filename), None)
+                line = next((f.lineno for f in _frames(caught) if f.filename == filename), None)
                 at = f", line {line}" if line else ""
                 if record is not None:
                     record.error(err)
@@ -285,6 +305,8 @@ class Step:
                       f"{type(err).__name__}: {err}", file=getattr(sys.stderr, "target", sys.stderr), flush=True)
                 if hasattr(err, "add_note"):
                     err.add_note(f"(in {where}{at} of step {self.name!r})")
+                if err is not caught:
+                    raise err.with_traceback(caught.__traceback__) from None
                 raise
             finally:
                 if self.report is not None:

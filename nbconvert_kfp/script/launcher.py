@@ -156,11 +156,38 @@ if conn is not None:
     code = int(status) if status and status.lstrip("-").isdigit() else 1
 else:
     code = proc.wait()
+def remove_partials():
+    # a step killed while saving a value leaves its scratch folder (".partial-*") in the output folder
+    # (an output's folder is a child of the step's folder: look no deeper, outputs may hold many files)
+    import shutil
+    try:
+        outputs = [e.path for e in os.scandir(task_dir) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        outputs = []
+    for folder in outputs:
+        try:
+            found = [e.path for e in os.scandir(folder) if e.name.startswith(".partial-")]
+        except OSError:
+            found = []
+        for path in found:
+            shutil.rmtree(path, ignore_errors=True)
+remove_partials()
 try:
     with open(status_path, encoding="utf-8") as fh:
         outcome = json.load(fh)
 except (OSError, ValueError):
     outcome = None
+if code == 0 and isinstance(outcome, dict) and outcome.get("state") == "running":
+    # the process ended in the middle of the step's cells (os._exit) with status 0: the step did
+    # not save its outputs, so it failed, as a step that calls sys.exit fails
+    outcome.update(state="failed", error="the step's process exited (os._exit?) before the step's cells "
+                   "finished: its outputs were not saved")
+    message = f"[nbconvert-kfp] step {outcome.get('step')!r} failed in {outcome.get('where')}: {outcome['error']}\n"
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(message)
+    if verbose:
+        os.write(2, message.encode())
+    code = 1
 event(kind="end", task_dir=task_dir, log=log_path, code=code, outcome=outcome,
       seconds=round(time.monotonic() - started, 3))
 clean_up()
@@ -188,6 +215,10 @@ def _run_executor(request: dict, fds: list[int]) -> int:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    # The step imports the runtime its pipeline carries (the shared code bundle), as a cold start
+    # does: forget the nbconvert_kfp this warm process imported (the script's, or an installed one).
+    for name in [m for m in sys.modules if m == "nbconvert_kfp" or m.startswith("nbconvert_kfp.")]:
+        del sys.modules[name]
     for handler in list(logging.root.handlers):
         logging.root.removeHandler(handler)
     # Standard streams as a new interpreter has them, on the caller's descriptors (the
@@ -198,10 +229,6 @@ def _run_executor(request: dict, fds: list[int]) -> int:
     sys.stderr = sys.__stderr__ = open(2, "w", encoding=encoding, errors="backslashreplace",
                                        buffering=1, closefd=False)
     sys.argv = [EXECUTOR_MODULE, *request["argv"][2:]]
-    # The step imports nbconvert-kfp's runtime from its shared-code archive, as a new interpreter
-    # would: not through the package this process loaded to run the script.
-    for name in [m for m in sys.modules if m == "nbconvert_kfp" or m.startswith("nbconvert_kfp.")]:
-        del sys.modules[name]
     try:
         runpy.run_module(EXECUTOR_MODULE, run_name="__main__", alter_sys=True)
         return 0
