@@ -160,3 +160,42 @@ def test_legit_requirements_and_index_reach_pip_as_single_arguments(tmp_path):
         assert requirement in arguments
     assert arguments[arguments.index("--index-url") + 1] == index
     assert arguments[arguments.index("--trusted-host") + 1] == "pypi.example.com"
+
+
+# --- secrets in error messages ----------------------------------------------------------------------
+
+#: A token long enough that any cut of a message could fall inside it.
+TOKEN = "tok-" + "9f3e1ab27c54d80e6b1fa93c2d7e45b8a06c1f29d3e8b7a4"
+
+
+def _token_pieces(text: str) -> list[str]:
+    """The 6-character pieces of TOKEN that ``text`` shows."""
+    return [TOKEN[i:i + 6] for i in range(len(TOKEN) - 5) if TOKEN[i:i + 6] in text]
+
+
+@pytest.fixture
+def fake_kfp():
+    from fakekfp import FakeKFP
+
+    with FakeKFP() as server:
+        yield server
+
+
+def _clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("KF_PIPELINES") and k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")}
+    env.update(HOME=str(tmp_path / "home"), PYTHONIOENCODING="utf-8", **extra)
+    return env
+
+
+def test_a_server_echoing_the_token_never_shows_any_part_of_it(tmp_path, fake_kfp):
+    notebook = _notebook(tmp_path)
+    assert _run([JUPYTER, "nbconvert", "--to", "kfp", notebook.name], tmp_path).returncode == 0
+    prefix = "the message before the header "
+    for padding in range(240, 300, 7):  # the token starts before, at and after every cut point
+        fake_kfp.echo_authorization = "." * padding + prefix + "{authorization} was refused"
+        result = subprocess.run([sys.executable, "nb_pipeline.py", "--host", fake_kfp.url, "--upload"], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120,
+                                env=_clean_env(tmp_path, KF_PIPELINES_TOKEN=TOKEN))
+        assert result.returncode == 1 and "HTTP 401" in result.stderr, result.stderr
+        assert _token_pieces(result.stdout + result.stderr) == [], (padding, result.stderr)
