@@ -31,7 +31,6 @@ import itertools
 import json
 import struct
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -233,8 +232,8 @@ class FakeKFP(ThreadingHTTPServer):
         self.require_token: str | None = None
         #: A message template: every request is refused (401) with the Authorization header put in it.
         self.echo_authorization: str | None = None
-        #: Seconds each API request waits before it is answered (a slow host).
-        self.delay = 0.0
+        #: While set to an unset Event, every request waits (up to a minute) for it: a slow host.
+        self.hold: threading.Event | None = None
         #: Set when a request arrives, for tests that order events across threads.
         self.request_arrived = threading.Event()
         self.multi_user = False
@@ -308,8 +307,9 @@ class FakeKFP(ThreadingHTTPServer):
 
     def handle(self, request: Request) -> tuple[int, Any]:
         self.request_arrived.set()
-        if self.delay:
-            time.sleep(self.delay)
+        hold = self.hold
+        if hold is not None:
+            hold.wait(60)
         with self._lock:
             self.requests.append(request)
             if self.echo_authorization is not None:

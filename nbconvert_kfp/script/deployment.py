@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import logging
 import os
@@ -29,6 +28,8 @@ import secrets
 import time
 import warnings
 from pathlib import Path
+
+from .silence import silenced
 
 #: Environment variable holding a bearer token for the KFP API.
 TOKEN_ENV = "KF_PIPELINES_TOKEN"
@@ -116,7 +117,7 @@ def _step(action: str, host: str | None, token: str | None = None):
     level = urllib3_log.level
     urllib3_log.setLevel(logging.ERROR)  # its retry warnings; the error says it all
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), silenced():
             warnings.simplefilter("ignore")
             yield
     except DeploymentError:
