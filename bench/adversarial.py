@@ -46,7 +46,7 @@ PAYLOADS: dict[str, list[str]] = {
     "quotes": ["'", '"', "'''x'''", '"""', "a'b\"c\\"],
     "newlines": ["x\nsdkVersion: evil\ndefaultPipelineRoot: s3://attacker/loot\n#", "a\r\nb",
                  'x\n    import os\n    os.system("touch canary")'],
-    "shell": ["$(touch canary)", "`touch canary`", ";touch${IFS}canary", "'$(touch${IFS}canary)'",
+    "shell": ["$(touch canary)", "x==1'$(touch${IFS}canary)'", "`touch canary`", ";touch${IFS}canary", "'$(touch${IFS}canary)'",
               '"$(touch canary)"', "|| touch canary &&"],
     "control": ["a\x1b[31mb", "a\x00b", "\x07\x08\x7f", "a\x85b", "a\u2028b\u2029c"],
     "long": ["a" * 300, "x" * 20000],
@@ -188,6 +188,9 @@ def shell_escape(yaml_text: str, workdir: Path) -> str:
         argv = list(container.get("command") or []) + list(container.get("args") or [])
         if not argv:
             continue
+        if any("\x00" in str(part) for part in argv):  # no shell can run that command
+            escaped.append(f"{name[:40]} (NUL in the command)")
+            continue
         run_dir = workdir / f"run-{number}"
         run_dir.mkdir(exist_ok=True)
         subprocess.run(argv, cwd=run_dir, capture_output=True, timeout=30,
@@ -246,14 +249,16 @@ class Sweep:
         if skeleton(script) != python_shape:
             escapes.append("python structure")
         try:
-            if yaml_keys(yaml_text) != keys:
-                escapes.append("yaml keys")
+            loaded = yaml_keys(yaml_text)
         except Exception as error:  # YAML that does not load
             escapes.append(f"yaml unloadable ({type(error).__name__})")
-        with tempfile.TemporaryDirectory(dir=self.workdir) as directory:
-            shell = shell_escape(yaml_text, Path(directory))
-        if shell:
-            escapes.append(f"shell ({shell})")
+        else:
+            if loaded != keys:
+                escapes.append("yaml keys")
+            with tempfile.TemporaryDirectory(dir=self.workdir) as directory:
+                shell = shell_escape(yaml_text, Path(directory))
+            if shell:
+                escapes.append(f"shell ({shell})")
         outcome.escape = "; ".join(escapes)
         return outcome
 

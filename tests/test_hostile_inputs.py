@@ -13,7 +13,7 @@ import pytest
 from helpers import REPO
 
 if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+    sys.path.append(str(REPO))
 
 from bench import adversarial  # noqa: E402
 
