@@ -29,7 +29,7 @@ CONTROL_ARG = CONTROL.replace("\x00", "")
 
 
 def _notebook(tmp_path: Path, default: str = "safe", description: str | None = None, tags=(), name="nb") -> Path:
-    cells = [(["pipeline-parameters"], f"S = {default!r}\nN = 1"),
+    cells = [(["pipeline-parameters"], f"S = {default!r}\nN = 1\nR = 0.5"),
              (["step:a", *tags], "x = S + str(N)"),
              (["step:b", "prev:a"], "print(x)")]
     metadata = {"kubeflow_notebook": {"pipeline_description": description}} if description else None
@@ -100,6 +100,16 @@ def test_kfp_yaml_exporter_output_loads_with_control_characters(tmp_path):
     [document] = _documents(tmp_path / "nb_pipeline.yaml")
     assert set(document) == IR_KEYS
     assert _default(document) == CONTROL + INJECTED
+
+
+def test_a_non_finite_float_is_refused_for_a_compiled_pipeline_without_a_traceback(tmp_path):
+    notebook = _notebook(tmp_path)
+    assert _run([JUPYTER, "nbconvert", "--to", "kfp", notebook.name], tmp_path).returncode == 0
+    for command in ([sys.executable, "nb_pipeline.py", "-p", "R", "inf"],
+                    [VENV_BIN / "nbconvert-kfp", "compile", notebook.name, "-p", "R", "nan"]):
+        result = _run(command, tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert "parameter R:" in result.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize("tag", [
