@@ -209,3 +209,33 @@ def test_a_server_echoing_the_token_never_shows_any_part_of_it(tmp_path, fake_kf
                                 env=_clean_env(tmp_path, KF_PIPELINES_TOKEN=TOKEN))
         assert result.returncode == 1 and "HTTP 401" in result.stderr, result.stderr
         assert _token_pieces(result.stdout + result.stderr) == [], (padding, result.stderr)
+
+
+# --- kfp's prints silenced in one thread only -----------------------------------------------------------
+
+def test_silencing_one_thread_never_swallows_another_threads_output(capsys):
+    import threading
+
+    from nbconvert_kfp.script.silence import silenced
+
+    entered, leave = threading.Event(), threading.Event()
+
+    def quiet_worker():
+        with silenced():
+            print("dropped")
+            entered.set()
+            leave.wait(30)
+            print("dropped too")
+
+    worker = threading.Thread(target=quiet_worker)
+    worker.start()
+    assert entered.wait(30)
+    with silenced():  # a second silenced block that ends before the first one
+        print("dropped as well")
+    print("kept while the other thread is silenced")
+    leave.set()
+    worker.join(30)
+    print("kept after")
+    out = capsys.readouterr().out
+    assert out == "kept while the other thread is silenced\nkept after\n"
+    assert type(sys.stdout).__name__ != "_ThreadStream"  # the process's stdout is its own again
