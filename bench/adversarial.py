@@ -263,14 +263,19 @@ class Sweep:
         return outcome
 
 
-def _command_line_outcome(result: subprocess.CompletedProcess, outcome: Outcome, located: bool) -> Outcome:
+def _command_line_outcome(result: subprocess.CompletedProcess, outcome: Outcome, located: bool,
+                          usage: bool = False) -> Outcome:
+    """Classify a command's result; with ``usage``, argparse's usage lines before the error line are expected
+    (and its exit status 2)."""
     output = result.stdout + result.stderr
     if result.returncode == 0:
         return outcome
     errors = [line for line in result.stderr.splitlines() if line.strip() and "Converting notebook" not in line]
+    if usage and errors and ": error: " in errors[-1]:
+        errors = errors[-1:]
     if "Traceback" in output:
         outcome.status = "traceback"
-    elif result.returncode == 1 and len(errors) == 1 and located:
+    elif result.returncode in ((1, 2) if usage else (1,)) and len(errors) == 1 and located:
         outcome.status = "clean"
     else:
         outcome.status = "unclear"
@@ -326,7 +331,7 @@ def p_cases(payloads: dict[str, list[str]], workdir: Path) -> list[Outcome]:
                                         cwd=directory, capture_output=True, text=True, timeout=300,
                                         env=dict(os.environ, PYTHONIOENCODING="utf-8"))
                 outcome = _command_line_outcome(result, Outcome("script -p", family, f"-p {name}", payload, "converted"),
-                                                name in result.stderr)
+                                                f"parameter {name}" in result.stderr, usage=True)
                 if result.returncode == 0:
                     try:
                         keys = yaml_keys(output.read_text(encoding="utf-8"))
@@ -458,10 +463,11 @@ def server_cases(payloads: dict[str, list[str]], workdir: Path) -> list[Outcome]
 
 def tally(outcomes: list[Outcome]) -> dict[str, Tally]:
     """The figures per family (and a total)."""
-    tallies: dict[str, Tally] = {}
+    tallies: dict[str, Tally] = {family: Tally() for family in dict.fromkeys(o.family for o in outcomes)}
+    tallies["total"] = Tally()
     for outcome in outcomes:
         for key in (outcome.family, "total"):
-            entry = tallies.setdefault(key, Tally())
+            entry = tallies[key]
             entry.cases += 1
             entry.converted += outcome.status in ("converted", "answered")
             entry.clean += outcome.status == "clean"
@@ -497,11 +503,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the sweep; print the table; write bench/results/adversarial.json. Exit 1 on an escape or a 500."""
     parser = argparse.ArgumentParser(prog="python -m bench.adversarial", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="one payload per family")
-    parser.add_argument("--full", action="store_true", help="every payload (the default: three per family)")
+    parser.add_argument("--full", action="store_true", help="every payload (the default: two per family)")
     parser.add_argument("--no-cli", action="store_true", help="leave out the command-line cases")
     parser.add_argument("--no-server", action="store_true", help="leave out the server API cases")
     args = parser.parse_args(argv)
-    per_family = None if args.full else 1 if args.quick else 3
+    per_family = None if args.full else 1 if args.quick else 2
     payloads = {family: values[:per_family] for family, values in PAYLOADS.items()}
     started = time.perf_counter()
     progress(f"adversarial: {sum(map(len, payloads.values()))} payloads x {len(PLACEMENTS)} placements, in process")
