@@ -131,7 +131,8 @@ def test_hostile_package_tag_is_rejected_naming_the_cell(tmp_path, tag):
 @pytest.mark.parametrize("option, value", [
     ("pip_index_urls", "https://pypi.example.com/simple;touch${IFS}canary"),
     ("pip_index_urls", "https://pypi.example.com/simple $(touch canary)"),
-    ("pip_index_urls", "file:///etc/passwd"),
+    ("pip_index_urls", "ftp://pypi.example.com/simple"),
+    ("pip_index_urls", "https://pypi.example.com/simple?a=1&touch=canary"),
     ("pip_trusted_hosts", "pypi.example.com;touch canary"),
     ("extra_packages", "requests==2.0'$(touch canary)'"),
 ])

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-#: Characters of an index URL that the shell reads literally in an unquoted word.
-_URL = re.compile(r"^https?://[A-Za-z0-9._~%+,=@:/-]+$")
+#: An http(s) or file index URL, of characters the shell reads literally in an unquoted word.
+_URL = re.compile(r"^(https?://[A-Za-z0-9._~%+,=@:/-]+|file:///[A-Za-z0-9._~%+,=@:/-]*)$")
 #: A trusted host: a host name or address, and a port.
 _HOST = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 #: Characters a requirement may not hold once written in single quotes (no escaping there).
@@ -47,8 +47,9 @@ def requirement(value: str) -> str:
 
 
 def index_url(value: str) -> str:
-    """An http(s) package index URL with no character a shell would read; else ``ValueError``."""
-    if not isinstance(value, str) or not _URL.match(value) or not urlsplit(value).hostname:
+    """An http(s) (or local file://) package index URL with no character a shell would read; else ``ValueError``."""
+    if not isinstance(value, str) or not _URL.match(value) or not (value.startswith("file:")
+                                                                   or urlsplit(value).hostname):
         raise ValueError(f"{value!r} is not an http(s) package index URL such as https://pypi.org/simple "
                          "(letters, digits and . _ ~ % + , = @ : / - only)")
     return value
