@@ -15,8 +15,14 @@ with the XSRF check for cookie-authenticated requests):
     "run_url", "experiment_id", "filename", "warnings"}``.
 
 A problem in the notebook answers 400 with ``{"message", "cell_index", "cell_number", "subject"}``; a bad
-request body 400 with ``{"message"}``; a failed deployment 502 with ``{"message"}``. KFP
-credentials are the Jupyter server's (see ``nbconvert_kfp.script.deployment``), never the request's.
+request body 400 with ``{"message"}``; a ``host`` the server may not send its credentials to 403;
+a failed deployment 502 and one that takes longer than ``DeployPolicy.timeout`` 504, with
+``{"message"}``. KFP credentials are the Jupyter server's (see ``nbconvert_kfp.script.deployment``),
+never the request's, and go only to the configured host (``KF_PIPELINES_ENDPOINT`` or
+``DeployPolicy.host``) or to the https hosts of ``DeployPolicy.allowed_hosts``.
+
+Conversions run one at a time (kfp's compiler keeps global state); a deployment's network
+I/O runs in its own threads, so a slow KFP host never holds up a conversion.
 """
 
 from __future__ import annotations
@@ -24,16 +30,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import os
 import re
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
+from traitlets import Float, List, Unicode
+from traitlets.config import Configurable
 
 #: The URL prefix of the API, under the server's base URL.
 API_PATH = "nbconvert-kfp/api"
@@ -44,13 +56,105 @@ OPTION_TRAITS = ("pipeline_name", "pipeline_description", "base_image", "experim
 _JSON_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list,),
                "dict": (dict,)}
 
-# kfp's compiler and kfp.Client print to sys.stdout, which the conversion and deployment
-# redirect for a moment; one request at a time keeps that redirection from crossing threads.
-_LOCK = threading.Lock()
+#: How deep a request body's JSON may nest (a notebook needs a handful of levels).
+MAX_DEPTH = 100
+#: The longest notebook file name a request may give.
+MAX_NAME = 255
+
+# kfp's compiler builds a pipeline in module-level state: one conversion at a time.
+_CONVERT_LOCK = threading.Lock()
+# Deployments wait on the network: their own threads, never the conversions'.
+_DEPLOYS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="nbconvert-kfp-deploy")
 
 
 class RequestError(Exception):
     """The request body is not what the API takes (answered with 400)."""
+
+
+class HostRefused(Exception):
+    """The deploy request names a host the server does not send its KFP credentials to (403)."""
+
+
+class DeployTimeout(Exception):
+    """A deployment took longer than ``DeployPolicy.timeout`` (504)."""
+
+
+class DeployPolicy(Configurable):
+    """Where the deploy endpoint may send the Jupyter server's KFP credentials, and how long it waits."""
+
+    host = Unicode(
+        help="The KFP API URL deployments go to when a request names no host (default: $KF_PIPELINES_ENDPOINT). "
+             "A request may always name this host.").tag(config=True)
+    allowed_hosts = List(
+        Unicode(), help="Other KFP hosts a deploy request may name, as kfp.example.com[:PORT] or an https URL. "
+                        "Only https: the server's KFP credentials travel to them.").tag(config=True)
+    timeout = Float(
+        300.0, help="Seconds a deploy request waits for KFP before it answers 504 (the upload may still "
+                    "finish).").tag(config=True)
+
+    def target(self, host: str | None) -> str | None:
+        """The host a deployment goes to; ``HostRefused`` for one the credentials must not reach."""
+        configured = self.host or os.environ.get("KF_PIPELINES_ENDPOINT") or ""
+        if host is None:
+            return configured or None
+        wanted = _origin(host)
+        if wanted is None:
+            raise RequestError('"host" must be the KFP API URL, http(s)://HOST[:PORT][/PATH]')
+        if configured and wanted == _origin(configured):
+            return host
+        allowed = {_origin(entry if "://" in entry else f"https://{entry}") for entry in self.allowed_hosts}
+        if wanted[0] == "https" and wanted in allowed:
+            return host
+        raise HostRefused(f"host {host!r} is not allowed: this server sends its KFP credentials only to "
+                          f"{configured or 'its configured host (KF_PIPELINES_ENDPOINT)'} and to the https hosts "
+                          "of DeployPolicy.allowed_hosts")
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """``(scheme, host, port)`` of an http(s) URL, ``None`` for anything else."""
+    if not re.match(r"^https?://[^\s/]+", url) or any(ord(c) < 32 for c in url):
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    scheme = parts.scheme.lower()
+    return scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80)
+
+
+def parse_body(raw: bytes) -> Any:
+    """A request body as JSON: no NaN or Infinity, nested at most MAX_DEPTH deep; else ``RequestError``."""
+    def constant(name: str) -> Any:
+        raise RequestError(f"the body is not JSON: {name} is not a JSON value")
+
+    try:
+        body = json.loads(raw or b"", parse_constant=constant)
+    except RecursionError:
+        raise RequestError(f"the body nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError as error:
+        raise RequestError(f"the body is not JSON: {error}") from None
+    stack = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise RequestError(f"the body nests deeper than {MAX_DEPTH} levels")
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return body
+
+
+def _finite(name: str, value: Any) -> Any:
+    """``value``, when every number in it is finite; else ``RequestError``."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise RequestError(f"parameter {name!r}: {item} is not a value KFP can carry (finite numbers only)")
+        stack.extend(item.values() if isinstance(item, dict) else item if isinstance(item, (list, tuple)) else ())
+    return value
 
 
 def _coerce(name: str, kind: str, value: Any) -> Any:
@@ -65,8 +169,11 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
         except ValueError as error:
             raise RequestError(f"parameter {name!r}: {error}") from None
     if not isinstance(value, _JSON_TYPES.get(kind, (object,))) or (isinstance(value, bool) and kind != "bool"):
-        raise RequestError(f"parameter {name!r}: expected a {kind}, got {json.dumps(value)}")
-    return float(value) if kind == "float" else value
+        raise RequestError(f"parameter {name!r}: expected a {kind}, got {json.dumps(value)[:100]}")
+    try:
+        return _finite(name, float(value) if kind == "float" else value)
+    except OverflowError:
+        raise RequestError(f"parameter {name!r}: a {len(str(value))}-digit integer is too large for a float") from None
 
 
 def _read_body(body: Any) -> tuple[Any, str, dict[str, Any], dict[str, Any]]:
@@ -88,28 +195,51 @@ def _read_body(body: Any) -> tuple[Any, str, dict[str, Any], dict[str, Any]]:
     name = body.get("name") or body.get("path") or "notebook.ipynb"
     if not isinstance(name, str):
         raise RequestError('"name" must be the notebook\'s file name')
+    if len(name) > MAX_NAME or any(ord(c) < 32 or c == "\x7f" for c in name):
+        raise RequestError(f'"name" must be a file name of at most {MAX_NAME} characters without control '
+                           f"characters (got {len(name)} characters)")
     try:
         # nbformat's reader joins cell sources given as lists of lines, as in a file.
         notebook = nbformat.reads(json.dumps(body["notebook"]), as_version=4)
         nbformat.validate(notebook)
     except Exception as error:
-        message = getattr(error, "message", None) or str(error)
-        raise RequestError(f"not a valid notebook: {' '.join(str(message).split())[:300]}") from None
+        raise _notebook_error(error) from None
     return notebook, name, options, parameters
+
+
+def _notebook_error(error: Exception) -> Exception:
+    """What nbformat says about an invalid notebook, naming the cell at fault when there is one."""
+    from .errors import NotebookError
+
+    message = " ".join(str(getattr(error, "message", None) or error).split())
+    message = message if len(message) <= 300 else message[:299] + "…"
+    path = list(getattr(error, "absolute_path", None) or getattr(error, "path", None) or [])
+    if len(path) >= 2 and path[0] == "cells" and isinstance(path[1], int):
+        field = ".".join(str(part) for part in path[2:]) or "the cell"
+        return NotebookError(f"not a valid notebook cell: {field}: {message}", path[1], field)
+    where = ".".join(str(part) for part in path)
+    return RequestError(f"not a valid notebook: {where + ': ' if where else ''}{message}")
 
 
 def convert(body: Any, config: Any = None, log: logging.Logger | None = None) -> dict[str, Any]:
     """Convert a request body's notebook; compile the script. Runs in a worker thread."""
     from traitlets.config import Config
 
-    from .exporters import KFPExporter, compile_script
-    from .script import dag
-
     notebook, name, options, parameters = _read_body(body)
     stem = Path(name).name
     stem = stem[:-len(".ipynb")] if stem.endswith(".ipynb") else Path(stem).stem
     merged = Config(config) if config is not None else Config()
     merged.merge(Config({"KFPExporter": options}))
+    with _CONVERT_LOCK:
+        return _convert(notebook, name, stem, merged, parameters, log)
+
+
+def _convert(notebook: Any, name: str, stem: str, merged: Any, parameters: dict[str, Any],
+             log: logging.Logger | None) -> dict[str, Any]:
+    """The conversion itself; one at a time (see ``_CONVERT_LOCK``)."""
+    from .exporters import KFPExporter, compile_script
+    from .script import dag
+
     warnings: list[str] = []
     collector = _Collector(warnings)
     logger = logging.getLogger(f"{__name__}.convert")  # the exporter's warnings go to the reply
@@ -151,29 +281,41 @@ def convert(body: Any, config: Any = None, log: logging.Logger | None = None) ->
     }
 
 
-def deploy(body: Any, config: Any = None, log: logging.Logger | None = None) -> dict[str, Any]:
-    """Convert, compile, upload and (with ``"run": true``) run. Runs in a worker thread."""
-    from .script import deployment
-
+def deploy_target(body: Any, policy: DeployPolicy) -> tuple[str | None, str | None, bool]:
+    """The host, namespace and ``run`` flag of a deploy request, checked; the host against ``policy``."""
     if not isinstance(body, dict):
         raise RequestError("the body must be a JSON object")
-    host, namespace = body.get("host"), body.get("namespace")
-    if host is not None and not (isinstance(host, str) and re.match(r"^https?://[^\s/]+", host)):
+    host, namespace, run = body.get("host"), body.get("namespace"), body.get("run", False)
+    if host is not None and not isinstance(host, str):
         raise RequestError('"host" must be the KFP API URL, http(s)://HOST[:PORT][/PATH]')
-    if namespace is not None and not isinstance(namespace, str):
-        raise RequestError('"namespace" must be a string')
-    if not isinstance(body.get("run", False), bool):
+    if namespace is not None and not (isinstance(namespace, str) and re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$|^$",
+                                                                              namespace)):
+        raise RequestError('"namespace" must be a Kubernetes namespace name')
+    if not isinstance(run, bool):
         raise RequestError('"run" must be true or false')
-    converted = convert(body, config, log)
+    return policy.target(host or None), namespace or None, run
+
+
+def upload(converted: dict[str, Any], host: str | None, namespace: str | None, run: bool) -> dict[str, Any]:
+    """Upload a converted pipeline and, with ``run``, start a run: the network part of a deploy."""
+    from .script import deployment
+
     with tempfile.TemporaryDirectory(prefix="nbconvert-kfp-deploy-") as directory:
         package = Path(directory) / f"{converted['pipeline_name']}.yaml"
         package.write_text(converted["yaml"], encoding="utf-8")
         result = deployment.deploy(
             str(package), converted["pipeline_name"], description=converted["pipeline_description"],
-            host=host or None, experiment=converted["experiment"], namespace=namespace or None,
-            start_run=body.get("run", False), params=converted["arguments"])
+            host=host, experiment=converted["experiment"], namespace=namespace,
+            start_run=run, params=converted["arguments"])
     result.update({"filename": converted["filename"], "warnings": converted["warnings"]})
     return result
+
+
+def deploy(body: Any, config: Any = None, log: logging.Logger | None = None) -> dict[str, Any]:
+    """Convert, compile, upload and (with ``"run": true``) run, in this thread."""
+    policy = DeployPolicy(config=config) if config is not None else DeployPolicy()
+    host, namespace, run = deploy_target(body, policy)
+    return upload(convert(body, config, log), host, namespace, run)
 
 
 class _Collector(logging.Handler):
@@ -189,7 +331,10 @@ class _Collector(logging.Handler):
 
 class _Handler(APIHandler):
     auth_resource = "nbconvert"
-    work = staticmethod(convert)
+
+    async def work(self, body: Any) -> dict[str, Any]:
+        """The reply to a parsed request body."""
+        raise NotImplementedError
 
     def _reply(self, status: int, reply: dict[str, Any]) -> None:
         self.set_status(status)
@@ -204,18 +349,13 @@ class _Handler(APIHandler):
         from .model import cell_number
 
         try:
-            body = json.loads(self.request.body or b"")
-        except ValueError as error:
-            return self._reply(400, {"message": f"the body is not JSON: {error}"})
-
-        def work():
-            with _LOCK:
-                return self.work(body, self.config, self.log)
-
-        try:
-            reply = await asyncio.to_thread(work)
+            reply = await self.work(parse_body(self.request.body))
         except RequestError as error:
             return self._reply(400, {"message": str(error)})
+        except HostRefused as error:
+            return self._reply(403, {"message": str(error)})
+        except DeployTimeout as error:
+            return self._reply(504, {"message": str(error)})
         except KFPExportError as error:
             number = cell_number(error.cell_index) if error.cell_index is not None else None
             return self._reply(400, {"message": str(error), "cell_index": error.cell_index,
@@ -228,13 +368,26 @@ class _Handler(APIHandler):
 class ConvertHandler(_Handler):
     """``POST nbconvert-kfp/api/convert``: the script, its YAML and a picture of the DAG."""
 
-    work = staticmethod(convert)
+    async def work(self, body: Any) -> dict[str, Any]:
+        """Convert in a worker thread."""
+        return await asyncio.to_thread(convert, body, self.config, self.log)
 
 
 class DeployHandler(_Handler):
     """``POST nbconvert-kfp/api/deploy``: upload to KFP, and run when asked."""
 
-    work = staticmethod(deploy)
+    async def work(self, body: Any) -> dict[str, Any]:
+        """Check the host, convert in a worker thread, then upload in a deployment thread, for at most
+        ``DeployPolicy.timeout`` seconds."""
+        policy = DeployPolicy(config=self.config)
+        host, namespace, run = deploy_target(body, policy)
+        converted = await asyncio.to_thread(convert, body, self.config, self.log)
+        future = _DEPLOYS.submit(upload, converted, host, namespace, run)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), policy.timeout)
+        except asyncio.TimeoutError:
+            raise DeployTimeout(f"deploying to {host or 'KFP'} took longer than {policy.timeout:g} s; the upload "
+                                "may still finish (look in the KFP UI), or the host is too slow") from None
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:

@@ -6,6 +6,7 @@ tests can assert what kfp.Client sent, and can be told to answer errors:
 
     server.fail("POST", "/apis/v2beta1/runs", 500, "database is down")   # next matching request
     server.require_token = "s3cret"                                       # 401 without it
+    server.echo_authorization = "bad header: {authorization}"             # 401 quoting the header
 
 The shapes follow kfp_server_api's models (V2beta1Pipeline, V2beta1PipelineVersion,
 V2beta1Experiment, V2beta1Run, V2beta1GetHealthzResponse) and the google.rpc.Status error
@@ -229,6 +230,12 @@ class FakeKFP(ThreadingHTTPServer):
         #: The uploaded package of each version id.
         self.packages: dict[str, bytes] = {}
         self.require_token: str | None = None
+        #: A message template: every request is refused (401) with the Authorization header put in it.
+        self.echo_authorization: str | None = None
+        #: While set to an unset Event, every request waits (up to a minute) for it: a slow host.
+        self.hold: threading.Event | None = None
+        #: Set when a request arrives, for tests that order events across threads.
+        self.request_arrived = threading.Event()
         self.multi_user = False
         #: Step names (as KFP shows them) that fail, or that never finish, in the runs created from now on.
         self.fail_steps: set[str] = set()
@@ -299,8 +306,15 @@ class FakeKFP(ThreadingHTTPServer):
         return None
 
     def handle(self, request: Request) -> tuple[int, Any]:
+        self.request_arrived.set()
+        hold = self.hold
+        if hold is not None:
+            hold.wait(60)
         with self._lock:
             self.requests.append(request)
+            if self.echo_authorization is not None:
+                return self.error(401, self.echo_authorization.format(
+                    authorization=request.headers.get("authorization", "")))
             for failure in self._failures:
                 method, path, status, message = failure
                 if method == request.method and API + path == request.path:

@@ -36,7 +36,9 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 ENABLE_FILE = ROOT / "jupyter-config" / "jupyter_server_config.d" / "nbconvert_kfp.json"
-KFP_TOKEN = "kfp-token-of-the-jupyter-server"
+KFP_TOKEN = "kfp-0d9c4e7a15b36f82e4a9c1d07b5e3f6a28c4d91e"
+ALLOWED_HOST = "kfp.allowed.example:8443"
+DEPLOY_TIMEOUT = 20
 
 
 class Server:
@@ -80,7 +82,11 @@ def server(tmp_path_factory, fake_kfp_module):
     token, port = secrets.token_hex(16), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KF_PIPELINES", "JUPYTER"))}
     env.update(HOME=str(base / "home"), JUPYTER_CONFIG_DIR=str(base / "config"),
-               JUPYTER_RUNTIME_DIR=str(base / "runtime"), KF_PIPELINES_TOKEN=KFP_TOKEN)
+               JUPYTER_RUNTIME_DIR=str(base / "runtime"), KF_PIPELINES_TOKEN=KFP_TOKEN,
+               KF_PIPELINES_ENDPOINT=fake_kfp_module.url)
+    # Deployments may also go to this https host; a slow one gives up after DEPLOY_TIMEOUT seconds.
+    (config.parent / "jupyter_server_config.json").write_text(json.dumps(
+        {"DeployPolicy": {"allowed_hosts": [ALLOWED_HOST], "timeout": DEPLOY_TIMEOUT}}))
     log = base / "server.log"
     with open(log, "wb") as output:
         process = subprocess.Popen(
@@ -257,3 +263,124 @@ def test_conversion_warnings_and_parameter_values_in_process():
     assert compile_script(reply["script"], reply["arguments"]) == reply["yaml"]
     with pytest.raises(serverextension.RequestError, match='"run" must be true or false'):
         serverextension.deploy({"notebook": nb, "run": "yes"})
+
+
+# --- hardening -------------------------------------------------------------------------------------------
+
+def _token_pieces(text: str) -> list[str]:
+    """The 6-character pieces of the server's KFP token that ``text`` shows."""
+    return [KFP_TOKEN[i:i + 6] for i in range(len(KFP_TOKEN) - 5) if KFP_TOKEN[i:i + 6] in text]
+
+
+def test_a_502_never_shows_a_part_of_the_token_a_kfp_server_echoes(server, fake_kfp_module):
+    kfp = fake_kfp_module
+    body = {"notebook": _notebook(), "name": "echo.ipynb"}
+    try:
+        for padding in range(250, 300, 9):  # the token starts before, at and after the cut of the message
+            kfp.echo_authorization = "." * padding + " refused: {authorization}"
+            status, reply = server.post(DEPLOY, body)
+            assert status == 502, reply
+            assert "HTTP 401" in reply["message"] and _token_pieces(json.dumps(reply)) == [], reply
+    finally:
+        kfp.echo_authorization = None
+    assert _token_pieces(server.log.read_text()) == []
+
+
+@pytest.mark.parametrize("host", ["http://127.0.0.1:9", "https://attacker.example", "http://kfp.allowed.example:8443",
+                                  "https://kfp.allowed.example:8443@attacker.example"])
+def test_the_credentials_go_only_to_the_configured_or_allowed_hosts(server, fake_kfp_module, host):
+    before = len(fake_kfp_module.requests)
+    status, reply = server.post(DEPLOY, {"notebook": _notebook(), "name": "elsewhere.ipynb", "host": host})
+    assert status == 403, reply
+    assert repr(host) in reply["message"] and "allowed_hosts" in reply["message"]
+    assert len(fake_kfp_module.requests) == before
+
+
+def test_an_allowed_https_host_is_tried(server):
+    # Nothing listens there: the deployment is attempted (502), not refused (403).
+    status, reply = server.post(DEPLOY, {"notebook": _notebook(), "name": "allowed.ipynb",
+                                         "host": f"https://{ALLOWED_HOST}/pipeline"})
+    assert status == 502, reply
+    assert ALLOWED_HOST in reply["message"]
+
+
+def test_a_slow_kfp_host_never_blocks_a_conversion(server, fake_kfp_module):
+    import threading
+
+    kfp = fake_kfp_module
+    kfp.hold, replies = threading.Event(), []
+    kfp.request_arrived.clear()
+    deploying = threading.Thread(target=lambda: replies.append(
+        server.post(DEPLOY, {"notebook": _notebook(), "name": "slow.ipynb"})))
+    deploying.start()
+    try:
+        assert kfp.request_arrived.wait(60), "the deployment never reached KFP"
+        status, reply = server.post(CONVERT, {"notebook": _notebook(), "name": "meanwhile.ipynb"})
+        assert status == 200, reply
+        assert deploying.is_alive() and not replies  # the conversion finished while KFP held the deployment
+    finally:
+        kfp.hold.set()
+        kfp.hold = None
+        deploying.join(90)
+    [(status, reply)] = replies
+    assert status == 200, reply
+
+
+def test_a_deployment_slower_than_the_timeout_answers_504(server, fake_kfp_module):
+    kfp = fake_kfp_module
+    kfp.hold = hold = __import__("threading").Event()
+    try:
+        status, reply = server.post(DEPLOY, {"notebook": _notebook(), "name": "too-slow.ipynb"})
+    finally:
+        hold.set()
+        kfp.hold = None
+    assert status == 504, reply
+    assert f"longer than {DEPLOY_TIMEOUT} s" in reply["message"]
+
+
+def _deep(depth: int):
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _notebook_with(change) -> dict:
+    notebook = _notebook()
+    change(notebook)
+    return notebook
+
+
+@pytest.mark.parametrize("body, expected", [
+    (b'{"notebook": ' + b"[" * 50000 + b"]" * 50000 + b"}", {"message": re.compile("nests deeper")}),
+    ({"notebook": _notebook(), "options": {"parameters": {"SEED": _deep(500)}}},
+     {"message": re.compile("nests deeper")}),
+    (b'{"notebook": %s, "options": {"parameters": {"RATE": NaN}}}' % json.dumps(_notebook()).encode(),
+     {"message": re.compile("NaN is not a JSON value")}),
+    (b'{"notebook": %s, "options": {"parameters": {"RATE": Infinity}}}' % json.dumps(_notebook()).encode(),
+     {"message": re.compile("Infinity is not a JSON value")}),
+    ({"notebook": _notebook(), "options": {"parameters": {"RATE": "inf"}}},
+     {"message": "parameter 'RATE': inf is not a value KFP can carry (finite numbers only)"}),
+    ({"notebook": _notebook(), "options": {"parameters": {"RATE": 10 ** 400}}},
+     {"message": re.compile("^parameter 'RATE': a 401-digit integer is too large")}),
+    ({"notebook": _notebook(), "name": "n" * 5000 + ".ipynb"}, {"message": re.compile('^"name" must be a file name')}),
+    ({"notebook": _notebook_with(lambda nb: nb["cells"][1]["metadata"].update(tags="step:load"))},
+     {"cell_number": 2, "subject": "metadata.tags", "message": re.compile("^cell 2: .*metadata.tags")}),
+    ({"notebook": _notebook_with(lambda nb: nb["cells"][2]["metadata"].update(tags=[1]))},
+     {"cell_number": 3, "message": re.compile("^cell 3: .*metadata.tags")}),
+])
+def test_hostile_bodies_get_400_naming_the_problem(server, body, expected):
+    status, reply = server.post(CONVERT, body)
+    assert status == 400, reply
+    for key, value in expected.items():
+        assert value.search(reply[key]) if isinstance(value, re.Pattern) else reply[key] == value, reply
+
+
+def test_a_string_parameter_cannot_add_keys_to_the_yaml(server):
+    injected = "x\nsdkVersion: evil\ndefaultPipelineRoot: s3://attacker/loot\n#\x1b\x85\u2028"
+    notebook = _notebook_with(lambda nb: nb["cells"][0].update(source=["SEED = 1\n", "RATE = 0.5\n", "LABEL = 'a'"]))
+    status, reply = server.post(CONVERT, {"notebook": notebook, "options": {"parameters": {"LABEL": injected}}})
+    assert status == 200, reply
+    [document] = yaml.safe_load_all(reply["yaml"])
+    assert set(document) == {"components", "deploymentSpec", "pipelineInfo", "root", "schemaVersion", "sdkVersion"}
+    assert document["root"]["inputDefinitions"]["parameters"]["LABEL"]["defaultValue"] == injected

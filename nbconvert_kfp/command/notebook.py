@@ -106,3 +106,14 @@ def arguments(args: Any, script: Mapping[str, Any]) -> dict[str, Any]:
         except ValueError as error:
             raise CommandError(f"parameter {name}: {error}", 2) from None
     return values
+
+
+def finite(values: dict[str, Any]) -> dict[str, Any]:
+    """``values``, when none is a non-finite float, which a compiled KFP pipeline cannot hold."""
+    import math
+
+    for name, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise CommandError(f"parameter {name}: {value} cannot go into a compiled KFP pipeline (finite numbers "
+                               "only); nbconvert-kfp local takes it", 2)
+    return values

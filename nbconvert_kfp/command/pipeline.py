@@ -23,7 +23,7 @@ FOLLOW_HINT = "Logs: nbconvert-kfp logs {run_id} [STEP]; state: nbconvert-kfp st
 def _prepare(args: argparse.Namespace):
     script_path = notebook.convert(args.notebook)
     script = notebook.load(script_path)
-    return script_path, script, notebook.arguments(args, script)
+    return script_path, script, notebook.finite(notebook.arguments(args, script))
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,8 +7,6 @@ this process with :func:`compile_script`.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import runpy
 import tempfile
 from pathlib import Path
@@ -18,6 +16,7 @@ from traitlets import default
 
 from ..errors import KFPExportError
 from ..script.compiler import write_ir
+from ..script.silence import silenced
 from .kfp import KFPExporter
 
 
@@ -31,7 +30,7 @@ def compile_script(script: str, parameters: dict[str, Any] | None = None, stem: 
         path = Path(directory) / f"{stem}_pipeline.py"
         path.write_text(script, encoding="utf-8")
         namespace = runpy.run_path(str(path), run_name="nbconvert_kfp_compiled_pipeline")
-        with contextlib.redirect_stdout(io.StringIO()):
+        with silenced():
             output = write_ir(namespace["pipeline"], path.with_suffix(".yaml"), dict(parameters or {}))
         return output.read_text(encoding="utf-8")
 

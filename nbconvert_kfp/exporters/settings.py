@@ -7,6 +7,7 @@ import re
 import sys
 from typing import Any
 
+from ..analysis import pipargument
 from ..codegen.identifier import kfp_name
 from ..errors import NotebookError
 from ..model import Settings
@@ -53,6 +54,20 @@ def _rok_only(entry: Any, index: int, log: logging.Logger | logging.LoggerAdapte
         log.warning("kubeflow_notebook.volumes[%d]: volume %r asks for a Rok snapshot, which is not taken "
                     "(snapshots need Rok)", index, name)
     return False
+
+
+def _checked(options: dict[str, Any], name: str, check: Any) -> list[str]:
+    """The list setting ``name``, each entry passed through ``check``; a bad entry is an error naming the setting."""
+    values = options.get(name) or []
+    if isinstance(values, str) or not isinstance(values, (list, tuple)):
+        raise NotebookError(f"KFPExporter.{name} must be a list", None, name)
+    checked = []
+    for value in values:
+        try:
+            checked.append(check(value))
+        except ValueError as error:
+            raise NotebookError(f"KFPExporter.{name}: {error}", None, name) from None
+    return checked
 
 
 def resolve(options: dict[str, Any], metadata: dict[str, Any], notebook: str,
@@ -105,11 +120,12 @@ def resolve(options: dict[str, Any], metadata: dict[str, Any], notebook: str,
                                  metadata),
         "steps_defaults": list(defaults),
         "install_packages": options.get("install_packages", True),
-        "extra_packages": list(options.get("extra_packages") or []),
-        "pip_index_urls": list(options.get("pip_index_urls") or []),
-        "pip_trusted_hosts": list(options.get("pip_trusted_hosts") or []),
+        "extra_packages": _checked(options, "extra_packages", pipargument.requirement),
+        "pip_index_urls": _checked(options, "pip_index_urls", pipargument.index_url),
+        "pip_trusted_hosts": _checked(options, "pip_trusted_hosts", pipargument.trusted_host),
         "install_kfp_package": options.get("install_kfp_package", True),
         "step_reports": options.get("step_reports", True),
         "runtime": options.get("runtime") or "artifact",
-        "runtime_package": options.get("runtime_package") or "",
+        "runtime_package": (_checked({"runtime_package": [options["runtime_package"]]}, "runtime_package",
+                                     pipargument.requirement)[0] if options.get("runtime_package") else ""),
     }

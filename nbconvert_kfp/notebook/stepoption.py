@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from ..analysis import pipargument
 from ..codegen.literal import python_literal as lit
 from ..errors import TagError
 from . import kubernetesgrammar as grammar
@@ -29,7 +30,6 @@ _COUNT = re.compile(r"^[1-9][0-9]*$")
 _DURATION = re.compile(r"^([0-9]+)(s|m|h|d)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESOURCE = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$")
-_REQUIREMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9_,.-]+\])?([<>=!~]=?[^\s;]+)?$")
 _EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 #: The longest duration a tag may give, in seconds (Kubernetes and Argo keep some durations in int32).
@@ -174,9 +174,10 @@ def _read_toleration(kind: str, value: str, text: str, cell: int | None) -> Step
 
 
 def _read_package(kind: str, value: str, text: str, cell: int | None) -> StepOption:
-    if not _REQUIREMENT.match(value):
-        raise _fail(text, cell, f"{value!r} is not a pip requirement such as xgboost==2.1.0")
-    return {"kind": kind, "requirement": value}
+    try:
+        return {"kind": kind, "requirement": pipargument.requirement(value)}
+    except ValueError as error:
+        raise _fail(text, cell, str(error)) from None
 
 
 # --- KFP calls: (option, task variable) -> a statement of the pipeline function ------------------

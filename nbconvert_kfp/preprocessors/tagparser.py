@@ -261,7 +261,7 @@ class TagParser(Preprocessor):
                 step["markdown"] = markdown
             for prev in step["prev"]:
                 if prev["step"] not in steps:
-                    known = ", ".join(sorted(steps))
+                    known = ", ".join(n if n.isprintable() else repr(n) for n in sorted(steps))
                     raise TagError(f"tag {prev['tag']!r} names step {prev['step']!r}, which does not exist "
                                    f"(steps: {known})", prev["cell"], prev["tag"])
 

@@ -14,6 +14,7 @@ import them from here too.
   process that forks the steps);
 - ``deployment``: upload to a KFP cluster and start a run;
 - ``monitor``: a run followed from outside: run and step states, durations, metrics;
+- ``silence``: kfp's prints dropped in one thread only;
 - ``steplog``: a step's log from the KFP API server or the KFP UI's server;
 - ``metadata``: metric values from ML Metadata over gRPC-web, as the KFP UI reads them;
 - ``dag``: the pipeline's picture (SVG, Mermaid);
@@ -29,7 +30,7 @@ from pathlib import Path
 
 #: The modules the generated script carries, besides this package's ``__init__``.
 MODULES = ("cli", "compiler", "dag", "deployment", "katib", "launcher", "localrun", "metadata", "monitor",
-           "progress", "search", "steplog", "tuner", "tuning")
+           "progress", "search", "silence", "steplog", "tuner", "tuning")
 
 
 def sources() -> dict[str, str]:

@@ -250,6 +250,10 @@ def parse_arguments(script: Mapping[str, Any], argv: list[str] | None = None) ->
             args.arguments[parameter] = parse_value(types[parameter], text)
         except ValueError as err:
             parser.error(f"parameter {parameter}: {err}")
+        value = args.arguments[parameter]
+        if isinstance(value, float) and not math.isfinite(value) and not (args.local or args.tune):
+            parser.error(f"parameter {parameter}: {value} cannot go into a compiled KFP pipeline (finite numbers "
+                         "only); a --local run takes it")
     return args
 
 

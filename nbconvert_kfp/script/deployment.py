@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import logging
 import os
 import secrets
 import time
 import warnings
+from pathlib import Path
+
+from .silence import silenced
 
 #: Environment variable holding a bearer token for the KFP API.
 TOKEN_ENV = "KF_PIPELINES_TOKEN"
@@ -51,13 +53,26 @@ class DeploymentError(Exception):
     """A deployment step failed; the message is one line, for the user, without secrets."""
 
 
-def _secret_free(text: str, token: str | None) -> str:
+#: How much of a server's message an error shows.
+MESSAGE_LIMIT = 300
+
+
+def _secret_free(text: str, token: str | None, limit: int | None = None) -> str:
+    """``text`` on one line with ``token`` masked, then, with ``limit``, cut to that many characters.
+
+    Masking comes first, so a cut can never leave a part of the token behind.
+    """
     text = " ".join(str(text).split())
-    return text.replace(token, "***") if token else text
+    secret = " ".join(str(token or "").split())
+    if secret:
+        text = text.replace(secret, "***")
+        bare = secret.partition(" ")[2] if secret.lower().startswith("bearer ") else ""
+        text = text.replace(bare, "***") if bare else text
+    return text if limit is None or len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _server_message(body) -> str:
-    """The message of a KFP error reply (google.rpc.Status JSON), else its text, shortened."""
+    """The message of a KFP error reply (google.rpc.Status JSON), else its text, on one line."""
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
     try:
@@ -65,8 +80,7 @@ def _server_message(body) -> str:
         text = data.get("message") or data.get("error") or body if isinstance(data, dict) else body
     except (TypeError, ValueError):
         text = body or ""
-    text = " ".join(str(text).split())
-    return text if len(text) <= 300 else text[:299] + "…"
+    return " ".join(str(text).split())
 
 
 def describe(error: BaseException, action: str, host: str | None, token: str | None = None) -> str:
@@ -78,7 +92,7 @@ def describe(error: BaseException, action: str, host: str | None, token: str | N
         return _secret_free(str(error), token)
     if isinstance(error, ApiException) and error.status:
         status = int(error.status)
-        message = _server_message(error.body) or error.reason or ""
+        message = _secret_free(_server_message(error.body) or error.reason or "", token, MESSAGE_LIMIT)
         hint = _HINTS.get(status) or ("the KFP server failed; see the ml-pipeline API server's log and retry"
                                       if status >= 500 else "")
         text = f"{action} failed{where}: HTTP {status}" + (f": {message}" if message else "")
@@ -103,7 +117,7 @@ def _step(action: str, host: str | None, token: str | None = None):
     level = urllib3_log.level
     urllib3_log.setLevel(logging.ERROR)  # its retry warnings; the error says it all
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), silenced():
             warnings.simplefilter("ignore")
             yield
     except DeploymentError:
@@ -145,7 +159,11 @@ def client(host: str | None = None, token: str | None = None, verify_ssl: bool =
             _limit_time(self)
             return self._healthz_api.healthz_service_get_healthz()
 
-    with _step("connecting to KFP", host, token):
+    secret = token
+    if credentials is not None:
+        with contextlib.suppress(OSError):
+            secret = Path(path or SA_TOKEN_PATH).read_text(encoding="utf-8").strip() or None
+    with _step("connecting to KFP", host, secret):
         kfp_client = Client(host=host, existing_token=token, credentials=credentials, verify_ssl=verify_ssl,
                             ssl_ca_cert=ssl_ca_cert)
     _limit_time(kfp_client)

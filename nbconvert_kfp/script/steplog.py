@@ -38,8 +38,7 @@ def _error_text(body) -> str:
         data = None
     if isinstance(data, dict):
         body = data.get("error_message") or data.get("message") or data.get("error") or ""
-    text = " ".join(str(body or "").split())
-    return text if len(text) <= 200 else text[:199] + "…"
+    return " ".join(str(body or "").split())
 
 
 def read(kfp_client, run_id: str, pod: str, namespace: str | None = None) -> str:
@@ -53,7 +52,7 @@ def read(kfp_client, run_id: str, pod: str, namespace: str | None = None) -> str
         try:
             response = raw_request(kfp_client, "GET", path, query=query)
         except ApiException as error:
-            message = _error_text(error.body)
+            message = _secret_free(_error_text(error.body), _token(kfp_client), 200)
             reasons.append(f"{path.split('?')[0].rsplit('/runs/', 1)[0]}…: HTTP {error.status}"
                            + (f" {message}" if message else ""))
             continue
