@@ -18,6 +18,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -243,8 +244,14 @@ def tune(script: str | Path, *, parallel: int | None = None, seed: int | None = 
     failed = 0
     stopped = ""
     exhausted = False
+    # Ctrl-C is noted and acted on between polls: a KeyboardInterrupt raised inside subprocess's own
+    # bookkeeping (Popen.poll holds a lock) could leave a trial that can no longer be waited for.
+    interrupted = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
     try:
-        while True:
+        while not interrupted.is_set():
             while not stopped and not exhausted and len(running) < parallel and len(trials) < limit:
                 assignment = sampler.ask()
                 if assignment is None:
@@ -264,7 +271,7 @@ def tune(script: str | Path, *, parallel: int | None = None, seed: int | None = 
                 break
             done = [process for process in running if process.poll() is not None]
             if not done:
-                time.sleep(POLL)
+                interrupted.wait(POLL)
                 continue
             for process in done:
                 trial, started, log = running.pop(process)
@@ -292,7 +299,12 @@ def tune(script: str | Path, *, parallel: int | None = None, seed: int | None = 
                         f"(log: {trial.folder / 'log.txt'})")
                     if failed >= search.max_failed and not stopped:
                         stopped = f"{failed} trials failed (maxFailedTrialCount {search.max_failed})"
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a SIGINT handler could not be installed (not the main thread)
+        interrupted.set()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if interrupted.is_set():
         stopped = "interrupted"
         for process, (trial, started, log) in running.items():
             _stop(process)
