@@ -145,6 +145,35 @@ class Settings(TypedDict):
     step_reports: bool
     runtime: str
     runtime_package: str
+    data_files: str
+    data_root: str
+
+
+class DataFile(TypedDict):
+    """A file next to the notebook that a step reads: its path relative to the notebook's folder, its size in
+    bytes and the SHA-256 of its content."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+class DataItem(TypedDict, total=False):
+    """A path the steps read that exists next to the notebook (a file, a folder or a glob's matches).
+
+    ``digest`` identifies the content of all its ``files``; ``cell`` is the first cell naming it;
+    ``steps`` the steps that read it; ``via`` how a cluster's steps get it: ``embedded`` (in the
+    pipeline), ``store`` (the object store under the ``data_root`` setting) or ``none``.
+    """
+
+    path: str
+    kind: str
+    files: list[DataFile]
+    size: int
+    digest: str
+    cell: int
+    steps: list[str]
+    via: str
 
 
 class Component(TypedDict, total=False):
@@ -190,6 +219,8 @@ class Step(_StepRequired, total=False):
     uses_ipython: bool
     displays: bool
     markdown: list[Cell]
+    #: the data items (their paths) the step reads
+    data: list[str]
     component: Component
 
 
@@ -219,5 +250,6 @@ class Pipeline(TypedDict, total=False):
     metrics: list[Metric]
     steps: list[Step]
     imports: list[str]
+    data: list[DataItem]
     tuning: dict[str, Any] | None
     script: Script

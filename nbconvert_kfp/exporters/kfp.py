@@ -15,7 +15,7 @@ from ..errors import TracebackFilter
 from ..codegen.identifier import kfp_name
 from ..notebook import notebookfile
 from ..model import RESOURCE_KEY, Pipeline, Settings
-from ..preprocessors.componentbuilder import RUNTIME_MODES, ComponentBuilder
+from ..preprocessors.componentbuilder import DATA_MODES, RUNTIME_MODES, ComponentBuilder
 from ..preprocessors.dependencyanalyzer import DependencyAnalyzer
 from ..preprocessors.tagparser import TagParser
 from . import settings
@@ -27,7 +27,7 @@ TEMPLATES = str(Path(__file__).parent.parent / "templates")
 #: The traits that are pipeline settings (see ``settings.resolve``).
 SETTING_TRAITS = ("pipeline_name", "pipeline_description", "base_image", "experiment", "enable_caching", "volumes",
                   "steps_defaults", "install_packages", "extra_packages", "pip_index_urls", "pip_trusted_hosts",
-                  "install_kfp_package", "step_reports", "runtime", "runtime_package")
+                  "install_kfp_package", "step_reports", "runtime", "runtime_package", "data_files", "data_root")
 
 
 class KFPExporter(TemplateExporter):
@@ -109,6 +109,19 @@ class KFPExporter(TemplateExporter):
         "",
         help="With runtime='package', the requirement the steps install (default: "
         "nbconvert-kfp-runtime==<this version>, from the steps' package index).",
+    ).tag(config=True)
+    data_files = Enum(
+        list(DATA_MODES), "auto",
+        help="How the files next to the notebook that the steps read reach a cluster's steps. 'auto': small "
+        "ones inside the pipeline, larger ones through the object store under 'data_root'. 'embed': inside the "
+        "pipeline only (a file too large is an error). 'store': the object store only. 'none': they do not "
+        "travel (a volume gives the steps the files).",
+    ).tag(config=True)
+    data_root = Unicode(
+        None, allow_none=True,
+        help="Object store folder (minio://, s3:// or gs:// URI) for data files too large to ride inside the "
+        "pipeline; --run, --upload and --push-data copy them there, content-addressed. Default: "
+        "minio://mlpipeline/nbconvert-kfp/data, the MinIO bucket of a default KFP install; '' for none.",
     ).tag(config=True)
     step_reports = Bool(
         True,

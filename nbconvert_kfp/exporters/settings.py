@@ -70,6 +70,24 @@ def _checked(options: dict[str, Any], name: str, check: Any) -> list[str]:
     return checked
 
 
+#: Object stores a data root may name: those a KFP launcher reads input artifacts from.
+DATA_ROOT_SCHEMES = ("minio://", "s3://", "gs://")
+#: Where data files too large to ride inside the pipeline go: a default KFP install's MinIO bucket.
+DEFAULT_DATA_ROOT = "minio://mlpipeline/nbconvert-kfp/data"
+_DATA_ROOT = re.compile(r"^(minio|s3|gs)://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/-]*)?$")
+
+
+def _data_root(value: str | None) -> str:
+    """The ``data_root`` setting, checked: an object-store URI (``minio://``, ``s3://``, ``gs://``), or ''."""
+    if value is None:
+        return DEFAULT_DATA_ROOT
+    root = value.rstrip("/")
+    if root and not _DATA_ROOT.match(root):
+        raise NotebookError(f"KFPExporter.data_root {value!r} is not an object-store URI such as "
+                            "minio://BUCKET/PREFIX, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX", None, "data_root")
+    return root
+
+
 def resolve(options: dict[str, Any], metadata: dict[str, Any], notebook: str,
             log: logging.Logger | logging.LoggerAdapter) -> Settings:
     """Resolve the pipeline settings; an option set to ``None`` was not given and never overrides."""
@@ -126,6 +144,8 @@ def resolve(options: dict[str, Any], metadata: dict[str, Any], notebook: str,
         "install_kfp_package": options.get("install_kfp_package", True),
         "step_reports": options.get("step_reports", True),
         "runtime": options.get("runtime") or "artifact",
+        "data_files": options.get("data_files") or "auto",
+        "data_root": _data_root(options.get("data_root")),
         "runtime_package": (_checked({"runtime_package": [options["runtime_package"]]}, "runtime_package",
                                      pipargument.requirement)[0] if options.get("runtime_package") else ""),
     }

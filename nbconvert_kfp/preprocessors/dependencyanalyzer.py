@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool
 
+from ..analysis import datafiles
 from ..analysis.artifacttype import ARTIFACT, imports_of, value_kinds
 from ..analysis.parsedcell import Notebook, ParsedCell, collector_paused, module
 from ..analysis.scope import Symbols, analyse
 from ..errors import MetricError, PipelineGraphError
-from ..model import RESOURCE_KEY, Pipeline, Step, cell_number
+from ..model import RESOURCE_KEY, DataItem, Pipeline, Step, cell_number
 
 
 class DependencyAnalyzer(Preprocessor):
@@ -33,11 +35,13 @@ class DependencyAnalyzer(Preprocessor):
 
     def preprocess(self, nb: Any, resources: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """Analyse every step and store parents, inputs, outputs, parameters and metrics."""
+        # nbconvert gives the notebook's folder ('' for the current one) when it converts a file
+        folder = (resources.get("metadata") or {}).get("path")
         with collector_paused():
-            self._analyse(resources[RESOURCE_KEY])
+            self._analyse(resources[RESOURCE_KEY], Path(folder or ".") if folder is not None else None)
         return nb, resources
 
-    def _analyse(self, model: Pipeline) -> None:
+    def _analyse(self, model: Pipeline, folder: Path | None) -> None:
         steps: dict[str, Step] = {s["name"]: s for s in model["steps"]}
         order = {name: i for i, name in enumerate(steps)}
 
@@ -78,10 +82,51 @@ class DependencyAnalyzer(Preprocessor):
             step["uses_ipython"] = any("get_ipython" in source for source in runs)
             step["displays"] = any(word in source for source in runs for word in ("display", "IPython", "get_ipython"))
         self._type_outputs(steps, topo, prelude_cells, parsed, symbols)
+        model["data"] = self._data(folder, steps, prelude_cells, parsed) if folder is not None else []
         model["steps"] = [steps[name] for name in topo]
         model["imports"] = list(dict.fromkeys(
             statement for own in [prelude, *(symbols[name] for name in topo)]
             for statement in own.imports.values()))
+
+    def _data(self, folder: Path, steps: dict[str, Step], prelude_cells: list[ParsedCell],
+              parsed: dict[str, list[ParsedCell]]) -> list[DataItem]:
+        """The files next to the notebook that the steps read (see :mod:`nbconvert_kfp.analysis.datafiles`); each
+        step's ``data`` names the items it reads, in notebook order."""
+        names: dict[str, str] = {}
+        prelude = datafiles.path_use(prelude_cells, names)
+        written = set(prelude.written)
+        local = {f"{m.partition('.')[0]}.py" for step in steps.values() for m in step["modules"]}
+        items: dict[str, DataItem] = {}
+        too_many: set[str] = set()
+        shared = datafiles.existing(folder, prelude, set(), local)
+        for name, step in steps.items():  # notebook order: what an earlier step writes is not an input
+            use = datafiles.path_use(parsed[name], names)
+            step["data"] = []
+            for found in shared + datafiles.existing(folder, use, written, local):
+                item = items.get(found.path)
+                if item is None:
+                    if found.too_many:
+                        if found.path not in too_many:
+                            too_many.add(found.path)
+                            self.log.warning("cell %d: %r names more than %d files; they do not travel with the "
+                                             "pipeline: put them on a volume the steps mount",
+                                             cell_number(found.cell), found.path, datafiles.MOST_FILES)
+                        continue
+                    item = items[found.path] = self._data_item(folder, found)
+                if item["path"] not in step["data"]:
+                    step["data"].append(item["path"])
+                    item["steps"].append(name)
+            written |= set(use.written)
+        return list(items.values())
+
+    @staticmethod
+    def _data_item(folder: Path, found: datafiles.FoundData) -> DataItem:
+        files = [{"path": f, "size": (folder / f).stat().st_size, "sha256": datafiles.file_digest(folder / f)}
+                 for f in found.files]
+        return {"path": found.path, "kind": found.kind, "files": files,  # type: ignore[typeddict-item]
+                "size": sum(f["size"] for f in files),
+                "digest": datafiles.item_digest({f["path"]: f["sha256"] for f in files}),
+                "cell": found.cell, "steps": []}
 
     @staticmethod
     def _cell_of(step: Step, symbols: Symbols, name: str) -> int:

@@ -256,6 +256,44 @@ class Step:
         xz-compressed, in base64."""
         self.run(_entries(json.loads(lzma.decompress(base64.b64decode(payload)).decode("utf-8"))), prelude)
 
+    def files(self, places: dict[str, str]) -> None:
+        """Put the data files the step reads where its cells look for them: each path (a file, a folder or a
+        glob, relative to the notebook's folder) under the working directory, linked from the folder of the
+        artifact that brought it. A file already there (a local run in the notebook's folder) is kept."""
+        import glob
+
+        for relative, root in places.items():
+            if any(c in relative for c in "*?["):
+                matches = sorted(glob.glob(relative, root_dir=root, recursive=True))
+            elif os.path.isdir(os.path.join(root, relative)):
+                matches = sorted(os.path.relpath(os.path.join(base, name), root)
+                                 for base, _, names in os.walk(os.path.join(root, relative)) for name in names)
+            else:
+                matches = [relative]
+            for match in matches:
+                self._place(os.path.join(root, match), match)
+
+    @staticmethod
+    def _place(source: str, relative: str) -> None:
+        if not os.path.exists(source):
+            raise FileNotFoundError(f"the data file {relative!r} did not reach the step (expected at {source})")
+        if os.path.lexists(relative):
+            return
+        try:
+            os.makedirs(os.path.dirname(relative) or ".", exist_ok=True)
+        except PermissionError:  # the image's working directory is not ours to write: work in a fresh one
+            import tempfile
+
+            os.chdir(tempfile.mkdtemp(prefix="step-"))
+            print(f"working directory {os.getcwd()} (the image's is read-only)", flush=True)
+            os.makedirs(os.path.dirname(relative) or ".", exist_ok=True)
+        try:
+            os.symlink(source, relative)
+        except OSError:
+            import shutil
+
+            shutil.copy2(source, relative)
+
     def define(self, values: dict[str, Any]) -> None:
         """Bind pipeline parameters in the namespace."""
         self.namespace.update(values)

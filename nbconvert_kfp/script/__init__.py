@@ -12,6 +12,7 @@ import them from here too.
 - ``progress``: the lines a local run shows as its steps start, finish or fail;
 - ``launcher``: what kfp.local starts for each step of a local run (step logs, events, the warm
   process that forks the steps);
+- ``datastore``: data files in a run (the notebook's own locally, the object store's copies on a cluster);
 - ``deployment``: upload to a KFP cluster and start a run;
 - ``monitor``: a run followed from outside: run and step states, durations, metrics;
 - ``silence``: kfp's prints dropped in one thread only;
@@ -29,7 +30,7 @@ from __future__ import annotations
 from pathlib import Path
 
 #: The modules the generated script carries, besides this package's ``__init__``.
-MODULES = ("cli", "compiler", "dag", "deployment", "katib", "launcher", "localrun", "metadata", "monitor",
+MODULES = ("cli", "compiler", "dag", "datastore", "deployment", "katib", "launcher", "localrun", "metadata", "monitor",
            "progress", "search", "silence", "steplog", "tuner", "tuning")
 
 

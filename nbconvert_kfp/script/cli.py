@@ -168,6 +168,9 @@ def parse_arguments(script: Mapping[str, Any], argv: list[str] | None = None) ->
                         help="with --wait, stop waiting after DURATION (seconds, or 30m, 2h); the run goes on")
     parser.add_argument("--interval", type=duration_seconds, default=5.0, metavar="DURATION",
                         help="with --wait, time between two polls of the run (default: 5s)")
+    parser.add_argument("--push-data", action="store_true",
+                        help="copy the data files that travel through the object store to DATA_ROOT (--upload "
+                        "and --run do it first); credentials and endpoint as for boto3 (AWS_* variables)")
     parser.add_argument("--run-name", help="with --run, the run's name (default: PIPELINE-DATE-TIME-XXXX)")
     parser.add_argument("--host", help="with --upload or --run, the KFP API URL (default: $KF_PIPELINES_ENDPOINT, "
                         "else in-cluster or kube config); the token comes from $KF_PIPELINES_TOKEN, "
@@ -288,6 +291,8 @@ def deploy(script: Mapping[str, Any], arguments: dict[str, Any], host: str | Non
     from .compiler import write_ir
 
     name = script["PIPELINE_NAME"]
+    if push_data(script):
+        return monitor.EXIT_ERROR
     with tempfile.TemporaryDirectory(prefix="kfp-upload-") as directory:
         package = Path(directory) / f"{name}.yaml"
         # A run carries its parameters; the version keeps the defaults, so it is reused across runs.
@@ -307,6 +312,20 @@ def deploy(script: Mapping[str, Any], arguments: dict[str, Any], host: str | Non
     if not wait:
         return 0
     return watch(kfp_client, result["run_id"], steps, timeout=timeout, interval=interval, follow_hint=follow_hint)
+
+
+def push_data(script: Mapping[str, Any]) -> int:
+    """Copy the script's data items that travel through the object store there; 1 (said) when that fails."""
+    from . import datastore
+
+    data = script.get("DATA") or {}
+    try:
+        datastore.push(data, script.get("DATA_ROOT") or "", Path(script["__file__"]).resolve().parent,
+                       say=lambda line: print(line, flush=True))
+    except datastore.DataError as err:
+        print(f"Data files: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _package_spec(package: Path) -> dict:
@@ -425,6 +444,10 @@ def main(script: Mapping[str, Any], argv: list[str] | None = None) -> int:
             return status
     if args.tune:
         return tune(script, args)
+    if args.push_data and not (args.upload or args.run):
+        status = push_data(script)
+        if status or not (args.local or args.tune):
+            return status
     if args.upload or args.run:
         return deploy(script, args.arguments, args.host, args.experiment, args.namespace, args.run, args.ca_cert,
                       wait=args.wait, timeout=args.timeout, interval=args.interval, run_name=args.run_name,
@@ -440,4 +463,9 @@ def main(script: Mapping[str, Any], argv: list[str] | None = None) -> int:
         return status
     write_ir(script["pipeline"], args.output, args.arguments)
     print(f"Wrote {args.output}")
+    stored = [path for path, item in (script.get("DATA") or {}).items() if item["via"] == "store"]
+    if stored:
+        print(f"{len(stored)} data item{'s' if len(stored) > 1 else ''} ({', '.join(stored)}) must be in "
+              f"{script['DATA_ROOT']} before a run starts from this file: python {Path(script['__file__']).name} "
+              "--push-data copies them (--upload and --run do it themselves)")
     return 0
