@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import ast
+import builtins
+import difflib
+import re
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
 from nbconvert.preprocessors import Preprocessor
-from traitlets import Bool
+from traitlets import Bool, Enum
 
 from ..analysis import datafiles
 from ..analysis.artifacttype import ARTIFACT, imports_of, value_kinds
 from ..analysis.parsedcell import Notebook, ParsedCell, collector_paused, module
-from ..analysis.scope import Symbols, analyse
+from ..analysis.scope import NOTEBOOK_BUILTINS, Symbols, analyse
 from ..errors import MetricError, PipelineGraphError
 from ..model import RESOURCE_KEY, DataItem, Pipeline, Step, cell_number
+
+
+#: Code that may define names the analysis cannot see: an undefined name there is a warning, not an error.
+DYNAMIC_DEFINITIONS = re.compile(r"\b(exec|eval|globals|locals|vars|__import__)\s*\(|run_line_magic\(\s*['\"](run|store|"
+                                 r"load|macro)\b|\bsetattr\s*\(\s*(sys\.modules|builtins)")
 
 
 class DependencyAnalyzer(Preprocessor):
@@ -27,6 +36,12 @@ class DependencyAnalyzer(Preprocessor):
     is parsed once; every analysis shares its tree.
     """
 
+    undefined_names = Enum(
+        ["error", "warn"], "error",
+        help="What a name that no step, import, parameter or builtin defines is: 'error' stops the conversion "
+        "naming the cell and the closest defined names; 'warn' converts, for code that defines names at run "
+        "time (a step using exec, %run or globals() is only warned about in any case).",
+    ).tag(config=True)
     infer_dependencies = Bool(
         True,
         help="Give a step that has no 'prev:' tag a dependency on the earlier steps whose "
@@ -253,10 +268,19 @@ class DependencyAnalyzer(Preprocessor):
                 continue
             others = [o for o in topo if o != name and var in symbols[o].bound]
             if others:
-                suggestion = ";".join([*(p["step"] for p in step["prev"]), others[-1]])
+                definer = others[-1]
+                if nx.has_path(graph, name, definer):  # a prev: tag would make a cycle: the cell must move
+                    where = self._binding_cell(steps[definer], var)
+                    raise PipelineGraphError(
+                        f"step {name!r} reads {var!r}, which only step {definer!r} defines"
+                        + (f" (cell {cell_number(where)})" if where is not None else "")
+                        + f", and {definer!r} runs after {name!r}: move the cell that defines {var!r} into "
+                        f"{name!r} or a step before it (a 'prev:{definer}' tag would make a cycle)",
+                        self._cell_of(step, own, var), var)
+                suggestion = ";".join([*(p["step"] for p in step["prev"]), definer])
                 raise PipelineGraphError(
-                    f"step {name!r} reads {var!r}, which only step {others[-1]!r} defines, and "
-                    f"{others[-1]!r} does not run before {name!r}: tag the cell with "
+                    f"step {name!r} reads {var!r}, which only step {definer!r} defines, and "
+                    f"{definer!r} does not run before {name!r}: tag the cell with "
                     f"'prev:{suggestion}'", self._cell_of(step, own, var), var)
             stars = [statement for source in [prelude, own, *(symbols[a] for a in ancestors)]
                      for key, statement in source.imports.items() if key.startswith("*")]
@@ -265,11 +289,49 @@ class DependencyAnalyzer(Preprocessor):
                 step["imports"].extend(s for s in stars if s not in own.imports.values()
                                        and s not in prelude.imports.values())
                 continue
-            self.log.warning("cell %d: step %r reads %r, which no cell of the pipeline defines",
-                             cell_number(self._cell_of(step, own, var)), name, var)
+            self._undefined(step, own, var, ancestors, symbols, prelude, parameters)
         step["imports"] = list(dict.fromkeys(step["imports"]))
         step["definitions"].reverse()
         step["parameters"].sort()
+
+    def _undefined(self, step: Step, own: Symbols, var: str, ancestors: list[str], symbols: dict[str, Symbols],
+                   prelude: Symbols, parameters: set[str]) -> None:
+        """A name nothing defines: an error naming the cell, with the closest names the step could mean; a
+        warning where the code defines names at run time (``exec``, ``%run``, ``globals()``) or the user said so
+        with ``undefined_names``."""
+        cell = self._cell_of(step, own, var)
+        known = set(own.bound) | prelude.bound | parameters | set(dir(builtins)) | NOTEBOOK_BUILTINS
+        known |= set().union(*(other.bound for other in symbols.values()))
+        close = difflib.get_close_matches(var, sorted(known - {var}), n=3, cutoff=0.75)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        message = f"step {step['name']!r} reads {var!r}, which no cell of the pipeline defines{hint}"
+        if self.undefined_names == "warn" or self._dynamic(step):
+            self.log.warning("cell %d: %s", cell_number(cell), message)
+            return
+        raise PipelineGraphError(
+            f"{message} (if the code defines it at run time, convert with "
+            "--DependencyAnalyzer.undefined_names=warn)", cell, var)
+
+    @staticmethod
+    def _dynamic(step: Step) -> bool:
+        """Whether the step's code may define names the analysis cannot see (``exec``, ``%run``, ``globals()``...)."""
+        return any(DYNAMIC_DEFINITIONS.search(c["source"]) for c in step["cells"])
+
+    @staticmethod
+    def _binding_cell(step: Step, var: str) -> int | None:
+        """The first of the step's cells that binds ``var`` at its top level."""
+        from ..analysis.parsedcell import parse, top_level_statements
+
+        for cell in step["cells"]:
+            tree = parse(cell).tree
+            for node in top_level_statements(tree.body):
+                names = {t.id for target in getattr(node, "targets", [getattr(node, "target", None)])
+                         if target is not None for t in ast.walk(target) if isinstance(t, ast.Name)}
+                if getattr(node, "name", None) == var or var in names or any(
+                        (a.asname or a.name.partition(".")[0]) == var for a in getattr(node, "names", [])
+                        if isinstance(a, ast.alias)):
+                    return cell["index"]
+        return None
 
     def _type_outputs(self, steps: dict[str, Step], topo: list[str], prelude_cells: list[ParsedCell],
                       parsed: dict[str, list[ParsedCell]], symbols: dict[str, Symbols]) -> None:
