@@ -13,6 +13,8 @@ import them from here too.
 - ``launcher``: what kfp.local starts for each step of a local run (step logs, events, the warm
   process that forks the steps);
 - ``deployment``: upload to a KFP cluster and start a run;
+- ``notebookpod``: the Kubeflow notebook server the script or the converter runs in (its namespace, image
+  and workspace volume);
 - ``monitor``: a run followed from outside: run and step states, durations, metrics;
 - ``silence``: kfp's prints dropped in one thread only;
 - ``steplog``: a step's log from the KFP API server or the KFP UI's server;
@@ -30,7 +32,7 @@ from pathlib import Path
 
 #: The modules the generated script carries, besides this package's ``__init__``.
 MODULES = ("cli", "compiler", "dag", "deployment", "katib", "launcher", "localrun", "metadata", "monitor",
-           "progress", "search", "silence", "steplog", "tuner", "tuning")
+           "notebookpod", "progress", "search", "silence", "steplog", "tuner", "tuning")
 
 
 def sources() -> dict[str, str]:
