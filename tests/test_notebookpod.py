@@ -4,6 +4,7 @@ fake Kubernetes API on 127.0.0.1 (``fakekube``). Outside a server nothing change
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -169,7 +170,8 @@ def test_a_pod_that_cannot_be_read_is_one_warning_and_the_usual_defaults(noteboo
     assert expected in warning and warning.endswith("; its image and workspace volume are not used")
     assert fakekube.TOKEN not in warning and "\n" not in warning
     [notice] = [m for m in log.at(logging.INFO) if "notebook server" in m]
-    assert notice.endswith(f"--run and --upload default to its namespace {NAMESPACE}")
+    assert notice.endswith(f": steps use the default image {DEFAULT}; --run and --upload default to its namespace "
+                           f"{NAMESPACE}")
 
 
 def test_a_silent_api_server_costs_one_bounded_wait(notebook_server, workspace, monkeypatch):
@@ -256,5 +258,13 @@ def test_uploads_and_runs_from_a_notebook_server_go_to_its_namespace_unless_one_
                            cwd=workspace, capture_output=True, text=True, timeout=180, env=environment)
     assert given.returncode == 0, given.stderr
     assert "Namespace" not in given.stdout
+    # A namespace set in kfp's context file wins too: kfp applies it to runs, we add none.
+    context = workspace / ".config" / "kfp" / "context.json"
+    context.parent.mkdir(parents=True)
+    context.write_text(json.dumps({"namespace": "team-c"}))
+    chosen = subprocess.run([PYTHON, str(script), "--upload", "--host", fake_kfp.url], cwd=workspace,
+                            capture_output=True, text=True, timeout=180, env=environment)
+    assert chosen.returncode == 0, chosen.stderr
+    assert "Namespace" not in chosen.stdout
     lookups = [call.query.get("namespace") for call in fake_kfp.calls("GET", "/pipelines")]
-    assert lookups == [NAMESPACE, "team-b"]
+    assert lookups == [NAMESPACE, "team-b", None]

@@ -1,4 +1,5 @@
-"""Pipeline settings: exporter traits first, then the notebook's Kale metadata, then defaults."""
+"""Pipeline settings: exporter traits first, then the notebook's Kale metadata, then the Kubeflow notebook server
+the conversion runs in (its image, its workspace volume), then defaults."""
 
 from __future__ import annotations
 
@@ -76,6 +77,11 @@ def _checked(options: dict[str, Any], name: str, check: Any) -> list[str]:
     return checked
 
 
+def _default_image() -> str:
+    """The steps' image when none is set: python:<the converting Python's version>."""
+    return f"python:{sys.version_info.major}.{sys.version_info.minor}"
+
+
 def _with_workspace(pod: NotebookPod, volumes: list[Volume], mount: bool, metadata: dict[str, Any],
                     log: logging.Logger | logging.LoggerAdapter) -> tuple[list[Volume], str | None]:
     """The volumes, with the notebook server's workspace volume when ``mount`` asks for it; and what the
@@ -102,6 +108,29 @@ def _with_workspace(pod: NotebookPod, volumes: list[Volume], mount: bool, metada
     entry = {"type": "pvc", "name": workspace.claim, "mount_point": workspace.mount_point}
     return ([*volumes, parse_volume(entry, len(volumes), metadata)],
             f"its workspace volume {workspace.claim} is mounted at {workspace.mount_point} in every step")
+
+
+def _notebook_pod_defaults(notebook_pod: Callable[[], NotebookPod | None] | None, image: str | None,
+                           volumes: list[Volume], mount: bool, metadata: dict[str, Any],
+                           log: logging.Logger | logging.LoggerAdapter) -> tuple[str | None, list[Volume]]:
+    """The image and volumes, with what the Kubeflow notebook server the conversion runs in offers; the pod is
+    read only when no image is set or ``mount`` asks for its workspace volume. One line tells what was taken."""
+    if mount and notebook_pod is None:
+        log.warning("KFPExporter.mount_workspace: the conversion does not run in a Kubeflow notebook server "
+                    "(NB_PREFIX and the in-cluster service account); no workspace volume is mounted")
+    pod = notebook_pod() if notebook_pod is not None and (image is None or mount) else None
+    if pod is None:
+        return image, volumes
+    notes = []
+    if image is None and pod.image:
+        image = pod.image
+        notes.append(f"steps use its image {image}")
+    elif image is None:
+        notes.append(f"steps use the default image {_default_image()}")
+    notes.append(f"--run and --upload default to its namespace {pod.namespace}")
+    volumes, volume_note = _with_workspace(pod, volumes, mount, metadata, log)
+    log.info(POD_NOTICE, f"{pod.namespace}/{pod.name}", "; ".join([*notes, volume_note] if volume_note else notes))
+    return image, volumes
 
 
 def resolve(options: dict[str, Any], metadata: dict[str, Any], notebook: str,
@@ -147,25 +176,14 @@ def resolve(options: dict[str, Any], metadata: dict[str, Any], notebook: str,
                             "'label:team:ml'", None, "steps_defaults")
 
     image = options.get("base_image") or _text(metadata, "base_image", "docker_image")
-    mount = bool(options.get("mount_workspace"))
-    if mount and notebook_pod is None:
-        log.warning("KFPExporter.mount_workspace: the conversion does not run in a Kubeflow notebook server "
-                    "(NB_PREFIX and the in-cluster service account); no workspace volume is mounted")
-    pod = notebook_pod() if notebook_pod is not None and (image is None or mount) else None
     volumes = parse_volumes([(i, entry) for i, entry in enumerate(volumes) if not _rok_only(entry, i, log)], metadata)
-    if pod is not None:
-        notes = []
-        if image is None and pod.image:
-            image = pod.image
-            notes.append(f"steps use its image {image}")
-        notes.append(f"--run and --upload default to its namespace {pod.namespace}")
-        volumes, volume_note = _with_workspace(pod, volumes, mount, metadata, log)
-        log.info(POD_NOTICE, f"{pod.namespace}/{pod.name}", "; ".join([*notes, volume_note] if volume_note else notes))
+    image, volumes = _notebook_pod_defaults(notebook_pod, image, volumes, bool(options.get("mount_workspace")),
+                                            metadata, log)
 
     return {
         "name": name,
         "description": options.get("pipeline_description") or _text(metadata, "pipeline_description"),
-        "base_image": image or f"python:{sys.version_info.major}.{sys.version_info.minor}",
+        "base_image": image or _default_image(),
         "experiment": options.get("experiment") or _text(metadata, "experiment_name", "experiment.name")
         or "Default",
         "notebook": notebook,
