@@ -2,7 +2,8 @@
 
 The script is written next to the notebook (``X_pipeline.py``), as ``jupyter nbconvert --to kfp``
 writes it. A conversion error is one line naming the cell; the exporter's warnings are printed
-as one line each on stderr, its information messages are not.
+as one line each on stderr, its information messages are not, but for the one that tells what a
+conversion inside a Kubeflow notebook server takes from it.
 """
 
 from __future__ import annotations
@@ -19,10 +20,17 @@ from .subcommand import CommandError
 
 
 class _WarningLines(logging.Handler):
-    """Prints each warning of the conversion as one line on stderr."""
+    """Prints each warning of the conversion as one line on stderr, and the line that tells what the
+    conversion took from the Kubeflow notebook server it runs in."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        print(f"nbconvert-kfp: warning: {' '.join(record.getMessage().split())}", file=sys.stderr)
+        from ..exporters.settings import POD_NOTICE
+
+        text = " ".join(record.getMessage().split())
+        if record.levelno >= logging.WARNING:
+            print(f"nbconvert-kfp: warning: {text}", file=sys.stderr)
+        elif record.msg == POD_NOTICE:
+            print(f"nbconvert-kfp: {text}", file=sys.stderr)
 
 
 def convert(notebook: Path) -> Path:
@@ -34,7 +42,7 @@ def convert(notebook: Path) -> Path:
         raise CommandError(f"{notebook}: no such notebook")
     logger = logging.getLogger("nbconvert_kfp.command.conversion")
     logger.propagate = False
-    logger.setLevel(logging.WARNING)
+    logger.setLevel(logging.INFO)
     if not logger.handlers:
         logger.addHandler(_WarningLines())
     exporter = KFPExporter(log=logger)
