@@ -30,11 +30,8 @@ TEMPLATES = str(Path(__file__).parent.parent / "templates")
 #: The traits that are pipeline settings (see ``settings.resolve``).
 SETTING_TRAITS = ("pipeline_name", "pipeline_description", "base_image", "experiment", "enable_caching", "volumes",
                   "steps_defaults", "install_packages", "extra_packages", "pip_index_urls", "pip_trusted_hosts",
-<<<<<<< HEAD
-                  "install_kfp_package", "step_reports", "runtime", "runtime_package", "data_files", "data_root")
-=======
-                  "install_kfp_package", "step_reports", "runtime", "runtime_package", "mount_workspace")
->>>>>>> h-nbserver
+                  "install_kfp_package", "step_reports", "runtime", "runtime_package", "data_files", "data_root",
+                  "mount_workspace")
 
 
 class KFPExporter(TemplateExporter):

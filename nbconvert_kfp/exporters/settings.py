@@ -77,7 +77,6 @@ def _checked(options: dict[str, Any], name: str, check: Any) -> list[str]:
     return checked
 
 
-<<<<<<< HEAD
 #: Object stores a data root may name: those a KFP launcher reads input artifacts from.
 DATA_ROOT_SCHEMES = ("minio://", "s3://", "gs://")
 #: Where data files too large to ride inside the pipeline go: a default KFP install's MinIO bucket.
@@ -94,7 +93,8 @@ def _data_root(value: str | None) -> str:
         raise NotebookError(f"KFPExporter.data_root {value!r} is not an object-store URI such as "
                             "minio://BUCKET/PREFIX, s3://BUCKET/PREFIX or gs://BUCKET/PREFIX", None, "data_root")
     return root
-=======
+
+
 def _default_image() -> str:
     """The steps' image when none is set: python:<the converting Python's version>."""
     return f"python:{sys.version_info.major}.{sys.version_info.minor}"
@@ -149,7 +149,6 @@ def _notebook_pod_defaults(notebook_pod: Callable[[], NotebookPod | None] | None
     volumes, volume_note = _with_workspace(pod, volumes, mount, metadata, log)
     log.info(POD_NOTICE, f"{pod.namespace}/{pod.name}", "; ".join([*notes, volume_note] if volume_note else notes))
     return image, volumes
->>>>>>> h-nbserver
 
 
 def resolve(options: dict[str, Any], metadata: dict[str, Any], notebook: str,

@@ -32,13 +32,8 @@ from __future__ import annotations
 from pathlib import Path
 
 #: The modules the generated script carries, besides this package's ``__init__``.
-<<<<<<< HEAD
-MODULES = ("cli", "compiler", "dag", "datastore", "deployment", "katib", "launcher", "localrun", "metadata", "monitor",
-           "progress", "search", "silence", "steplog", "tuner", "tuning")
-=======
-MODULES = ("cli", "compiler", "dag", "deployment", "katib", "launcher", "localrun", "metadata", "monitor",
-           "notebookpod", "progress", "search", "silence", "steplog", "tuner", "tuning")
->>>>>>> h-nbserver
+MODULES = ("cli", "compiler", "dag", "datastore", "deployment", "katib", "launcher", "localrun", "metadata",
+           "monitor", "notebookpod", "progress", "search", "silence", "steplog", "tuner", "tuning")
 
 
 def sources() -> dict[str, str]:
