@@ -62,6 +62,8 @@ EMBED_ITEM_LIMIT = 64 * 1024
 EMBED_TOTAL_LIMIT = 128 * 1024
 #: Data items larger than this (uncompressed) are not tried for embedding.
 EMBED_RAW_LIMIT = 4 * 1024 * 1024
+#: The line the conversion says of each data item (the ``nbconvert-kfp`` command shows it too).
+DATA_NOTICE = "%s %s (%s) read by step%s %s (cell %d): %s"
 #: How data files reach a cluster's steps (``KFPExporter.data_files``).
 DATA_MODES = ("auto", "embed", "store", "none")
 #: Names used inside the pipeline function's body; parameters must not shadow them.
@@ -356,7 +358,7 @@ class ComponentBuilder(Preprocessor):
                     "body": archive.extractor_statements(payload, "data.path", 4), "packages": [],
                 }
             plan[item["path"]] = {"task": task, "component": component}
-            self.log.info("%s %s (%s) read by step%s %s (cell %d): %s", _data_noun(item), item["path"],
+            self.log.info(DATA_NOTICE, _data_noun(item), item["path"],
                           _size(item["size"]), "s" if len(item["steps"]) > 1 else "", ", ".join(item["steps"]),
                           cell_number(item["cell"]), _VIA[item["via"]].format(root=self._settings["data_root"]))
         return plan
