@@ -159,7 +159,7 @@ def _finite(name: str, value: Any) -> Any:
 
 def _coerce(name: str, kind: str, value: Any) -> Any:
     """A parameter value of the parameter's type; strings are read as the script's ``-p`` reads them."""
-    from .script.cli import literal_text, parse_value
+    from .script.cli import exact_value, literal_text, parse_value
 
     if kind == "literal":  # carried as its Python literal: a string is read as -p reads it
         return parse_value(kind, value) if isinstance(value, str) else literal_text(value)
@@ -171,7 +171,9 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
     if not isinstance(value, _JSON_TYPES.get(kind, (object,))) or (isinstance(value, bool) and kind != "bool"):
         raise RequestError(f"parameter {name!r}: expected a {kind}, got {json.dumps(value)[:100]}")
     try:
-        return _finite(name, float(value) if kind == "float" else value)
+        return _finite(name, exact_value(kind, float(value) if kind == "float" else value))
+    except ValueError as error:
+        raise RequestError(f"parameter {name!r}: {error}") from None
     except OverflowError:
         raise RequestError(f"parameter {name!r}: a {len(str(value))}-digit integer is too large for a float") from None
 

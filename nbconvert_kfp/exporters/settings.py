@@ -151,6 +151,18 @@ def _notebook_pod_defaults(notebook_pod: Callable[[], NotebookPod | None] | None
     return image, volumes
 
 
+def _switch(value: Any, key: str) -> bool | None:
+    """A metadata switch: a bool, or the text of one ("false", "True", "yes", "0"; Kale's UI writes strings)."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise NotebookError(f"kubeflow_notebook.{key} must be true or false, not {str(value)[:60]!r}", None, key)
+
+
 def resolve(options: dict[str, Any], metadata: dict[str, Any], notebook: str,
             log: logging.Logger | logging.LoggerAdapter,
             notebook_pod: Callable[[], NotebookPod | None] | None = None) -> Settings:
@@ -177,8 +189,8 @@ def resolve(options: dict[str, Any], metadata: dict[str, Any], notebook: str,
         name = fixed
 
     caching = options.get("enable_caching")
-    if caching is None and isinstance(metadata.get("enable_caching"), bool):
-        caching = metadata["enable_caching"]
+    if caching is None:
+        caching = _switch(metadata.get("enable_caching"), "enable_caching")
 
     volumes = options.get("volumes")
     if volumes is None:

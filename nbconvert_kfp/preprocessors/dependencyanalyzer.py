@@ -26,6 +26,10 @@ DYNAMIC_DEFINITIONS = re.compile(r"\b(exec|eval|globals|locals|vars|__import__)\
                                  r"load|macro)\b|\bsetattr\s*\(\s*(sys\.modules|builtins)")
 
 
+#: Code that reads names by their text (``globals()["LR"]``, ``eval("LR")``): such a step gets every parameter.
+READS_NAMES_AT_RUN_TIME = re.compile(r"\b(exec|eval|globals|locals|vars)\s*\(")
+
+
 class DependencyAnalyzer(Preprocessor):
     """Build the step DAG and decide, per step, what it loads, saves and re-imports.
 
@@ -290,6 +294,9 @@ class DependencyAnalyzer(Preprocessor):
                                        and s not in prelude.imports.values())
                 continue
             self._undefined(step, own, var, ancestors, symbols, prelude, parameters)
+        if self._dynamic(step) and READS_NAMES_AT_RUN_TIME.search(" ".join(c["source"] for c in step["cells"])):
+            # globals()["LR"], eval("LR"): which parameters such a step reads shows only when it runs
+            step["parameters"] = sorted(parameters)
         step["imports"] = list(dict.fromkeys(step["imports"]))
         step["definitions"].reverse()
         step["parameters"].sort()

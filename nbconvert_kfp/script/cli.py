@@ -58,6 +58,34 @@ def papermill_value(text: str) -> Any:
         return text
 
 
+#: The largest whole number a KFP parameter carries exactly (KFP keeps numbers as doubles).
+EXACT_INT = 2 ** 53
+
+
+def _whole_numbers(value: Any) -> list[int]:
+    """The ints (not bools) inside a list or dict value, at any depth."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return [number for item in items for number in _whole_numbers(item)]
+
+
+def exact_value(name: str, value: Any) -> Any:
+    """``value``, a value of a parameter of type ``name``, when KFP carries it exactly; else ``ValueError``: an int
+    beyond 2**53 would be rounded, and whole numbers inside a list or dict would arrive as floats."""
+    if name == "int" and isinstance(value, int) and abs(value) > EXACT_INT:
+        raise ValueError(f"{value} is beyond 2**53, the largest whole number a KFP parameter carries exactly")
+    if name in ("list", "dict"):
+        numbers = _whole_numbers(value)
+        if numbers:
+            raise ValueError(f"KFP turns the whole number {numbers[0]} inside a {name} parameter into "
+                             f"{float(numbers[0])}: write it as {float(numbers[0])}, or give the notebook's default "
+                             "a whole number so that the parameter is carried as its Python literal")
+    return value
+
+
 def parse_value(kind: type | str, text: str) -> Any:
     """Convert a command-line (or JSON string) value to a parameter type (``int``, ``float``, ``str``,
     ``bool``, ``list``, ``dict``, given as a type or its name, or ``literal``: any Python literal, typed as
@@ -81,12 +109,13 @@ def parse_value(kind: type | str, text: str) -> Any:
             raise ValueError(f"expected a JSON {name}, got {text!r}") from None
         if not isinstance(value, list if name == "list" else dict):
             raise ValueError(f"expected a JSON {name}, got {text!r}")
-        return value
+        return exact_value(name, value)
     if name == "int":
         try:
-            return int(text)
+            number = int(text)
         except ValueError:
             raise ValueError(f"expected an integer, got {text!r}") from None
+        return exact_value(name, number)
     if name == "float":
         try:
             return float(text)
