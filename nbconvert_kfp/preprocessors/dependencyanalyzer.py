@@ -9,10 +9,11 @@ from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool
 
 from ..analysis.artifacttype import ARTIFACT, imports_of, value_kinds
+from ..analysis.lazydependency import LazyDependency
 from ..analysis.parsedcell import Notebook, ParsedCell, collector_paused, module
 from ..analysis.scope import Symbols, analyse
 from ..errors import MetricError, PipelineGraphError
-from ..model import RESOURCE_KEY, Pipeline, Step, cell_number
+from ..model import RESOURCE_KEY, LazyUse, Pipeline, Step, cell_number
 
 
 class DependencyAnalyzer(Preprocessor):
@@ -74,6 +75,7 @@ class DependencyAnalyzer(Preprocessor):
             step["outputs"] = sorted(step["outputs"])
             modules = prelude.modules | symbols[name].modules | self._upstream_modules(step, topo, symbols)
             step["modules"] = sorted(modules)
+            step["lazy"] = self._lazy(step, topo, symbols, prelude)
             runs = [*prelude_sources, *step["imports"], *step["definitions"], *(c["source"] for c in step["cells"])]
             step["uses_ipython"] = any("get_ipython" in source for source in runs)
             step["displays"] = any(word in source for source in runs for word in ("display", "IPython", "get_ipython"))
@@ -101,6 +103,22 @@ class DependencyAnalyzer(Preprocessor):
                 if definition.source in rerun_definitions:
                     modules.update(definition.modules)
         return modules
+
+    @staticmethod
+    def _lazy(step: Step, topo: list[str], symbols: dict[str, Symbols], prelude: Symbols) -> list[LazyUse]:
+        """The lazy dependencies of the code a step runs (its cells, the prelude, the definitions it re-runs):
+        each with the first cell using it."""
+        found: dict[LazyDependency, int] = {**prelude.lazy}
+        rerun = set(step["definitions"])
+        for name in topo:
+            for definition in symbols[name].definitions.values():
+                if definition.source in rerun:
+                    for entry in definition.lazy:
+                        found.setdefault(entry, definition.cell)
+        for entry, cell in symbols[step["name"]].lazy.items():
+            found.setdefault(entry, cell)
+        return [{"use": entry.use, "library": list(entry.library), "distributions": list(entry.distributions),
+                 "cell": cell} for entry, cell in found.items()]
 
     def _graph(self, steps: dict[str, Step], symbols: dict[str, Symbols], order: dict[str, int],
                prelude: Symbols, model: Pipeline) -> nx.DiGraph:
