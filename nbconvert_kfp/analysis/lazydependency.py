@@ -195,18 +195,33 @@ _NAMES: dict[type, Callable[[ast.AST], list[str]]] = {
     ast.Import: _import_names,  # type: ignore[dict-item]
     ast.ImportFrom: _import_names,  # type: ignore[dict-item]
 }
-_BY_TYPE: dict[type, tuple[LazyDependency, ...]] = {
-    kind: tuple(entry for entry in LAZY_DEPENDENCIES if entry.node is kind) for kind in _NAMES}
+
+
+def _index() -> dict[type, dict[str, tuple[LazyDependency, ...]]]:
+    index: dict[type, dict[str, tuple[LazyDependency, ...]]] = {kind: {} for kind in _NAMES}
+    for entry in LAZY_DEPENDENCIES:
+        for name in entry.names:
+            index[entry.node][name] = index[entry.node].get(name, ()) + (entry,)
+    return index
+
+
+#: node type -> name -> the entries a node of that type and name may be a use of.
+_INDEX = _index()
 
 
 def matches(node: ast.AST) -> list[LazyDependency]:
     """The entries a syntax node is a use of (a node of another type is none)."""
-    entries = _BY_TYPE.get(node.__class__)
-    if not entries:
+    index = _INDEX.get(node.__class__)
+    if index is None:
         return []
-    names = _NAMES[node.__class__](node)
-    return [entry for entry in entries
-            if any(name in entry.names for name in names) and (entry.when is None or entry.when(node))]
+    if node.__class__ is ast.Attribute and node.attr not in index:  # type: ignore[attr-defined]
+        return []  # the common case, made quick: most attributes are no use of any entry
+    found: list[LazyDependency] = []
+    for name in _NAMES[node.__class__](node):
+        for entry in index.get(name, ()):
+            if entry not in found and (entry.when is None or entry.when(node)):
+                found.append(entry)
+    return found
 
 
 def found_in(tree: ast.AST) -> Iterator[LazyDependency]:
