@@ -161,9 +161,11 @@ def test_lazy_dependency_follows_the_code_the_step_runs(pipeline_model):
 
 def test_lazy_dependency_not_installed_here_is_one_warning_naming_cell_and_package(pipeline_model, caplog):
     with caplog.at_level(logging.WARNING):
-        installs = _installs(pipeline_model, [(["step:a"], "x = 1"), (["step:b"], PANDAS + "d = pd.read_excel('d.xlsx')\n"
-                                               "e = pd.read_excel('e.xlsx')"), (["step:c"], PANDAS + "df.to_excel('x')")],
-                             step="b")
+        installs = _installs(pipeline_model, [
+            (["step:a"], "x = 1"),
+            (["step:b"], PANDAS + "d = pd.read_excel('d.xlsx')\ne = pd.read_excel('e.xlsx')"),
+            (["step:c"], PANDAS + "df.to_excel('x')"),
+        ], step="b")
     lines = [r.getMessage() for r in caplog.records if "openpyxl" in r.getMessage()]
     if _version("openpyxl") is None:
         assert installs["openpyxl"] == "openpyxl"

@@ -28,11 +28,11 @@ from nbconvert.preprocessors import Preprocessor
 from traitlets import Unicode
 
 from .. import __version__, runtime, script as script_package
+from ..analysis.lazydependency import used_library
 from ..analysis.localmodules import LIMIT as LOCAL_LIMIT
 from ..analysis.localmodules import local_modules
-from ..analysis.lazydependency import used_library
-from ..analysis.packages import (canonical_name, distribution_requirement, image_python, is_installed, local_builds, pin, requirements,
-                                 unsupported_on)
+from ..analysis.packages import (canonical_name, distribution_requirement, image_python, is_installed, local_builds,
+                                 pin, requirements, unsupported_on)
 from ..codegen import archive
 from ..codegen.identifier import Namer, kfp_name
 from ..codegen.literal import code_literal, docstring, python_literal
