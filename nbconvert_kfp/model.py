@@ -9,7 +9,7 @@ preprocessor fills its own fields:
   ``cells``, ``prev`` and ``options``;
 - ``DependencyAnalyzer``: ``imports`` and each step's ``parents``, ``inputs``,
   ``input_sources``, ``outputs``, ``output_types``, ``parameters``, ``metrics``,
-  ``imports``, ``definitions``, ``modules`` and ``uses_ipython``; it also puts the
+  ``imports``, ``definitions``, ``modules``, ``lazy`` and ``uses_ipython``; it also puts the
   steps in topological order;
 - ``ComponentBuilder``: ``script`` and each step's ``component``: the identifiers and
   source literals the template prints.
@@ -194,6 +194,16 @@ class Component(TypedDict, total=False):
     metrics: str | None
 
 
+class LazyUse(TypedDict):
+    """A use in a step's code of a library call that imports another distribution when it runs
+    (:mod:`nbconvert_kfp.analysis.lazydependency`): ``df.plot()`` needs matplotlib where pandas is imported."""
+
+    use: str
+    library: list[str]
+    distributions: list[str]
+    cell: int
+
+
 class _StepRequired(TypedDict):
     name: str
     cells: list[Cell]
@@ -216,6 +226,7 @@ class Step(_StepRequired, total=False):
     imports: list[str]
     definitions: list[str]
     modules: list[str]
+    lazy: list[LazyUse]
     uses_ipython: bool
     displays: bool
     markdown: list[Cell]

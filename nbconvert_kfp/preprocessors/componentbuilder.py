@@ -28,9 +28,11 @@ from nbconvert.preprocessors import Preprocessor
 from traitlets import Unicode
 
 from .. import __version__, runtime, script as script_package
+from ..analysis.lazydependency import used_library
 from ..analysis.localmodules import LIMIT as LOCAL_LIMIT
 from ..analysis.localmodules import local_modules
-from ..analysis.packages import image_python, local_builds, pin, requirement, requirements, unsupported_on
+from ..analysis.packages import (canonical_name, distribution_requirement, image_python, is_installed, local_builds,
+                                 pin, requirements, unsupported_on)
 from ..codegen import archive
 from ..codegen.identifier import Namer, kfp_name
 from ..codegen.literal import code_literal, docstring, python_literal
@@ -612,16 +614,11 @@ class ComponentBuilder(Preprocessor):
                     continue  # a module next to the notebook: the pipeline carries it
                 self._warn_once(module, "module %r is imported but no installed distribution provides it; add it "
                                 "with a 'package:<requirement>' tag or --KFPExporter.extra_packages", module)
-            # dill saves and loads what pickle cannot (lambdas, closures): only steps that pass values need it
-            passes_values = bool(step["inputs"] or step["outputs"])
-            extras = [requirement(name) for name in ("dill" if passes_values else "",
-                                                     "ipython" if step["uses_ipython"] else "")
-                      if name and requirement(name)]
-            if any(module.partition(".")[0] == "kfp" for module in modules):
-                # the SDK installs kfp without its dependencies: a step that uses kfp itself needs them
-                extras.append(pin("kfp"))
-            found += [r for r in extras if r and r.partition("==")[0].lower() not in
-                      {f.partition("==")[0].lower() for f in found}]
+            have = {canonical_name(f.partition("==")[0]) for f in found}
+            for distribution in self._extras(step, modules):
+                if canonical_name(distribution) not in have:
+                    have.add(canonical_name(distribution))
+                    found.append(distribution_requirement(distribution))
             for name, version in local_builds(found).items():
                 self._warn_once(f"local:{name}", "%s is installed here as %s, a local build no public index serves; "
                                 "steps install %s from their package index (--KFPExporter.pip_index_urls names the "
@@ -635,6 +632,38 @@ class ComponentBuilder(Preprocessor):
             # the SDK skips its own kfp install when a requirement starts with "kfp" (kfp-server-api, ...)
             found.append(pin("kfp"))
         return list(dict.fromkeys(found))
+
+    def _extras(self, step: Step, modules: set[str]) -> list[str]:
+        """The distributions a step needs beyond its imports' (by name): what the step runtime uses for it, and
+        the lazy dependencies of the library calls its code makes; each one not installed here is reported."""
+        wanted: list[tuple[str, str, int | None]] = []  # distribution, why, cell
+        if (step["inputs"] or step["outputs"]) and is_installed("dill"):
+            # dill saves and loads what pickle cannot (lambdas, closures): only steps that pass values need it, and
+            # only where it is installed here (without it the values pass as pickles, here and on the cluster)
+            wanted.append(("dill", "passing values between steps", None))
+        if step["uses_ipython"]:
+            cell = next((c["index"] for c in step["cells"] if "get_ipython" in c["source"]), None)
+            wanted.append(("ipython", "IPython syntax (%magic, !shell)", cell))
+        if any(module.partition(".")[0] == "kfp" for module in modules):
+            # the SDK installs kfp without its dependencies: a step that uses kfp itself needs them
+            wanted.append(("kfp", "importing kfp", None))
+        for use in step.get("lazy", []):
+            library = used_library(use["library"], modules)
+            if library is not None:
+                wanted += [(name, f"{use['use']} ({library})", use["cell"]) for name in use["distributions"]]
+        for distribution, why, cell in wanted:
+            if not is_installed(distribution):
+                where = f"cell {cell_number(cell)}: " if cell is not None else ""
+                self._warn_once(f"missing:{distribution}", "%sstep %r needs %s for %s, which is not installed here: "
+                                "steps install it unpinned (pin it with a 'package:%s==<version>' tag)", where,
+                                step["name"], distribution, why, distribution)
+        return [distribution for distribution, _, _ in wanted]
+
+    @staticmethod
+    def _step_installs(components: list[Component]) -> str:
+        """The ``STEP_INSTALLS`` display: step name -> its install list."""
+        items = [(python_literal(c["name"]), python_literal(c["packages"])) for c in components if "name" in c]
+        return _dict_lines(items, 0)
 
     def _warn_once(self, key: str, message: str, *arguments: Any) -> None:
         if key not in self._reported:
@@ -687,6 +716,9 @@ class ComponentBuilder(Preprocessor):
             f"LOCAL_IGNORED = {_list_lines(ignored, 0)}",
             "# Modules the notebook imports: --local loads them once in a warm process that forks the steps.",
             f"PRELOAD_IMPORTS = {_list_lines([python_literal(s) for s in model['imports']], 0)}",
+            "# What each step pip-installs on a cluster (None: the image has everything): a local run names the",
+            "# modules a step imported beyond them.",
+            f"STEP_INSTALLS = {self._step_installs(components) if settings['install_packages'] else None}",
             "# The pipeline's graph, for --dag and for naming a failed step.",
             f"GRAPH = {python_literal(graph.to_data())}",
             "# The hyperparameter search of the notebook's katib_metadata (--tune, --katib-experiment), or None.",

@@ -15,10 +15,11 @@ from traitlets import Bool, Enum
 
 from ..analysis import datafiles
 from ..analysis.artifacttype import ARTIFACT, imports_of, value_kinds
+from ..analysis.lazydependency import LazyDependency
 from ..analysis.parsedcell import Notebook, ParsedCell, collector_paused, module
 from ..analysis.scope import NOTEBOOK_BUILTINS, Symbols, analyse
 from ..errors import MetricError, PipelineGraphError
-from ..model import RESOURCE_KEY, DataItem, Pipeline, Step, cell_number
+from ..model import RESOURCE_KEY, DataItem, LazyUse, Pipeline, Step, cell_number
 
 
 #: Code that may define names the analysis cannot see: an undefined name there is a warning, not an error.
@@ -97,6 +98,7 @@ class DependencyAnalyzer(Preprocessor):
             step["outputs"] = sorted(step["outputs"])
             modules = prelude.modules | symbols[name].modules | self._upstream_modules(step, topo, symbols)
             step["modules"] = sorted(modules)
+            step["lazy"] = self._lazy(step, topo, symbols, prelude)
             runs = [*prelude_sources, *step["imports"], *step["definitions"], *(c["source"] for c in step["cells"])]
             step["uses_ipython"] = any("get_ipython" in source for source in runs)
             step["displays"] = any(word in source for source in runs for word in ("display", "IPython", "get_ipython"))
@@ -165,6 +167,22 @@ class DependencyAnalyzer(Preprocessor):
                 if definition.source in rerun_definitions:
                     modules.update(definition.modules)
         return modules
+
+    @staticmethod
+    def _lazy(step: Step, topo: list[str], symbols: dict[str, Symbols], prelude: Symbols) -> list[LazyUse]:
+        """The lazy dependencies of the code a step runs (its cells, the prelude, the definitions it re-runs):
+        each with the first cell using it."""
+        found: dict[LazyDependency, int] = {**prelude.lazy}
+        rerun = set(step["definitions"])
+        for name in topo:
+            for definition in symbols[name].definitions.values():
+                if definition.source in rerun:
+                    for entry in definition.lazy:
+                        found.setdefault(entry, definition.cell)
+        for entry, cell in symbols[step["name"]].lazy.items():
+            found.setdefault(entry, cell)
+        return [{"use": entry.use, "library": list(entry.library), "distributions": list(entry.distributions),
+                 "cell": cell} for entry, cell in found.items()]
 
     def _graph(self, steps: dict[str, Step], symbols: dict[str, Symbols], order: dict[str, int],
                prelude: Symbols, model: Pipeline) -> nx.DiGraph:

@@ -10,6 +10,7 @@ import them from here too.
 - ``compiler``: the pipeline written as IR YAML;
 - ``localrun``: a local run with kfp.local: quiet progress, the cache, one step, clean stops;
 - ``progress``: the lines a local run shows as its steps start, finish or fail;
+- ``undeclaredimport``: the modules a step of a local run imported that its cluster installs lack;
 - ``launcher``: what kfp.local starts for each step of a local run (step logs, events, the warm
   process that forks the steps);
 - ``datastore``: data files in a run (the notebook's own locally, the object store's copies on a cluster);
@@ -33,7 +34,7 @@ from pathlib import Path
 
 #: The modules the generated script carries, besides this package's ``__init__``.
 MODULES = ("cli", "compiler", "dag", "datastore", "deployment", "katib", "launcher", "localrun", "metadata",
-           "monitor", "notebookpod", "progress", "search", "silence", "steplog", "tuner", "tuning")
+           "monitor", "notebookpod", "progress", "search", "silence", "steplog", "tuner", "tuning", "undeclaredimport")
 
 
 def sources() -> dict[str, str]:
