@@ -255,6 +255,14 @@ class FakeKFP(ThreadingHTTPServer):
         self._clock = itertools.count(1)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        #: Connections accepted so far.
+        self.connections = 0
+
+    def verify_request(self, request, client_address) -> bool:
+        """Count every connection, even one that never becomes an HTTP request (a TLS hello)."""
+        with self._lock:
+            self.connections += 1
+        return True
 
     # --- control --------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import them from here too.
 - ``launcher``: what kfp.local starts for each step of a local run (step logs, events, the warm
   process that forks the steps);
 - ``deployment``: upload to a KFP cluster and start a run;
+- ``endpoint``: the KFP API URL read strictly and rebuilt from its checked parts;
 - ``monitor``: a run followed from outside: run and step states, durations, metrics;
 - ``silence``: kfp's prints dropped in one thread only;
 - ``steplog``: a step's log from the KFP API server or the KFP UI's server;
@@ -29,7 +30,7 @@ from __future__ import annotations
 from pathlib import Path
 
 #: The modules the generated script carries, besides this package's ``__init__``.
-MODULES = ("cli", "compiler", "dag", "deployment", "katib", "launcher", "localrun", "metadata", "monitor",
+MODULES = ("cli", "compiler", "dag", "deployment", "endpoint", "katib", "launcher", "localrun", "metadata", "monitor",
            "progress", "search", "silence", "steplog", "tuner", "tuning")
 
 

@@ -128,6 +128,20 @@ def _step(action: str, host: str | None, token: str | None = None):
         urllib3_log.setLevel(level)
 
 
+def endpoint_url(host: str | None) -> str | None:
+    """The KFP API URL to connect to, rebuilt from the checked parts of ``host`` (``endpoint``); a URL
+    that HTTP libraries could read as another host is a DeploymentError, before any credential is sent."""
+    from . import endpoint
+
+    if not host:
+        return None
+    try:
+        return endpoint.parse(host).url
+    except endpoint.EndpointError as error:
+        shown = "".join(c if " " <= c <= "~" else "?" for c in str(host)[:200])
+        raise DeploymentError(f"the KFP host {shown!r} is not usable: {error}") from None
+
+
 def client(host: str | None = None, token: str | None = None, verify_ssl: bool = True,
            ssl_ca_cert: str | None = None):
     """A ``kfp.Client`` for ``host``, with the credentials kfp.Client knows how to find.
@@ -137,7 +151,7 @@ def client(host: str | None = None, token: str | None = None, verify_ssl: bool =
     """
     import kfp
 
-    host = host or os.environ.get("KF_PIPELINES_ENDPOINT") or None
+    host = endpoint_url(host or os.environ.get("KF_PIPELINES_ENDPOINT") or None)
     token = token or os.environ.get(TOKEN_ENV) or None
     credentials = None
     if host and not token:
