@@ -9,7 +9,10 @@ jobs it shares with the generated script are the script's own (``nbconvert_kfp.s
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+from pathlib import Path
 
 from . import pipeline, runs
 from .subcommand import CommandError, Subcommand
@@ -38,16 +41,41 @@ def parser(subcommands: tuple[Subcommand, ...] = SUBCOMMANDS) -> argparse.Argume
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``nbconvert-kfp`` command line; return its exit status."""
+    """Run the ``nbconvert-kfp`` command line; return its exit status.
+
+    What it prints goes through ``redaction.Redacting``: no terminal control sequence and no
+    known secret from a server's answer reaches the terminal.
+    """
+    from ..script import redaction
+
     args = parser().parse_args(argv)
     if not getattr(args, "handler", None):
         parser().print_help(sys.stderr)
         return 2
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = redaction.Redacting(sys.stdout), redaction.Redacting(sys.stderr)
+    try:
+        return _handle(args)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = streams
+
+
+def _handle(args: argparse.Namespace) -> int:
+    """Run the subcommand; its failures are one line on stderr and an exit status."""
+    from ..script import redaction
+    from ..script.deployment import SA_TOKEN_ENV, TOKEN_ENV, DeploymentError
+
+    redaction.remember(os.environ.get(TOKEN_ENV))
+    if os.environ.get(SA_TOKEN_ENV):
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            redaction.remember(Path(os.environ[SA_TOKEN_ENV]).read_text(encoding="utf-8"))
     try:
         return args.handler(args)
-    except CommandError as error:
-        print(f"{args.prog}: {error}", file=sys.stderr)
-        return error.status
+    except (CommandError, DeploymentError) as error:
+        print(f"{args.prog}: {' '.join(str(error).split())}", file=sys.stderr)
+        return getattr(error, "status", 1)
     except KeyboardInterrupt:
         print(f"{args.prog}: interrupted", file=sys.stderr)
         return 130

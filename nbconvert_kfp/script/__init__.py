@@ -15,6 +15,8 @@ import them from here too.
 - ``deployment``: upload to a KFP cluster and start a run;
 - ``endpoint``: the KFP API URL read strictly and rebuilt from its checked parts;
 - ``monitor``: a run followed from outside: run and step states, durations, metrics;
+- ``redaction``: server text without terminal control sequences or secrets;
+- ``transport``: every request to the KFP host bounded in time and size;
 - ``silence``: kfp's prints dropped in one thread only;
 - ``steplog``: a step's log from the KFP API server or the KFP UI's server;
 - ``metadata``: metric values from ML Metadata over gRPC-web, as the KFP UI reads them;
@@ -31,7 +33,8 @@ from pathlib import Path
 
 #: The modules the generated script carries, besides this package's ``__init__``.
 MODULES = ("cli", "compiler", "dag", "deployment", "endpoint", "katib", "launcher", "localrun", "metadata", "monitor",
-           "progress", "search", "silence", "steplog", "tuner", "tuning")
+           "progress", "redaction", "search", "silence", "steplog", "transport", "tuner",
+           "tuning")
 
 
 def sources() -> dict[str, str]:
