@@ -178,3 +178,16 @@ def test_a_disguised_host_gets_no_request(kfp, workdir, disguise):
         assert result.returncode == 1
         assert "is not usable" in result.stderr
         assert attacker.connections == 0 and len(kfp.requests) == before
+
+
+def test_the_generated_script_refuses_a_disguised_host_too(kfp, workdir):
+    assert command(workdir, "compile", "tiny.ipynb").returncode == 0
+    with FakeKFP() as attacker:
+        host = f"http://{attacker.url.split('//')[1]}\\@{kfp.url.split('//')[1]}/pipeline"
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("KF_PIPELINES")}
+        result = subprocess.run([PYTHON, "tiny_pipeline.py", "--host", host, "--upload"], cwd=workdir,
+                                capture_output=True, text=True, timeout=120,
+                                env=dict(environment, HOME=str(workdir / "home"), KF_PIPELINES_TOKEN=TOKEN))
+        assert result.returncode == 1
+        assert result.stderr.strip().startswith("Deployment failed: the KFP host") and "backslash" in result.stderr
+        assert attacker.connections == 0 and TOKEN not in result.stdout + result.stderr

@@ -52,14 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser().print_help(sys.stderr)
         return 2
-    streams = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = redaction.Redacting(sys.stdout), redaction.Redacting(sys.stderr)
-    try:
+    with redaction.redacted_output():
         return _handle(args)
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        sys.stdout, sys.stderr = streams
 
 
 def _handle(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ class EndpointError(ValueError):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """A checked KFP API URL: lower-case scheme and host, an optional port, a plain path."""
+    """A checked KFP API URL: lower-case scheme and host, an optional port, a plain path without a final slash."""
 
     scheme: str
     host: str
@@ -46,7 +46,7 @@ class Endpoint:
     def url(self) -> str:
         """The URL rebuilt from the checked parts: the one to connect to."""
         port = f":{self.port}" if self.port is not None else ""
-        return f"{self.scheme}://{self.host}{port}{self.path.rstrip('/')}"
+        return f"{self.scheme}://{self.host}{port}{self.path}"
 
 
 def parse(text: object, default_scheme: str | None = "https") -> Endpoint:
@@ -82,7 +82,7 @@ def parse(text: object, default_scheme: str | None = "https") -> Endpoint:
     path = shape["path"] or ""
     if not _PATH.match(path):
         raise EndpointError("the URL's path has a character outside letters, digits and -._~!$&'()*+,;=:")
-    return Endpoint(scheme, _host(authority["host"]), int(port) if port is not None else None, path)
+    return Endpoint(scheme, _host(authority["host"]), int(port) if port is not None else None, path.rstrip("/"))
 
 
 def _host(host: str) -> str:

@@ -12,9 +12,11 @@ the generated script carries it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
+import sys
 import threading
-from typing import Any, Iterable, TextIO
+from typing import Any, Iterable, Iterator, TextIO
 from urllib.parse import quote, quote_plus
 
 #: The shortest start of a secret that is masked on its own.
@@ -108,3 +110,17 @@ class Redacting:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def redacted_output() -> Iterator[None]:
+    """Inside the block, ``sys.stdout`` and ``sys.stderr`` write through ``Redacting``."""
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = Redacting(sys.stdout), Redacting(sys.stderr)
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        sys.stdout, sys.stderr = streams

@@ -84,7 +84,7 @@ def exchange(send: Callable[[Any], Any], limits: Limits) -> Any:
     A host still sending at the deadline is left to the worker thread, which stops at its next
     read (the socket's read timeout bounds each one); the caller gets ``DeadlineExceeded`` at once.
     """
-    import urllib3
+    from kfp_server_api.rest import urllib3  # kfp's own HTTP library
 
     deadline = time.monotonic() + limits.deadline
     outcome: dict[str, Any] = {}
