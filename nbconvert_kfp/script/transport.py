@@ -29,7 +29,7 @@ class DeadlineExceeded(TimeoutError):
     """The host did not finish its answer within the deadline."""
 
 
-class ResponseTooLarge(ValueError):
+class ResponseTooLarge(Exception):
     """The host's answer is larger than the cap."""
 
 
@@ -74,7 +74,8 @@ def _read_body(response: Any, limits: Limits, deadline: float) -> bytes:
             return bytes(body)
         body += chunk
         if len(body) > limits.max_response:
-            raise ResponseTooLarge(f"the answer is larger than {_size(limits.max_response)}")
+            raise ResponseTooLarge(f"the answer is larger than {_size(limits.max_response)} ({MAX_RESPONSE_ENV} "
+                                   "sets the limit)")
 
 
 def exchange(send: Callable[[Any], Any], limits: Limits) -> Any:
