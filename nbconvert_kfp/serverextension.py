@@ -19,7 +19,10 @@ request body 400 with ``{"message"}``; a ``host`` the server may not send its cr
 a failed deployment 502 and one that takes longer than ``DeployPolicy.timeout`` 504, with
 ``{"message"}``. KFP credentials are the Jupyter server's (see ``nbconvert_kfp.script.deployment``),
 never the request's, and go only to the configured host (``KF_PIPELINES_ENDPOINT`` or
-``DeployPolicy.host``) or to the https hosts of ``DeployPolicy.allowed_hosts``.
+``DeployPolicy.host``) or to the https hosts of ``DeployPolicy.allowed_hosts``. The request's ``host`` is
+read strictly (``script.endpoint``: no user info, backslash, percent-encoding, control character) and
+the deployment connects to the URL rebuilt from its checked parts, so the host the policy compares is
+the host the HTTP library connects to.
 
 Conversions run one at a time (kfp's compiler keeps global state); a deployment's network
 I/O runs in its own threads, so a slow KFP host never holds up a conversion.
