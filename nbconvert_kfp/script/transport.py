@@ -100,6 +100,11 @@ def exchange(send: Callable[[Any], Any], limits: Limits) -> Any:
             outcome["done"] = True
         except BaseException as error:  # handed to the caller's thread
             outcome["error"] = error
+            if outcome.get("response") is not None:
+                try:
+                    outcome["response"].close()  # a connection with an unread answer is not reused
+                except Exception:
+                    pass
 
     worker = threading.Thread(target=work, name="nbconvert-kfp-request", daemon=True)
     worker.start()
