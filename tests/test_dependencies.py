@@ -370,3 +370,13 @@ def test_inferred_order_is_one_info_line_per_step_with_details_at_debug(tmp_path
     assert "'a' (reads x, y)" in lines[0] and "'b' (reads z)" in lines[0], lines[0]
     detailed = run_nbconvert(path, "--log-level=DEBUG")
     assert "step 'c' reads 'y' from step 'a': it runs after it" in detailed.stderr, detailed.stderr
+
+
+def test_a_change_through_a_dict_display_reaches_later_steps(pipeline_model):
+    model = pipeline_model([
+        (["step:a"], "a = [1]"),
+        (["step:b", "prev:a"], "b = {'x': a}\nb['x'].append(2)"),
+        (["step:c", "prev:b"], "print(a)"),
+    ])
+    assert model["steps"]["c"]["input_sources"] == {"a": "b"}
+    assert "a" in model["steps"]["b"]["outputs"]

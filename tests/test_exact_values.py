@@ -65,3 +65,12 @@ def test_an_nbformat_4_4_notebook_whose_cells_carry_ids_converts_with_a_warning(
     script, _ = KFPExporter().from_filename(str(tmp_path / "old.ipynb"))
     assert "def b(" in script
     assert any("nbformat 4.4, but its cells carry ids" in r.getMessage() for r in caplog.records)
+
+
+def test_a_notebook_name_near_the_file_name_limit_converts_through_the_server_api():
+    from nbconvert_kfp import serverextension
+
+    nb = json.loads(nbformat.writes(build_notebook([("step:a", "x = 1")])))
+    for length in (100, 244, 255 - len(".ipynb")):
+        reply = serverextension.convert({"notebook": nb, "name": "n" * length + ".ipynb"})
+        assert "pipelineInfo" in reply["yaml"] and reply["filename"].startswith("n" * length)

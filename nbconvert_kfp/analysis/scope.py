@@ -225,6 +225,8 @@ def _alias_roots(value: ast.AST) -> set[str]:
     and each name of a list or tuple display (``[a, b]``)."""
     if isinstance(value, (ast.List, ast.Tuple, ast.Set)):
         return set().union(*(_alias_roots(element) for element in value.elts))
+    if isinstance(value, ast.Dict):  # b = {"x": a}: b["x"] is a's object
+        return set().union(*(_alias_roots(element) for element in value.values if element is not None))
     if isinstance(value, (ast.Name, ast.Attribute, ast.Subscript, ast.Starred)):
         root = _root_name(value.value if isinstance(value, ast.Starred) else value)
         return {root} if root else set()

@@ -20,6 +20,10 @@ from ..script.silence import silenced
 from .kfp import KFPExporter
 
 
+#: The most of a notebook's name a temporary file name takes (file names hold at most 255 bytes).
+STEM_MAX = 100
+
+
 def compile_script(script: str, parameters: dict[str, Any] | None = None, stem: str = "pipeline") -> str:
     """Run a generated script's module code and return its pipeline compiled to IR YAML text.
 
@@ -27,7 +31,7 @@ def compile_script(script: str, parameters: dict[str, Any] | None = None, stem: 
     is written to a temporary directory so that kfp can read its functions' source.
     """
     with tempfile.TemporaryDirectory(prefix="nbconvert-kfp-compile-") as directory:
-        path = Path(directory) / f"{stem}_pipeline.py"
+        path = Path(directory) / f"{stem[:STEM_MAX]}_pipeline.py"  # a file name has at most 255 bytes
         path.write_text(script, encoding="utf-8")
         namespace = runpy.run_path(str(path), run_name="nbconvert_kfp_compiled_pipeline")
         with silenced():
