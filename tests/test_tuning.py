@@ -599,3 +599,36 @@ def test_katib_submit_creates_the_experiment_in_the_context_namespace(tmp_path, 
         [line] = [line for line in result.stdout.splitlines() if "failed" in line]
         assert line.startswith("--katib-experiment: creating Katib Experiment team-b/tune-nb failed: HTTP 403: ")
         assert "admission webhook denied the request" in line
+
+
+def test_a_huge_grid_costs_only_the_trials_it_runs_and_odd_metadata_is_one_line():
+    import copy
+    import time
+
+    from nbconvert_kfp.script import search as search_module
+    from nbconvert_kfp.script import tuning as tuning_module
+
+    metadata = {"parameters": [
+        {"name": "LR", "parameterType": "double", "feasibleSpace": {"min": "0.01", "max": "1", "step": "1e-8"}},
+        {"name": "N", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "100000", "step": "1"}}],
+        "objective": {"type": "maximize", "objectiveMetricName": "acc"}, "algorithm": {"algorithmName": "grid"},
+        "maxTrialCount": 5}
+    types = {"LR": ("LR", "float"), "N": ("N", "int")}
+    search = tuning_module.parse(metadata, types, ["acc"], check_value=lambda kind, text: text, warn=lambda m: None)
+    started = time.perf_counter()
+    grid = search_module.GridSearch(search, seed=3)
+    points = [grid.ask() for _ in range(6)]
+    assert time.perf_counter() - started < 5  # 9.9e12 points: none is listed ahead
+    assert points[5] is None and len({tuple(p.items()) for p in points[:5]}) == 5
+    assert all(0.01 <= float(p["LR"]) <= 1 and 1 <= int(p["N"]) <= 100000 for p in points[:5])
+    for change, words in [
+        (lambda m: m["algorithm"].__setitem__("algorithmName", ["grid"]), "expected the name of an algorithm"),
+        (lambda m: m["parameters"][1]["feasibleSpace"].__setitem__("max", "9" * 5000), "beyond the whole numbers"),
+        (lambda m: m.__setitem__("maxTrialCount", "9" * 5000), "more than a search runs"),
+        (lambda m: m["parameters"][0]["feasibleSpace"].update({"min": "-1e308", "max": "1e308", "step": "1"}),
+         "more grid points than a number holds"),
+    ]:
+        broken = copy.deepcopy(metadata)
+        change(broken)
+        with pytest.raises(tuning_module.SearchError, match=words):
+            tuning_module.parse(broken, types, ["acc"], check_value=lambda kind, text: text, warn=lambda m: None)

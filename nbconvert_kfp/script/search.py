@@ -39,29 +39,51 @@ def double_text(value: float) -> str:
     return repr(float(f"{value:.12g}"))
 
 
-def grid_values(parameter: SearchParameter) -> list[str]:
-    """The grid points of one parameter, as Katib's grid suggestion makes them."""
+def grid_value(parameter: SearchParameter, index: int) -> str:
+    """The ``index``-th grid point of one parameter, as Katib's grid suggestion makes them (none is listed ahead)."""
     if parameter.values:
-        return list(parameter.values)
+        return parameter.values[index]
     low, step = float(parameter.minimum or 0), float(parameter.step or 0)
     if parameter.type == "int":
-        return [str(int(low) + i * int(step)) for i in range(grid_count(parameter))]
-    return [double_text(low + i * step) for i in range(grid_count(parameter))]
+        return str(int(low) + index * int(step))
+    return double_text(low + index * step)
+
+
+def grid_values(parameter: SearchParameter) -> list[str]:
+    """The grid points of one parameter, as Katib's grid suggestion makes them."""
+    return [grid_value(parameter, i) for i in range(grid_count(parameter))]
+
+
+#: The most grid points sampled as a set of distinct indexes at once (random.sample over a range of this size).
+_SAMPLE_MAX = 2 ** 62
 
 
 class GridSearch:
-    """Every point of the grid, in order; when ``max_trials`` is smaller, a seeded random choice of them."""
+    """Every point of the grid, in order; when ``max_trials`` is smaller, a seeded random choice of them. Points
+    are made one at a time from their index, so a grid of any size costs only the trials it runs."""
 
     def __init__(self, search: Search, seed: int):
-        names = [p.name for p in search.parameters]
-        points = list(itertools.product(*(grid_values(p) for p in search.parameters)))
-        if len(points) > search.max_trials:
-            points = random.Random(seed).sample(points, search.max_trials)
-        self._points = iter([dict(zip(names, point)) for point in points])
+        self._parameters = search.parameters
+        self._counts = [len(p.values) if p.values else grid_count(p) for p in search.parameters]
+        total = math.prod(self._counts)
+        if total <= search.max_trials:
+            self._indexes = iter(range(total))
+        elif total <= _SAMPLE_MAX:
+            self._indexes = iter(random.Random(seed).sample(range(total), search.max_trials))
+        else:
+            draw = random.Random(seed)
+            self._indexes = iter(dict.fromkeys(draw.randrange(total) for _ in range(search.max_trials)))
 
     def ask(self) -> Assignment | None:
         """The next grid point."""
-        return next(self._points, None)
+        index = next(self._indexes, None)
+        if index is None:
+            return None
+        point = {}
+        for parameter, count in zip(reversed(self._parameters), reversed(self._counts)):  # the last varies fastest
+            index, position = divmod(index, count)
+            point[parameter.name] = grid_value(parameter, position)
+        return {p.name: point[p.name] for p in self._parameters}
 
     def tell(self, assignment: Assignment, value: float | None) -> None:
         """A grid does not learn."""
@@ -79,12 +101,12 @@ class RandomSearch:
             return self._random.choice(p.values)
         low, high = float(p.minimum or 0), float(p.maximum or 0)
         if p.step is not None:
-            index = self._random.randrange(grid_count(p))
-            return grid_values(SearchParameter(p.name, p.argument, p.type, p.minimum, p.maximum, p.step))[index]
+            return grid_value(p, self._random.randrange(grid_count(p)))
         if p.distribution in ("logUniform", "logNormal"):
             value = math.exp(self._random.uniform(math.log(low), math.log(high)))
         else:
-            value = self._random.uniform(low, high)
+            share = self._random.random()
+            value = low * (1 - share) + high * share  # never beyond the range, even for ranges near ±1e308
         if p.type == "int":
             return str(min(int(high), max(int(low), round(value))))
         return double_text(value)

@@ -40,6 +40,8 @@ ALGORITHMS: dict[str, tuple[str, ...]] = {
 #: Katib's neural architecture search algorithms: they search a network, not pipeline parameters.
 NAS_ALGORITHMS = ("enas", "darts")
 #: Kale's defaults for the counts (its JupyterLab panel wrote them into every notebook).
+#: The most trials (and parallel or failed trials) a search may ask for.
+MOST_TRIALS = 1_000_000
 DEFAULT_COUNTS = {"maxTrialCount": 12, "parallelTrialCount": 3, "maxFailedTrialCount": 3}
 #: Parameter types of the pipeline that each Katib range type can feed.
 _RANGE_TARGETS = {"int": ("int", "float", "literal"), "double": ("float", "literal")}
@@ -162,6 +164,8 @@ def _number_text(value: Any, key: str, integer: bool) -> str:
             text = str(int(value))
         if not re.fullmatch(r"[+-]?\d+", text):
             raise SearchError(key, f"expected an integer for an int parameter, got {value!r}")
+        if len(text.lstrip("+-")) > 18:
+            raise SearchError(key, f"{text[:24]}… is beyond the whole numbers a KFP parameter carries exactly (2**53)")
         return str(int(text))
     try:
         number = float(text)
@@ -258,11 +262,15 @@ def _count(metadata: Mapping[str, Any], key: str) -> int:
     if value is None:
         value = DEFAULT_COUNTS[key]
     if isinstance(value, str) and value.strip().isdigit():
+        if len(value.strip()) > 9:
+            raise SearchError(key, f"{value.strip()[:24]}… is more than a search runs (at most {MOST_TRIALS})")
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise SearchError(key, f"expected a whole number, got {value!r}")
     if value < 1:
         raise SearchError(key, f"must be at least 1, got {value}")
+    if value > MOST_TRIALS:
+        raise SearchError(key, f"{str(value)[:24]} is more than a search runs (at most {MOST_TRIALS})")
     return value
 
 
@@ -277,7 +285,11 @@ def grid_size(parameters: Sequence[SearchParameter]) -> int:
 def grid_count(parameter: SearchParameter) -> int:
     """How many grid values a range parameter has: min, min + step, ... up to max."""
     low, high, step = float(parameter.minimum or 0), float(parameter.maximum or 0), float(parameter.step or 0)
-    return int(math.floor((high - low) / step + 1e-9)) + 1
+    points = (high - low) / step
+    if not math.isfinite(points):
+        raise SearchError(f"parameters.{parameter.name}", f"a step of {parameter.step} over {parameter.minimum} to "
+                          f"{parameter.maximum} gives more grid points than a number holds")
+    return int(math.floor(points + 1e-9)) + 1
 
 
 def parse(metadata: Any, parameters: Mapping[str, tuple[str, str]], metrics: Sequence[str],
@@ -331,6 +343,9 @@ def parse(metadata: Any, parameters: Mapping[str, tuple[str, str]], metrics: Seq
     if not isinstance(algorithm, dict):
         raise SearchError("algorithm", "missing: give algorithmName (grid, random, ...)")
     name = algorithm.get("algorithmName")
+    if not isinstance(name, str):
+        raise SearchError("algorithm.algorithmName", f"expected the name of an algorithm ({', '.join(ALGORITHMS)}), "
+                          f"got {str(name)[:60]}")
     if name in NAS_ALGORITHMS:
         raise SearchError("algorithm.algorithmName", f"{name!r} is Katib's neural architecture search, which "
                           "searches a network, not pipeline parameters")
