@@ -418,6 +418,8 @@ def tune(script: Mapping[str, Any], args: argparse.Namespace) -> int:
         print(f"--tune: {err}", file=sys.stderr)
         return 2
     tuner.report(tuning, script["__file__"])
+    if tuning.signal is not None:
+        return 128 + tuning.signal
     return 0 if tuning.best() is not None else 1
 
 

@@ -61,6 +61,8 @@ class Tuning:
     folder: Path
     seed: int
     stopped: str
+    #: the signal that stopped the tuning (SIGINT, SIGTERM, SIGHUP), or None
+    signal: int | None = None
 
     def best(self) -> Trial | None:
         """The succeeded trial with the best objective (the earliest among equals)."""
@@ -167,6 +169,20 @@ def _command(python: str, script: Path, workdir: Path, folder: Path, fixed: Mapp
     return command
 
 
+#: Signals that stop a tuning run: its trials are stopped and the table of what ran is still shown.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _die_with_parent() -> None:
+    """In a trial's process: be sent SIGTERM when the tuning process dies, even by SIGKILL (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _stop(process: subprocess.Popen) -> None:
     """End a trial and everything it started (it leads a process group of its own)."""
     try:
@@ -247,9 +263,15 @@ def tune(script: str | Path, *, parallel: int | None = None, seed: int | None = 
     # Ctrl-C is noted and acted on between polls: a KeyboardInterrupt raised inside subprocess's own
     # bookkeeping (Popen.poll holds a lock) could leave a trial that can no longer be waited for.
     interrupted = threading.Event()
-    previous = None
+    received: list[int] = []
+    previous: dict[int, Any] = {}
+
+    def note(signum: int, frame: Any) -> None:
+        received.append(signum)
+        interrupted.set()
+
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
+        previous = {signum: signal.signal(signum, note) for signum in STOP_SIGNALS}
     try:
         while not interrupted.is_set():
             while not stopped and not exhausted and len(running) < parallel and len(trials) < limit:
@@ -264,7 +286,8 @@ def tune(script: str | Path, *, parallel: int | None = None, seed: int | None = 
                 command = _command(python or sys.executable, script, workdir, trial.folder, fixed, assignment,
                                    search, cold_start)
                 process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                           start_new_session=True)
+                                           start_new_session=True,
+                                           preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
                 running[process] = (trial, time.monotonic(), log)
                 say(f"trial {trial.number}/{limit} started: {_values(assignment)}")
             if not running:
@@ -302,8 +325,8 @@ def tune(script: str | Path, *, parallel: int | None = None, seed: int | None = 
     except KeyboardInterrupt:  # a SIGINT handler could not be installed (not the main thread)
         interrupted.set()
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if interrupted.is_set():
         stopped = "interrupted"
         for process, (trial, started, log) in running.items():
@@ -314,7 +337,7 @@ def tune(script: str | Path, *, parallel: int | None = None, seed: int | None = 
         running.clear()
     if not stopped:
         stopped = "all grid points ran" if exhausted else f"{len(trials)} trials ran"
-    tuning = Tuning(search, trials, folder, seed, stopped)
+    tuning = Tuning(search, trials, folder, seed, stopped, received[0] if received else None)
     (folder / "trials.json").write_text(json.dumps(tuning.to_data(), indent=2), encoding="utf-8")
     return tuning
 
