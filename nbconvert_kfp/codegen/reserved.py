@@ -19,7 +19,7 @@ SCRIPT_GLOBALS = frozenset({
     # constants and functions
     "PIPELINE_NAME", "PIPELINE_DESCRIPTION", "BASE_IMAGE", "EXPERIMENT", "PARAMETER_TYPES", "LOCAL_RUN",
     "LOCAL_IGNORED", "PRELOAD_IMPORTS", "GRAPH", "TUNING", "PIP_INDEX_URLS", "PIP_TRUSTED_HOSTS",
-    "installs", "pipeline", "main", "_script_tools", "_step_runtime",
+    "INSTALLER", "INSTALL_KFP", "shlex", "installs", "pipeline", "main", "_script_tools", "_step_runtime",
 })
 #: Names a component function uses for itself.
 COMPONENT_LOCALS = frozenset({"step", "sys", "Step", "executor_input", "base64", "fh"})
