@@ -33,7 +33,8 @@ def _first_step_command() -> list[str]:
     from nbconvert_kfp.exporters import KFPExporter, compile_script
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    script, _ = KFPExporter().from_notebook_node(nb, {"metadata": {"name": NOTEBOOK.stem, "path": str(NOTEBOOK.parent)}})
+    resources = {"metadata": {"name": NOTEBOOK.stem, "path": str(NOTEBOOK.parent)}}
+    script, _ = KFPExporter().from_notebook_node(nb, resources)
     spec = yaml.safe_load(compile_script(script))
     tasks = spec["root"]["dag"]["tasks"]
     first = next(name for name, task in tasks.items() if task.get("dependentTasks") == ["shared-code"])

@@ -11,7 +11,7 @@ How the steps get nbconvert-kfp's step runtime (``KFPExporter.runtime``):
   step takes it as an input and imports from it. The runtime's source is in the
   pipeline once, so step commands stay small, and KFP's cache keys change only with
   the code each step runs;
-- ``package``: each step pip-installs the runtime distribution (``runtime_package``);
+- ``package``: each step installs the runtime distribution (``runtime_package``);
 - ``image``: the step image already has it (``nbconvert-kfp-runtime``, or nbconvert-kfp);
 - ``embedded``: every step carries the runtime in its own command (tiny pipelines).
 """
@@ -465,7 +465,7 @@ class ComponentBuilder(Preprocessor):
         return setup, claims
 
     def _packages(self, step: Step, options: list[StepOption], modules: set[str]) -> list[str]:
-        """What the step pip-installs on a cluster: its imports' distributions, pinned, plus extras."""
+        """What the step installs on a cluster: its imports' distributions, pinned, plus extras."""
         settings = self._settings
         found: list[str] = []
         if settings["install_packages"]:
