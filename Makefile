@@ -85,4 +85,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) $(FLOORS) examples/*_pipeline.py examples/*_pipeline.yaml examples/local_outputs examples/outputs
+	rm -rf $(VENV) $(FLOORS) examples/*_pipeline.py examples/*_pipeline.yaml examples/*/*_pipeline.py examples/*/*_pipeline.yaml examples/local_outputs examples/*/local_outputs examples/outputs

@@ -9,7 +9,7 @@ preprocessor fills its own fields:
   ``cells``, ``prev`` and ``options``;
 - ``DependencyAnalyzer``: ``imports`` and each step's ``parents``, ``inputs``,
   ``input_sources``, ``outputs``, ``output_types``, ``parameters``, ``metrics``,
-  ``imports``, ``definitions``, ``modules`` and ``uses_ipython``; it also puts the
+  ``imports``, ``definitions``, ``modules``, ``lazy`` and ``uses_ipython``; it also puts the
   steps in topological order;
 - ``ComponentBuilder``: ``script`` and each step's ``component``: the identifiers and
   source literals the template prints.
@@ -145,6 +145,35 @@ class Settings(TypedDict):
     step_reports: bool
     runtime: str
     runtime_package: str
+    data_files: str
+    data_root: str
+
+
+class DataFile(TypedDict):
+    """A file next to the notebook that a step reads: its path relative to the notebook's folder, its size in
+    bytes and the SHA-256 of its content."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+class DataItem(TypedDict, total=False):
+    """A path the steps read that exists next to the notebook (a file, a folder or a glob's matches).
+
+    ``digest`` identifies the content of all its ``files``; ``cell`` is the first cell naming it;
+    ``steps`` the steps that read it; ``via`` how a cluster's steps get it: ``embedded`` (in the
+    pipeline), ``store`` (the object store under the ``data_root`` setting) or ``none``.
+    """
+
+    path: str
+    kind: str
+    files: list[DataFile]
+    size: int
+    digest: str
+    cell: int
+    steps: list[str]
+    via: str
 
 
 class Component(TypedDict, total=False):
@@ -156,6 +185,8 @@ class Component(TypedDict, total=False):
     docstring: str
     display_name: str | None
     decorator: list[str]
+    #: the ``installs(...)`` decorator above ``@dsl.component``, or None: the step installs nothing
+    installs: str | None
     signature: list[str]
     arguments: list[str]
     after: list[str]
@@ -163,6 +194,16 @@ class Component(TypedDict, total=False):
     packages: list[str]
     report: str | None
     metrics: str | None
+
+
+class LazyUse(TypedDict):
+    """A use in a step's code of a library call that imports another distribution when it runs
+    (:mod:`nbconvert_kfp.analysis.lazydependency`): ``df.plot()`` needs matplotlib where pandas is imported."""
+
+    use: str
+    library: list[str]
+    distributions: list[str]
+    cell: int
 
 
 class _StepRequired(TypedDict):
@@ -187,9 +228,12 @@ class Step(_StepRequired, total=False):
     imports: list[str]
     definitions: list[str]
     modules: list[str]
+    lazy: list[LazyUse]
     uses_ipython: bool
     displays: bool
     markdown: list[Cell]
+    #: the data items (their paths) the step reads
+    data: list[str]
     component: Component
 
 
@@ -219,5 +263,6 @@ class Pipeline(TypedDict, total=False):
     metrics: list[Metric]
     steps: list[Step]
     imports: list[str]
+    data: list[DataItem]
     tuning: dict[str, Any] | None
     script: Script

@@ -159,7 +159,7 @@ def _finite(name: str, value: Any) -> Any:
 
 def _coerce(name: str, kind: str, value: Any) -> Any:
     """A parameter value of the parameter's type; strings are read as the script's ``-p`` reads them."""
-    from .script.cli import literal_text, parse_value
+    from .script.cli import exact_value, literal_text, parse_value
 
     if kind == "literal":  # carried as its Python literal: a string is read as -p reads it
         return parse_value(kind, value) if isinstance(value, str) else literal_text(value)
@@ -171,7 +171,9 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
     if not isinstance(value, _JSON_TYPES.get(kind, (object,))) or (isinstance(value, bool) and kind != "bool"):
         raise RequestError(f"parameter {name!r}: expected a {kind}, got {json.dumps(value)[:100]}")
     try:
-        return _finite(name, float(value) if kind == "float" else value)
+        return _finite(name, exact_value(kind, float(value) if kind == "float" else value))
+    except ValueError as error:
+        raise RequestError(f"parameter {name!r}: {error}") from None
     except OverflowError:
         raise RequestError(f"parameter {name!r}: a {len(str(value))}-digit integer is too large for a float") from None
 
@@ -390,11 +392,36 @@ class DeployHandler(_Handler):
                                 "may still finish (look in the KFP UI), or the host is too slow") from None
 
 
+def _export_handler() -> type:
+    """File -> Save and Export Notebook As with our formats: jupyter_server's own handler, but a notebook the
+    conversion refuses is a 400 showing the one-line message that names the cell, not a 500."""
+    from jupyter_server.nbconvert.handlers import NbconvertFileHandler
+
+    from .errors import KFPExportError
+
+    class ExportHandler(NbconvertFileHandler):
+        """``GET /nbconvert/kfp/PATH`` (and ``kfp_yaml``): the notebook as a pipeline script (or its YAML)."""
+
+        async def get(self, format: str, path: str) -> None:
+            try:
+                await super().get(format, path)
+            except web.HTTPError as error:
+                if isinstance(error.__cause__, KFPExportError):
+                    raise web.HTTPError(400, "%s", str(error.__cause__),
+                                        reason="The notebook cannot become a KFP pipeline") from None
+                raise
+
+    return ExportHandler
+
+
 def _load_jupyter_server_extension(serverapp: Any) -> None:
-    """Register the API handlers with the Jupyter server."""
+    """Register the API handlers, and our export formats' File-menu handler, with the Jupyter server."""
+    from jupyter_server.base.handlers import path_regex
+
     base = serverapp.web_app.settings["base_url"]
     serverapp.web_app.add_handlers(".*$", [
         (url_path_join(base, API_PATH, "convert"), ConvertHandler),
         (url_path_join(base, API_PATH, "deploy"), DeployHandler),
+        (url_path_join(base, r"/nbconvert/(?P<format>kfp|kfp_yaml)") + path_regex, _export_handler()),
     ])
     serverapp.log.info("nbconvert-kfp: API at %s", url_path_join(base, API_PATH))

@@ -10,6 +10,13 @@ import pytest
 
 from helpers import VENV_BIN, build_notebook
 
+@pytest.fixture(autouse=True)
+def _outside_a_notebook_server(monkeypatch):
+    """Every test runs as outside a Kubeflow notebook server, also when the suite runs in one; the tests
+    of a notebook server (test_notebookpod.py) set its environment themselves."""
+    monkeypatch.delenv("NB_PREFIX", raising=False)
+
+
 @pytest.fixture
 def make_nb():
     """``make_nb([(tags, source), ...], metadata=None)`` -> a v4 notebook node."""

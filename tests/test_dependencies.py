@@ -81,10 +81,12 @@ def test_definition_free_names_are_followed_transitively(pipeline_model):
 
 
 def test_del_removes_a_name_from_what_a_step_provides(pipeline_model):
-    model = pipeline_model([
-        (["step:a"], "x = 1\ny = 2\ndel x"),
-        (["step:b", "prev:a"], "print(x, y)"),
-    ])
+    from traitlets.config import Config
+
+    cells = [(["step:a"], "x = 1\ny = 2\ndel x"), (["step:b", "prev:a"], "print(x, y)")]
+    with pytest.raises(PipelineGraphError, match="step 'b' reads 'x', which no cell of the pipeline defines"):
+        pipeline_model(cells)
+    model = pipeline_model(cells, config=Config({"DependencyAnalyzer": {"undefined_names": "warn"}}))
     assert model["steps"]["b"]["inputs"] == ["y"]
     assert model["steps"]["a"]["outputs"] == ["y"]
 
@@ -302,14 +304,46 @@ def test_reading_from_a_non_ancestor_with_prev_tags_is_an_error(convert, make_nb
     assert re.search(r"prev:[\w;:-]*\ba\b", message), message
 
 
-def test_name_defined_nowhere_is_only_a_warning(pipeline_model, caplog):
-    with caplog.at_level(logging.WARNING):
-        model = pipeline_model([
-            (["step:a"], "x = 1"),
-            (["step:b", "prev:a"], "print(x, mystery_name)"),
-        ])
-    assert model["steps"]["b"]["inputs"] == ["x"]
-    assert any("mystery_name" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+def test_a_name_defined_nowhere_is_an_error_naming_the_cell_and_the_closest_names(pipeline_model):
+    cells = [(["step:train"], "model = 3\nx = 1"), (["step:score"], "print(x)\nscore = modle * 2")]
+    with pytest.raises(PipelineGraphError) as caught:
+        pipeline_model(cells)
+    assert caught.value.cell_index == 1 and caught.value.subject == "modle"
+    assert "step 'score' reads 'modle', which no cell of the pipeline defines; did you mean 'model'?" in str(caught.value)
+
+
+def test_a_name_defined_nowhere_is_a_warning_when_asked_or_where_code_defines_names_at_run_time(
+        pipeline_model, caplog):
+    from traitlets.config import Config
+
+    warn = Config({"DependencyAnalyzer": {"undefined_names": "warn"}})
+    for cells, kwargs in [
+        ([(["step:a"], "x = 1"), (["step:b", "prev:a"], "print(x, mystery_name)")], {"config": warn}),
+        ([(["step:a"], "x = 1"), (["step:b", "prev:a"], "exec('mystery_name = 2')\nprint(x, mystery_name)")], {}),
+        ([(["step:a"], "x = 1"), (["step:b", "prev:a"], "%run other.py\nprint(x, mystery_name)")], {}),
+    ]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            model = pipeline_model(cells, **kwargs)
+        assert model["steps"]["b"]["inputs"] == ["x"]
+        assert any("mystery_name" in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+
+
+def test_the_suggested_prev_tag_never_makes_a_cycle(pipeline_model):
+    cells = [(["step:load"], "data = [1, 2]"), (["step:split", "prev:load"], "n = len(data) + offset"),
+             (["step:late", "prev:split"], "offset = n * 0 + 1")]
+    with pytest.raises(PipelineGraphError) as caught:
+        pipeline_model(cells)
+    message = str(caught.value)
+    assert "'late' runs after 'split': move the cell that defines 'offset' into 'split' or a step before it" in message
+    assert "(cell 3)" in message and "tag the cell with" not in message
+    # where the tag is the fix, following the hint converts
+    cells = [(["step:load"], "data = [1, 2]"), (["step:other"], "offset = 1"),
+             (["step:split", "prev:load"], "n = len(data) + offset")]
+    with pytest.raises(PipelineGraphError, match="tag the cell with 'prev:load;other'"):
+        pipeline_model(cells)
+    cells[2] = (["step:split", "prev:load", "prev:other"], cells[2][1])
+    assert pipeline_model(cells)["steps"]["split"]["inputs"] == ["data", "offset"]
 
 
 def test_steps_are_in_topological_order(pipeline_model):

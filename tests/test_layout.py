@@ -46,7 +46,7 @@ def _package_files(package) -> list[Path]:
 #: What script modules may import inside a function: kfp and what it depends on (kfp_server_api, protobuf
 #: for the pipeline spec, PyYAML, kubernetes to submit a Katib Experiment), and optional Optuna (a local TPE
 #: search).
-SCRIPT_LAZY = {"kfp", "kfp_server_api", "google", "yaml", "optuna", "kubernetes"}
+SCRIPT_LAZY = {"kfp", "kfp_server_api", "google", "yaml", "optuna", "kubernetes", "fsspec"}
 
 
 @pytest.mark.parametrize("package, allowed_anywhere", [(runtime, LAZY_BACKENDS), (script, SCRIPT_LAZY)],

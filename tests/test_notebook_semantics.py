@@ -79,6 +79,29 @@ def test_kale_pipeline_parameters_cells_keep_the_strict_rule(tmp_path):
     assert "pipeline-parameters cells may only assign literals; found 'import os'" in result.stdout
 
 
+#: Kale's current iris example: its pipeline-parameters cell prints around its literal assignments.
+KALE_PARAMETERS = [
+    (["pipeline-parameters"], """
+        print("Setting the pipeline parameters")
+        N_ESTIMATORS = 100
+        MAX_DEPTH = 3  # a comment
+        print("Parameters set")
+    """),
+    (["step:use"], """print("CHECK", N_ESTIMATORS, MAX_DEPTH)"""),
+]
+
+
+def test_kale_pipeline_parameters_cell_with_prints_runs_them_and_keeps_its_parameters(tmp_path):
+    path = _write(tmp_path / "kale", "kale", KALE_PARAMETERS)
+    converted, local = _convert_and_run(path, "-p", "N_ESTIMATORS", "7")
+    notes = [line for line in converted.stdout.splitlines() if "run at the start of every step" in line]
+    assert len(notes) == 1 and "cell 1" in notes[0] and "print('Setting the pipeline parameters')" in notes[0], notes
+    assert "Setting the pipeline parameters" in local.stdout and "Parameters set" in local.stdout
+    assert CHECK_LINE.findall(local.stdout) == ["7 3"]  # the run's value, set after the cell ran
+    script = path.with_name("kale_pipeline.py").read_text(encoding="utf-8")
+    assert "N_ESTIMATORS: int = 100" in script and "MAX_DEPTH: int = 3" in script
+
+
 # --- data flow --------------------------------------------------------------------------------------------
 
 DATAFLOW = [

@@ -36,7 +36,8 @@ def _table_fields(section: str, heading: str) -> set[str]:
 @pytest.mark.parametrize("record, heading", [
     (model.Pipeline, "**Pipeline**"), (model.Settings, "**Settings**"), (model.Step, "**Step**"),
     (model.Cell, "**Cell**"), (model.Parameter, "**Parameter**"), (model.Metric, "**Metric**"),
-    (model.PrevTag, "**PrevTag**"), (model.Volume, "**Volume**"), (model.Component, "| Component field"),
+    (model.PrevTag, "**PrevTag**"), (model.Volume, "**Volume**"), (model.LazyUse, "**LazyUse**"),
+    (model.Component, "| Component field"),
     (model.Script, "| Script field"),
 ])
 def test_the_model_tables_list_exactly_the_fields_of_each_record(record, heading):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import linecache
 import math
 import os
@@ -336,3 +337,33 @@ def test_report_header_hides_secret_parameters_and_shows_a_failure_outside_any_c
     assert '<span class="status failed">failed</span>' in header
     assert "MarshalError: step &#x27;consume&#x27; cannot load variable &#x27;table&#x27;" in header
     assert 'class="cell code failed"' not in page  # cell 3 ran fine
+
+
+# --- what a step imports, for a local run ---------------------------------------------------------
+
+
+def test_step_records_the_modules_first_imported_and_by_whom(tmp_path, monkeypatch):
+    package = tmp_path / "nbkfp_lazyrec_lib"
+    package.mkdir()
+    # imports an optional module while it is itself imported, and another one only when go() runs
+    (package / "__init__.py").write_text(
+        "try:\n    import nbkfp_lazyrec_optional\nexcept ImportError:\n    pass\n\n"
+        "def go():\n    import importlib\n    return importlib.import_module('nbkfp_lazyrec_lazy').VALUE\n")
+    (tmp_path / "nbkfp_lazyrec_optional.py").write_text("X = 1\n")
+    (tmp_path / "nbkfp_lazyrec_lazy.py").write_text("VALUE = 7\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    status = tmp_path / "status.json"
+    monkeypatch.setenv("NBCONVERT_KFP_STEP_STATUS", str(status))
+    finders = list(sys.meta_path)
+    try:
+        with Step("lazy") as step:
+            step.run([(1, "import json, csv\nimport nbkfp_lazyrec_lib\nv = nbkfp_lazyrec_lib.go()\n"
+                          "try:\n    import nbkfp_lazyrec_absent\nexcept ImportError:\n    pass")])
+        assert step.namespace["v"] == 7
+    finally:
+        for name in ("nbkfp_lazyrec_lib", "nbkfp_lazyrec_optional", "nbkfp_lazyrec_lazy"):
+            sys.modules.pop(name, None)
+    assert sys.meta_path == finders  # the recorder is gone once the step ends
+    record = json.loads(status.read_text())
+    assert record["state"] == "finished"
+    assert record["imported"] == {"nbkfp_lazyrec_lib": "__main__", "nbkfp_lazyrec_lazy": "nbkfp_lazyrec_lib"}

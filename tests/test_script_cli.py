@@ -10,7 +10,7 @@ from nbconvert_kfp.script import cli, dag, localrun
 @pytest.mark.parametrize("kind, text, expected", [
     (int, "3", 3), ("int", "-12", -12), (float, "2.5", 2.5), ("float", "1e3", 1000.0), (str, " a b ", " a b "),
     (bool, "true", True), (bool, "YES", True), ("bool", "0", False), ("bool", "off", False),
-    (list, "[1, 2]", [1, 2]), ("dict", '{"k": [1]}', {"k": [1]}),
+    (list, "[1.5, 2.0]", [1.5, 2.0]), ("dict", '{"k": [1.0]}', {"k": [1.0]}),
 ])
 def test_parse_value_converts_to_the_parameter_type(kind, text, expected):
     value = cli.parse_value(kind, text)

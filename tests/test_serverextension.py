@@ -384,3 +384,25 @@ def test_a_string_parameter_cannot_add_keys_to_the_yaml(server):
     [document] = yaml.safe_load_all(reply["yaml"])
     assert set(document) == {"components", "deploymentSpec", "pipelineInfo", "root", "schemaVersion", "sdkVersion"}
     assert document["root"]["inputDefinitions"]["parameters"]["LABEL"]["defaultValue"] == injected
+
+
+def test_the_file_menu_export_of_a_bad_notebook_is_a_400_naming_the_cell(server):
+    root = server.log.parent / "root"
+    good = _notebook()
+    (root / "good.ipynb").write_text(json.dumps(good))
+    bad = _notebook(tags_of_cell_2=("step:train", "prev:nowhere"))
+    (root / "bad.ipynb").write_text(json.dumps(bad))
+    for name, expected in (("good.ipynb", 200), ("bad.ipynb", 400)):
+        request = urllib.request.Request(f"{server.url}/nbconvert/kfp/{name}?download=true",
+                                         headers={"Authorization": f"token {server.token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                status, text = response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            status, text = error.code, error.read().decode()
+        assert status == expected, text[:500]
+        if expected == 200:
+            assert "@dsl.pipeline" in text
+        else:
+            assert "The notebook cannot become a KFP pipeline" in text
+            assert "cell 3" in text and "nowhere" in text and "Internal Server Error" not in text

@@ -8,7 +8,7 @@ import re
 import pytest
 from nbformat.v4 import new_markdown_cell
 
-from nbconvert_kfp.errors import NotebookError
+from nbconvert_kfp.errors import NotebookError, ParameterError
 
 
 def cell_indices(step):
@@ -288,3 +288,38 @@ def test_prev_on_a_continued_cell_naming_its_own_step_gets_an_accurate_warning(p
 def test_prev_on_a_continued_cell_naming_another_step_applies_to_the_step(pipeline_model):
     model = pipeline_model([(["step:a"], "x = 1"), (["step:b"], "y = 2"), ([], "w = 3"), (["prev:a"], "v = 4")])
     assert [p["step"] for p in model["steps"]["b"]["prev"]] == ["a"]
+
+
+KALE_CELL = 'print("Setting the pipeline parameters")\nLR = 0.1\nEPOCHS = 5  # a comment\nprint("Parameters set")'
+
+
+def test_pipeline_parameters_cell_keeps_its_prints_in_the_prelude_with_one_note(pipeline_model, caplog):
+    with caplog.at_level(logging.INFO):
+        model = pipeline_model([(["pipeline-parameters"], KALE_CELL), (["step:a"], "print(LR)"),
+                                (["step:b"], "y = 1")])
+    assert [(p["name"], p["default"]) for p in model["parameters"]] == [("LR", 0.1), ("EPOCHS", 5)]
+    assert [(c["index"], c.get("role")) for c in model["prelude"]] == [(0, "parameters")]
+    notes = [r.getMessage() for r in caplog.records if "run at the start of every step" in r.getMessage()]
+    assert notes == ["cell 1: the parameters cell's other statements (print('Setting the pipeline parameters'), "
+                     "print('Parameters set')) run at the start of every step, before the parameter values of the "
+                     "run are set"]
+    for step in "ab":  # every step runs the cell, then gets the run's values of the parameters it reads
+        body = "\n".join(model["steps"][step]["component"]["body"])
+        assert "step.run_prelude()" in body
+    body = model["steps"]["a"]["component"]["body"]
+    assert [line.strip().partition("(")[0] for line in body if "step.define" in line or "run_prelude" in line] == [
+        "step.define", "step.run_prelude", "step.define"]
+
+
+@pytest.mark.parametrize("source, subject", [
+    ("print('x')\nLR = 1/10", "LR"),
+    ("X = foo()\nprint(X)", "X"),
+    ("LR = 0.1\nLR += 1", "LR += 1"),
+    ("import os\nLR = 0.1", "import os"),
+    ("print(n := 3)", "print((n := 3))"),
+])
+def test_pipeline_parameters_cell_refuses_what_makes_a_parameter_non_literal(convert, make_nb, source, subject):
+    with pytest.raises(ParameterError) as info:
+        convert(make_nb([(["pipeline-parameters"], source), (["step:a"], "print(1)")]))
+    assert info.value.cell_index == 0 and info.value.subject == subject
+    assert str(info.value).startswith("cell 1: ")

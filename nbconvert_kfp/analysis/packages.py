@@ -103,14 +103,40 @@ def local_builds(requirements: Iterable[str]) -> dict[str, str]:
 
 
 @lru_cache(maxsize=1024)
-def requirement(module: str) -> str | None:
-    """``sklearn`` -> ``scikit-learn==1.9.1``; ``None`` for the standard library and unknown modules."""
+def module_requirement(module: str) -> str | None:
+    """The pinned requirement of the distribution that provides a *module*: ``sklearn`` ->
+    ``scikit-learn==1.9.1``; ``None`` for the standard library, provided and unknown modules.
+
+    The argument is an import name, never a distribution name: ``module_requirement("ipython")``
+    finds nothing (the module is ``IPython``). Ask :func:`distribution_requirement` for a
+    distribution you know by name.
+    """
     if is_standard_library(module) or module.partition(".")[0] in PROVIDED:
         return None
     name = distribution_of(module)
     return pin(name) if name is not None else None
 
 
+def distribution_requirement(distribution: str) -> str:
+    """The requirement of a *distribution* known by name (``ipython`` -> ``ipython==9.1.0``): pinned to
+    the installed version, the bare name when it is not installed here; never nothing."""
+    if not distribution or not _DISTRIBUTION_NAME.fullmatch(distribution):
+        raise ValueError(f"{distribution!r} is not a distribution name")
+    return pin(distribution)
+
+
+def canonical_name(distribution: str) -> str:
+    """A distribution's name as indexes compare them (PEP 503): ``Huggingface_Hub`` -> ``huggingface-hub``."""
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
+def is_installed(distribution: str) -> bool:
+    """Tell whether a distribution (by name) is installed here."""
+    return installed_version(distribution) is not None
+
+
+#: A distribution name as PEP 508 spells one.
+_DISTRIBUTION_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 _IMAGE_PYTHON = re.compile(r"(?:^|/)python:(\d+)\.(\d+)")
 
 
@@ -144,7 +170,7 @@ def requirements(modules: Iterable[str]) -> tuple[list[str], list[str]]:
     for module in sorted(set(modules)):
         if is_standard_library(module) or module.partition(".")[0] in PROVIDED:
             continue
-        found = requirement(module)
+        found = module_requirement(module)
         if found is None:
             top = module.partition(".")[0]
             if top not in unknown:

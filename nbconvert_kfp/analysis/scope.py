@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 from pyflakes import checker, messages
 
+from . import lazydependency
+from .lazydependency import LazyDependency
 from .parsedcell import ParsedCell, imported_modules, module
 
 #: Names that IPython puts in every notebook namespace.
@@ -75,6 +77,16 @@ class Definition:
         """The modules the definition imports."""
         return frozenset(imported_modules(self._node))
 
+    @functools.cached_property
+    def lazy(self) -> frozenset[LazyDependency]:
+        """The lazy dependencies the definition's code uses (``df.plot()``)."""
+        return frozenset(lazydependency.found_in(self._node))
+
+    @property
+    def cell(self) -> int:
+        """The index of the cell that defines it."""
+        return self._parsed.cell["index"]
+
 
 @dataclass
 class Symbols:
@@ -98,6 +110,8 @@ class Symbols:
     #: files the code writes and reads by a literal path -> the index of the first cell doing so
     files_written: dict[str, int] = field(default_factory=dict)
     files_read: dict[str, int] = field(default_factory=dict)
+    #: lazy dependencies the code uses (``df.plot()`` needs matplotlib) -> the index of the first cell using each
+    lazy: dict[LazyDependency, int] = field(default_factory=dict)
 
     @property
     def bound(self) -> set[str]:
@@ -155,7 +169,10 @@ class _Checker(checker.Checker):
         self.aliases: dict[str, set[str]] = {}
         self.builtin_reads: dict[str, ast.stmt] = {}
         self.files: dict[str, dict[str, ast.stmt]] = {"written": {}, "read": {}}
+        self.lazy: dict[LazyDependency, ast.stmt] = {}
         self._top: ast.stmt | None = None
+        #: a function body runs deferred, at node depth 0: its statements are not top-level ones
+        self._in_deferred = False
         super().__init__(tree, builtins=set(NOTEBOOK_BUILTINS))
 
     def handleNodeLoad(self, node, *parent):  # noqa: N802 (pyflakes' naming; 3.0 passes no parent)
@@ -178,7 +195,7 @@ class _Checker(checker.Checker):
 
     def handleNode(self, node, parent):  # noqa: N802 (pyflakes' naming)
         if node is not None:
-            if self.nodeDepth == 0:
+            if self.nodeDepth == 0 and not self._in_deferred:
                 self._top = node
             note = _NOTES.get(node.__class__)
             if note is not None:
@@ -189,11 +206,11 @@ class _Checker(checker.Checker):
         top = self._top
 
         def run():
-            saved, self._top = self._top, top
+            saved, self._top, self._in_deferred = self._top, top, True
             try:
                 callable()
             finally:
-                self._top = saved
+                self._top, self._in_deferred = saved, False
 
         super().deferFunction(run)
 
@@ -253,7 +270,15 @@ def _path_argument(node: ast.Call, position: int, keyword: str) -> str | None:
     return _string(found[0] if found else node.args[position] if len(node.args) > position else None)
 
 
+def _note_lazy(checker_: _Checker, node: ast.Attribute | ast.Call | ast.Import | ast.ImportFrom) -> None:
+    """A use of a library that imports a distribution only when called (``df.plot()``: matplotlib)."""
+    if checker_._top is not None:
+        for entry in lazydependency.matches(node):
+            checker_.lazy.setdefault(entry, checker_._top)
+
+
 def _note_call(checker_: _Checker, node: ast.Call) -> None:
+    _note_lazy(checker_, node)
     checker_.mutated.update(_call_roots(node))
     func = node.func
     name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
@@ -275,10 +300,12 @@ def _note_call(checker_: _Checker, node: ast.Call) -> None:
 
 
 def _note_import(checker_: _Checker, node: ast.Import) -> None:
+    _note_lazy(checker_, node)
     checker_.modules.update(alias.name for alias in node.names)
 
 
 def _note_import_from(checker_: _Checker, node: ast.ImportFrom) -> None:
+    _note_lazy(checker_, node)
     if node.module and not node.level:
         checker_.modules.add(node.module)
 
@@ -293,7 +320,7 @@ _NOTES = {ast.Assign: _note_targets, ast.Delete: _note_targets, ast.AugAssign: _
           ast.For: _note_for, ast.AsyncFor: _note_for,
           ast.AnnAssign: _note_target, ast.Call: _note_call, ast.Import: _note_import,
           ast.ImportFrom: _note_import_from, ast.FunctionDef: _note_definition,
-          ast.AsyncFunctionDef: _note_definition, ast.ClassDef: _note_definition}
+          ast.AsyncFunctionDef: _note_definition, ast.ClassDef: _note_definition, ast.Attribute: _note_lazy}
 
 
 def _undefined(result: checker.Checker) -> list[str]:
@@ -327,6 +354,7 @@ def analyse(cells: list[ParsedCell]) -> Symbols:
                              if (index := cell(top)) is not None}
     symbols.files_read = {path: index for path, top in result.files["read"].items()
                           if (index := cell(top)) is not None}
+    symbols.lazy = {entry: index for entry, top in result.lazy.items() if (index := cell(top)) is not None}
     scope = next(s for s in result.deadScopes if isinstance(s, checker.ModuleScope))
     for name, binding in scope.items():
         if isinstance(binding, (checker.Builtin, checker.StarImportation, checker.FutureImportation)):

@@ -113,3 +113,27 @@ def loader_function(name: str, docstring: str, text: str) -> str:
     for statement in body:
         lines.append("    " + statement if statement else "")
     return "\n".join(lines) + "\n"
+
+
+def data_payload(files: Mapping[str, bytes]) -> str:
+    """Data files (relative path -> content) as one base64 string: a zip archive, xz-compressed; the same
+    files always give the same string (fixed member dates)."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zipped:
+        for name in sorted(files):
+            zipped.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), files[name])
+    return payload_bytes(buffer.getvalue())
+
+
+def extractor_statements(text: str, target: str, indent: int) -> list[str]:
+    """Statements (relative to a function body) that unpack a :func:`data_payload` into the folder ``target``."""
+    literal = "\n".join(literal_lines(text, indent))
+    return [
+        "import base64, io, lzma, zipfile",
+        f"packed = io.BytesIO(lzma.decompress(base64.b64decode({literal})))",
+        "with zipfile.ZipFile(packed) as archive:",
+        f"    archive.extractall({target})",
+    ]

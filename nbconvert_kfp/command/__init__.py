@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import pipeline, runs
-from .subcommand import CommandError, Subcommand
+from . import kale, pipeline, runs
+from .subcommand import CommandError, Subcommand, conversion_config
 
 #: Every subcommand, in the order ``--help`` lists them.
 SUBCOMMANDS: tuple[Subcommand, ...] = (
@@ -33,19 +33,29 @@ def parser(subcommands: tuple[Subcommand, ...] = SUBCOMMANDS) -> argparse.Argume
                                     epilog=subcommand.epilog or None,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
         subcommand.arguments(child)
-        child.set_defaults(handler=subcommand.run, prog=f"{PROG} {subcommand.name}")
+        child.set_defaults(handler=subcommand.run, prog=f"{PROG} {subcommand.name}", usage=child.format_usage())
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``nbconvert-kfp`` command line; return its exit status."""
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if kale.is_kale_command_line(argv, {s.name for s in SUBCOMMANDS}):
+        return kale.main(argv)
+    top = parser()
+    args, options = top.parse_known_args(argv)
     if not getattr(args, "handler", None):
-        parser().print_help(sys.stderr)
+        top.print_help(sys.stderr)
         return 2
     try:
+        if hasattr(args, "notebook"):
+            args.config = conversion_config(args, options)
+        elif options:
+            raise CommandError(f"unrecognized arguments: {' '.join(options)}", 2)
         return args.handler(args)
     except CommandError as error:
+        if error.status == 2:
+            print(args.usage, end="", file=sys.stderr)
         print(f"{args.prog}: {error}", file=sys.stderr)
         return error.status
     except KeyboardInterrupt:

@@ -2,7 +2,8 @@
 
 The script is written next to the notebook (``X_pipeline.py``), as ``jupyter nbconvert --to kfp``
 writes it. A conversion error is one line naming the cell; the exporter's warnings are printed
-as one line each on stderr, its information messages are not.
+as one line each on stderr, its information messages are not, but for the one that tells what a
+conversion inside a Kubeflow notebook server takes from it.
 """
 
 from __future__ import annotations
@@ -19,14 +20,53 @@ from .subcommand import CommandError
 
 
 class _WarningLines(logging.Handler):
-    """Prints each warning of the conversion as one line on stderr."""
+    """Prints each warning of the conversion as one line on stderr, and the line that tells what the
+    conversion took from the Kubeflow notebook server it runs in."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        print(f"nbconvert-kfp: warning: {' '.join(record.getMessage().split())}", file=sys.stderr)
+        from ..exporters.settings import POD_NOTICE
+        from ..preprocessors.componentbuilder import DATA_NOTICE
+
+        text = " ".join(record.getMessage().split())
+        if record.levelno >= logging.WARNING:
+            print(f"nbconvert-kfp: warning: {text}", file=sys.stderr)
+        elif record.msg in (POD_NOTICE, DATA_NOTICE) or self.verbose:
+            print(f"nbconvert-kfp: {text}", file=sys.stderr)
+
+    def __init__(self, verbose: bool = False):
+        super().__init__()
+        self.verbose = verbose
 
 
-def convert(notebook: Path) -> Path:
-    """Convert ``notebook`` to its pipeline script next to it; return the script's path."""
+#: The classes whose options (``--KFPExporter.base_image=IMAGE``) a converting subcommand passes on.
+CONFIGURABLE = ("KFPExporter", "TagParser", "DependencyAnalyzer", "ComponentBuilder")
+
+
+def exporter_config(options: list[str]) -> Any:
+    """A traitlets Config from ``--Class.trait=value`` options of the converting classes (as ``jupyter nbconvert``
+    reads them); anything else is a ``CommandError``."""
+    from traitlets.config.loader import ArgumentError, KVArgParseConfigLoader
+
+    from ..exporters import KFPExporter
+    from ..preprocessors.componentbuilder import ComponentBuilder
+    from ..preprocessors.dependencyanalyzer import DependencyAnalyzer
+    from ..preprocessors.tagparser import TagParser
+
+    for option in options:
+        if option.startswith("-") and not any(option.startswith(f"--{name}.") for name in CONFIGURABLE):
+            raise CommandError(f"unrecognized argument {option!r}; exporter options are --KFPExporter.NAME=VALUE "
+                               f"(and --{', --'.join(CONFIGURABLE[1:])})", 2)
+    try:
+        return KVArgParseConfigLoader(options, classes=[KFPExporter, TagParser, DependencyAnalyzer,
+                                                         ComponentBuilder]).load_config()
+    except (ArgumentError, SystemExit, ValueError) as error:
+        raise CommandError(f"bad exporter option: {error}", 2) from None
+
+
+def convert(notebook: Path, config: Any = None, metadata: dict[str, Any] | None = None,
+            verbose: bool = False) -> Path:
+    """Convert ``notebook`` to its pipeline script next to it; return the script's path. ``config`` holds
+    exporter options, ``metadata`` keys that override the notebook's ``kubeflow_notebook`` metadata."""
     from ..errors import KFPExportError
     from ..exporters import KFPExporter
 
@@ -34,12 +74,19 @@ def convert(notebook: Path) -> Path:
         raise CommandError(f"{notebook}: no such notebook")
     logger = logging.getLogger("nbconvert_kfp.command.conversion")
     logger.propagate = False
-    logger.setLevel(logging.WARNING)
-    if not logger.handlers:
-        logger.addHandler(_WarningLines())
-    exporter = KFPExporter(log=logger)
+    logger.setLevel(logging.INFO)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.addHandler(_WarningLines(verbose))
     try:
-        script, resources = exporter.from_filename(str(notebook))
+        exporter = KFPExporter(config=config, log=logger)
+    except Exception as error:  # noqa: BLE001 - a trait given a value of the wrong kind
+        raise CommandError(f"bad exporter option: {' '.join(str(error).split())[:300]}", 2) from None
+    try:
+        if metadata:
+            script, resources = _convert_with_metadata(exporter, notebook, metadata)
+        else:
+            script, resources = exporter.from_filename(str(notebook))
     except KFPExportError as error:
         raise CommandError(f"{notebook}: {error}") from None
     except (OSError, ValueError) as error:  # unreadable or invalid notebook JSON
@@ -47,6 +94,17 @@ def convert(notebook: Path) -> Path:
     path = notebook.with_name(notebook.stem + resources.get("output_extension", exporter.script_suffix))
     path.write_text(script, encoding="utf-8")
     return path
+
+
+def _convert_with_metadata(exporter: Any, notebook: Path, metadata: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Convert with ``metadata`` laid over the notebook's ``kubeflow_notebook`` metadata (Kale's overrides)."""
+    from ..notebook import notebookfile
+
+    nb = notebookfile.read_notebook(notebook.read_bytes(), exporter.log)
+    section = nb.metadata.get("kubeflow_notebook")
+    nb.metadata["kubeflow_notebook"] = {**(section if isinstance(section, dict) else {}), **metadata}
+    resources = {"metadata": {"name": notebook.stem, "path": str(notebook.parent)}}
+    return exporter.from_notebook_node(nb, resources)
 
 
 def load(script: Path) -> dict[str, Any]:

@@ -21,7 +21,7 @@ FOLLOW_HINT = "Logs: nbconvert-kfp logs {run_id} [STEP]; state: nbconvert-kfp st
 
 
 def _prepare(args: argparse.Namespace):
-    script_path = notebook.convert(args.notebook)
+    script_path = notebook.convert(args.notebook, args.config)
     script = notebook.load(script_path)
     return script_path, script, notebook.finite(notebook.arguments(args, script))
 
@@ -78,9 +78,10 @@ def _local_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _script_command(args: argparse.Namespace, option: str, flags: dict[str, object]) -> int:
     """Convert the notebook and run its script with ``option``, ``-p`` values and the given flags."""
-    script_path = notebook.convert(args.notebook)
+    script_path = notebook.convert(args.notebook, args.config)
     script = notebook.load(script_path)
     command = [sys.executable, str(script_path), option]
+    notebook.arguments(args, script)  # a bad value is this command's error, with its own usage
     for name, text in notebook.parameter_texts(args, script["PARAMETER_TYPES"]):
         command += ["-p", name, text]
     for flag, value in flags.items():
@@ -146,7 +147,7 @@ def _dag(args: argparse.Namespace) -> int:
             dag.check_format(args.output)
         except dag.FormatError as err:
             raise CommandError(f"--output: {err}", 2) from None
-    script_path = notebook.convert(args.notebook)
+    script_path = notebook.convert(args.notebook, args.config)
     script = notebook.load(script_path)
     output = args.output or script_path.with_suffix(".svg")
     dag.write(dag.Graph.from_data(script["GRAPH"]), output)

@@ -34,9 +34,32 @@ class CommandError(Exception):
         self.status = status
 
 
+#: Short forms of the exporter options users set most: option -> KFPExporter trait.
+EXPORTER_SHORT_FORMS = {"--image": "base_image", "--pipeline-name": "pipeline_name",
+                        "--pipeline-description": "pipeline_description", "--data-files": "data_files"}
+
+
 def add_notebook(parser: argparse.ArgumentParser) -> None:
-    """The notebook argument."""
+    """The notebook argument, and the exporter options of its conversion."""
     parser.add_argument("notebook", type=Path, metavar="NOTEBOOK", help="the tagged notebook (.ipynb)")
+    group = parser.add_argument_group(
+        "conversion", "options of the conversion, as for jupyter nbconvert --to kfp: any --KFPExporter.NAME=VALUE "
+        "(and --TagParser., --DependencyAnalyzer., --ComponentBuilder. options), or these short forms")
+    for option, trait in EXPORTER_SHORT_FORMS.items():
+        group.add_argument(option, dest=f"exporter_{trait}", metavar=trait.split("_")[-1].upper(),
+                           help=f"--KFPExporter.{trait}")
+
+
+def conversion_config(args: argparse.Namespace, options: list[str]):
+    """The exporter configuration of a converting subcommand: its ``--Class.trait=value`` options and short forms."""
+    from .notebook import exporter_config
+
+    config = exporter_config(options)
+    for trait in EXPORTER_SHORT_FORMS.values():
+        value = getattr(args, f"exporter_{trait}", None)
+        if value is not None:
+            config.KFPExporter[trait] = value
+    return config
 
 
 def add_parameters(parser: argparse.ArgumentParser) -> None:

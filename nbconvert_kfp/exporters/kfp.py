@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,10 @@ from ..errors import TracebackFilter
 from ..codegen.identifier import kfp_name
 from ..notebook import notebookfile
 from ..model import RESOURCE_KEY, Pipeline, Settings
-from ..preprocessors.componentbuilder import RUNTIME_MODES, ComponentBuilder
+from ..preprocessors.componentbuilder import DATA_MODES, RUNTIME_MODES, ComponentBuilder
 from ..preprocessors.dependencyanalyzer import DependencyAnalyzer
 from ..preprocessors.tagparser import TagParser
+from ..script import notebookpod
 from . import settings
 
 #: A run whose estimated Workflow passes this share of Argo's limit gets a warning.
@@ -27,7 +30,8 @@ TEMPLATES = str(Path(__file__).parent.parent / "templates")
 #: The traits that are pipeline settings (see ``settings.resolve``).
 SETTING_TRAITS = ("pipeline_name", "pipeline_description", "base_image", "experiment", "enable_caching", "volumes",
                   "steps_defaults", "install_packages", "extra_packages", "pip_index_urls", "pip_trusted_hosts",
-                  "install_kfp_package", "step_reports", "runtime", "runtime_package")
+                  "install_kfp_package", "step_reports", "runtime", "runtime_package", "data_files", "data_root",
+                  "mount_workspace")
 
 
 class KFPExporter(TemplateExporter):
@@ -54,7 +58,8 @@ class KFPExporter(TemplateExporter):
     base_image = Unicode(
         None, allow_none=True,
         help="Container image of every step. Default: the notebook metadata's 'base_image' "
-        "(or Kale 1.x 'docker_image'), else python:<the converting Python's version>.",
+        "(or Kale 1.x 'docker_image'), else, inside a Kubeflow notebook server, the server's own image "
+        "(pinned to its digest), else python:<the converting Python's version>.",
     ).tag(config=True)
     experiment = Unicode(
         None, allow_none=True,
@@ -76,6 +81,12 @@ class KFPExporter(TemplateExporter):
         Unicode(), default_value=None, allow_none=True,
         help="Step option tags applied to every step ('label:team:ml', 'limit:memory:2Gi'); a "
         "step's own tags win. Default: the notebook metadata's 'steps_defaults'.",
+    ).tag(config=True)
+    mount_workspace = Bool(
+        False,
+        help="Inside a Kubeflow notebook server, mount its workspace volume (the claim mounted where the "
+        "notebook is, e.g. /home/jovyan) into every step at the same path. Off by default: a ReadWriteOnce "
+        "claim cannot be mounted on another node while the notebook server holds it.",
     ).tag(config=True)
     install_packages = Bool(
         True,
@@ -109,6 +120,19 @@ class KFPExporter(TemplateExporter):
         "",
         help="With runtime='package', the requirement the steps install (default: "
         "nbconvert-kfp-runtime==<this version>, from the steps' package index).",
+    ).tag(config=True)
+    data_files = Enum(
+        list(DATA_MODES), "auto",
+        help="How the files next to the notebook that the steps read reach a cluster's steps. 'auto': small "
+        "ones inside the pipeline, larger ones through the object store under 'data_root'. 'embed': inside the "
+        "pipeline only (a file too large is an error). 'store': the object store only. 'none': they do not "
+        "travel (a volume gives the steps the files).",
+    ).tag(config=True)
+    data_root = Unicode(
+        None, allow_none=True,
+        help="Object store folder (minio://, s3:// or gs:// URI) for data files too large to ride inside the "
+        "pipeline; --run, --upload and --push-data copy them there, content-addressed. Default: "
+        "minio://mlpipeline/nbconvert-kfp/data, the MinIO bucket of a default KFP install; '' for none.",
     ).tag(config=True)
     step_reports = Bool(
         True,
@@ -175,7 +199,12 @@ class KFPExporter(TemplateExporter):
         metadata = nb.get("metadata", {}).get("kubeflow_notebook", {}) or {}
         notebook = (resources.get("metadata") or {}).get("name") or "notebook"
         options = {name: getattr(self, name) for name in SETTING_TRAITS}
-        return settings.resolve(options, metadata, notebook, self.log)
+        pod = None
+        if notebookpod.inside():
+            where = (resources.get("metadata") or {}).get("path")
+            folders = [os.path.abspath(f) for f in (where, os.getcwd(), os.path.expanduser("~")) if f is not None]
+            pod = functools.partial(notebookpod.read, folders, self.log)
+        return settings.resolve(options, metadata, notebook, self.log, pod)
 
     def from_file(self, file_stream: Any, resources: dict[str, Any] | None = None, **kw: Any):
         """Convert a notebook file; a file nbformat cannot read is a one-line error, not a traceback."""

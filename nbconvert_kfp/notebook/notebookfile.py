@@ -102,6 +102,11 @@ def _repair(content: dict[str, Any], log: logging.Logger) -> None:
     cells = content.get("cells")
     if not isinstance(cells, list):
         raise NotebookError("the notebook has no list of 'cells'", None, "cells")
+    minor = content.get("nbformat_minor")
+    if isinstance(minor, int) and minor < 5 and any(isinstance(c, dict) and "id" in c for c in cells):
+        # nbformat 5's new_code_cell gives cells ids whatever the notebook's version says; nbformat reads them
+        log.warning("the notebook says nbformat 4.%d, but its cells carry ids (4.5): read as nbformat 4.5", minor)
+        content["nbformat_minor"] = 5
     ids: set[str] = set()
     for index, cell in enumerate(cells):
         _repair_cell(cell, index, log)

@@ -2,8 +2,10 @@
 
 Two conventions:
 
-- Kale's ``pipeline-parameters`` cell holds only assignments of literals (``LR = 0.1``); anything
-  else is an error naming the cell and the statement.
+- Kale's ``pipeline-parameters`` cell holds assignments of literals (``LR = 0.1``) and statements
+  that bind no name (``print("...")``, comments, ``assert``): those run as a papermill cell's code does
+  (below). Any other statement, a non-literal assignment above all (``LR = 1 / 10``), is an error
+  naming the cell and the statement.
 - papermill's ``parameters`` cell is an ordinary cell: papermill runs all of it and injects the
   overrides after it. Its literal assignments (annotated or not, ``None`` included) become
   parameters; when it holds other statements too (``import os``, ``print(...)``), the whole cell
@@ -100,17 +102,27 @@ def _assignments(statement: ast.stmt) -> list[tuple[str, ast.expr]] | None:
     return pairs
 
 
+#: Statements a ``pipeline-parameters`` cell may hold besides its literal assignments: they bind no name.
+_NON_BINDING = (ast.Expr, ast.Pass, ast.Assert)
+
+
 def _is_docstring(statement: ast.stmt) -> bool:
     return isinstance(statement, ast.Pass) or (
         isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant)
         and isinstance(statement.value.value, str))
 
 
-def parse_parameters(source: str, cell_index: int, strict: bool = True) -> tuple[list[Parameter], bool]:
-    """Read a parameters cell: its parameters, and whether it holds other code that must run too.
+def _binds(statement: ast.stmt) -> bool:
+    """Whether an expression statement binds a name after all (``print(x := 3)``)."""
+    return any(isinstance(node, ast.NamedExpr) for node in ast.walk(statement))
 
-    ``strict`` (Kale's ``pipeline-parameters``): only assignments of literals are allowed.
-    Otherwise (papermill's ``parameters``) every other statement is code.
+
+def parse_parameters(source: str, cell_index: int, strict: bool = True) -> tuple[list[Parameter], list[str]]:
+    """Read a parameters cell: its parameters, and the first line of each other statement, which must run too.
+
+    ``strict`` (Kale's ``pipeline-parameters``): besides assignments of literals, only statements
+    that bind no name (``print(...)``) are allowed. Otherwise (papermill's ``parameters``) every
+    other statement is code.
     """
     try:
         tree = ast.parse(source)
@@ -118,7 +130,7 @@ def parse_parameters(source: str, cell_index: int, strict: bool = True) -> tuple
         raise ParameterError(f"syntax error in parameters cell, line {err.lineno}: {err.msg}",
                              cell_index, "parameters") from None
     parameters: list[Parameter] = []
-    code = False
+    code: list[str] = []
     for statement in tree.body:
         pairs = _assignments(statement)
         values = [(name, *_literal(name, node, cell_index)) for name, node in pairs or []]
@@ -128,7 +140,7 @@ def parse_parameters(source: str, cell_index: int, strict: bool = True) -> tuple
             continue
         if _is_docstring(statement):
             continue
-        if strict:
+        if strict and not (isinstance(statement, _NON_BINDING) and not _binds(statement)):
             text = ast.unparse(statement)
             if pairs:
                 name, node = next((n, v) for (n, v), (_, ok, _) in zip(pairs, values) if not ok)
@@ -137,7 +149,8 @@ def parse_parameters(source: str, cell_index: int, strict: bool = True) -> tuple
                     "may only assign literals such as 3, 0.5, 'text', True, None, [1, 2] or {'a': 1} (a papermill "
                     "'parameters' cell may hold other code)", cell_index, name)
             raise ParameterError(
-                f"pipeline-parameters cells may only assign literals; found {text.splitlines()[0]!r} (a papermill "
-                "'parameters' cell may hold other code)", cell_index, text.splitlines()[0])
-        code = True
+                f"pipeline-parameters cells may only assign literals; found {text.splitlines()[0]!r}, and their "
+                "other statements must bind no name, as print(...) does (a papermill 'parameters' cell may hold "
+                "other code)", cell_index, text.splitlines()[0])
+        code.append(ast.unparse(statement).splitlines()[0])
     return parameters, code

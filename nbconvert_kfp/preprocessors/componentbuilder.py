@@ -28,9 +28,11 @@ from nbconvert.preprocessors import Preprocessor
 from traitlets import Unicode
 
 from .. import __version__, runtime, script as script_package
+from ..analysis.lazydependency import used_library
 from ..analysis.localmodules import LIMIT as LOCAL_LIMIT
 from ..analysis.localmodules import local_modules
-from ..analysis.packages import image_python, local_builds, pin, requirement, requirements, unsupported_on
+from ..analysis.packages import (canonical_name, distribution_requirement, image_python, is_installed, local_builds,
+                                 pin, requirements, unsupported_on)
 from ..codegen import archive, installer
 from ..codegen.identifier import Namer, kfp_name
 from ..codegen.literal import code_literal, docstring, python_literal
@@ -54,8 +56,20 @@ PACK_ABOVE = 32 * 1024
 #: The most a step's command may carry in one argument: Linux refuses a longer one (MAX_ARG_STRLEN is
 #: 128 KiB) and the step cannot start; the rest of the component's source needs a few KB.
 COMMAND_ARGUMENT_LIMIT = 120 * 1024
+#: A data item rides inside the pipeline (a step of its own writes it) when its compressed payload is at most
+#: this long; larger ones go through the object store. Each embedded step's command is stored in a run's Argo
+#: Workflow (1 MiB at most), once and again when it runs.
+EMBED_ITEM_LIMIT = 64 * 1024
+#: The most all embedded data items together may add to the pipeline.
+EMBED_TOTAL_LIMIT = 128 * 1024
+#: Data items larger than this (uncompressed) are not tried for embedding.
+EMBED_RAW_LIMIT = 4 * 1024 * 1024
+#: The line the conversion says of each data item (the ``nbconvert-kfp`` command shows it too).
+DATA_NOTICE = "%s %s (%s) read by step%s %s (cell %d): %s"
+#: How data files reach a cluster's steps (``KFPExporter.data_files``).
+DATA_MODES = ("auto", "embed", "store", "none")
 #: Names used inside the pipeline function's body; parameters must not shadow them.
-PIPELINE_BODY_NAMES = frozenset({"kubernetes", "LOCAL_RUN", "dsl", "None", "True", "False"})
+PIPELINE_BODY_NAMES = frozenset({"kubernetes", "LOCAL_RUN", "dsl", "None", "True", "False", "data_input"})
 #: The one-line comment under the script's first line, and the usage lines after it.
 USAGE = (
     "",
@@ -116,6 +130,50 @@ def _dsl_imports(components: list[Component]) -> str:
     return ", ".join(sorted(names))
 
 
+#: What the conversion says of a data item, by how it travels.
+_VIA = {
+    "embedded": "travels inside the pipeline",
+    "store": "travels through the object store ({root}/<digest>/): --run, --upload and --push-data put it there",
+    "none": "does not travel (data_files=none): a cluster's steps must find it themselves",
+}
+
+
+#: The script's function that makes the task giving the steps a data item.
+DATA_INPUT_FUNCTION = '''def data_input(path, writer=None):
+    """The task that gives the steps the data DATA[path]: a local run takes the files next to this script,
+    with their digests now (a step reading a changed file runs again); on a cluster, `writer` writes the
+    copy this script carries, or an importer brings the one under DATA_ROOT."""
+    item = DATA[path]
+    if LOCAL_RUN:
+        import hashlib
+
+        here = os.path.dirname(os.path.abspath(__file__))
+        digests = {}
+        for name in item["files"]:
+            digest = hashlib.sha256()
+            if os.path.isfile(os.path.join(here, name)):
+                with open(os.path.join(here, name), "rb") as stream:
+                    for block in iter(lambda: stream.read(1 << 20), b""):
+                        digest.update(block)
+            digests[name] = digest.hexdigest()
+        return dsl.importer(artifact_uri=here, artifact_class=dsl.Dataset, reimport=False, metadata=digests)
+    if writer is not None:
+        return writer()
+    return dsl.importer(artifact_uri=f"{DATA_ROOT}/{item['digest']}", artifact_class=dsl.Dataset, reimport=False)'''
+
+
+def _data_noun(item: dict[str, Any]) -> str:
+    """``data file`` or ``data folder`` (``data files`` for a glob's matches)."""
+    return {"file": "data file", "folder": "data folder"}.get(item["kind"], "data files")
+
+
+def _size(size: int) -> str:
+    """A size for people: bytes, KiB or MiB."""
+    if size < 1024:
+        return f"{size} B"
+    return f"{size / 1024:.1f} KiB" if size < 1024 * 1024 else f"{size / 1024 / 1024:.1f} MiB"
+
+
 def _closure(imports: dict[str, set[str]], modules: set[str]) -> list[tuple[str, set[str]]]:
     """The local modules ``modules`` use, directly or through each other, with what each imports."""
     found: dict[str, set[str]] = {}
@@ -170,6 +228,7 @@ class ComponentBuilder(Preprocessor):
                 f"the code every step shares (nbconvert-kfp's runtime and the imports and functions cells) is "
                 f"{len(bundle['payload']) // 1024} KB even compressed: a KFP step's command holds at most 128 KiB. "
                 "Move large functions into a module of your own that the step image installs", first, "functions")
+        data = self._data_plan(model, Path(folder or ".") if folder is not None else None, namer)
         functions = {step["name"]: namer.take_task(step["name"], "step") for step in model["steps"]}
         tasks = {name: namer.take(f"{function}_task") for name, function in functions.items()}
         setup, claims = self._volumes(settings["volumes"], model["steps"], namer)
@@ -179,6 +238,13 @@ class ComponentBuilder(Preprocessor):
         if bundle:
             statements += [f"{bundle['task']} = {bundle['function']}()",
                            f"{bundle['task']}.set_display_name({python_literal('shared code')})"]
+        for path, plan in data.items():
+            if plan["component"]:
+                components.append(plan["component"])
+            writer = plan["component"]["function"] if plan["component"] else None
+            statements += [f"{plan['task']} = data_input({python_literal(path)}{', ' + writer if writer else ''})",
+                           f"{plan['task']}.set_display_name({python_literal(path)})"]
+        self._data = data
         statements += setup
         ignored: list[str] = []
         outputs_by_step: dict[str, dict[str, str]] = {}
@@ -247,6 +313,74 @@ class ComponentBuilder(Preprocessor):
                       " (katib_run: add --katib-submit to create it)" if run else "")
         return search.to_data()
 
+    # --- data files ---------------------------------------------------------------------------
+
+    def _data_plan(self, model: Pipeline, folder: Path | None, namer: Namer) -> dict[str, dict[str, Any]]:
+        """How each data item reaches a cluster's steps (``data_files``), said in one line per item; per item
+        path: the pipeline's task variable and the component that writes an embedded copy (or None)."""
+        mode = self._settings["data_files"]
+        if mode not in DATA_MODES:
+            raise NotebookError(f"data_files {mode!r} is not one of {', '.join(DATA_MODES)}", None, "data_files")
+        plan: dict[str, dict[str, Any]] = {}
+        embedded_total = 0
+        for item in model.get("data") or []:
+            payload = None
+            if mode in ("auto", "embed") and folder is not None and item["size"] <= EMBED_RAW_LIMIT:
+                payload = archive.data_payload({f["path"]: (folder / f["path"]).read_bytes() for f in item["files"]})
+                if len(payload) > EMBED_ITEM_LIMIT or embedded_total + len(payload) > EMBED_TOTAL_LIMIT:
+                    payload = None
+            if mode == "none":
+                item["via"] = "none"
+            elif payload is not None:
+                item["via"] = "embedded"
+                embedded_total += len(payload)
+            elif mode == "embed":
+                raise NotebookError(
+                    f"{_data_noun(item)} {item['path']!r} ({_size(item['size'])}) is too large to travel inside "
+                    f"the pipeline ({EMBED_ITEM_LIMIT // 1024} KiB compressed per item, {EMBED_TOTAL_LIMIT // 1024} "
+                    "KiB in all): use --KFPExporter.data_files=store (the object store under data_root), or put it "
+                    "on a volume the steps mount", item["cell"], item["path"])
+            elif not self._settings["data_root"]:
+                raise NotebookError(
+                    f"{_data_noun(item)} {item['path']!r} ({_size(item['size'])}) is too large to travel inside "
+                    "the pipeline and data_root names no object store: set --KFPExporter.data_root (e.g. "
+                    "minio://mlpipeline/nbconvert-kfp/data), or put it on a volume the steps mount and tag "
+                    "the notebook with data_files=none", item["cell"], item["path"])
+            else:
+                item["via"] = "store"
+            task = namer.take(f"file_{item['path']}_task", "data_task")
+            component = None
+            if item["via"] == "embedded":
+                function = namer.take_task(f"file_{item['path']}", "data")
+                component = {
+                    "function": function, "task": task, "decorator": self._common_decorator("BASE_IMAGE"),
+                    "installs": self._installs([]), "signature": ["data: Output[Dataset]"],
+                    "docstring": docstring(f"The {_data_noun(item)} {item['path']!r} next to the notebook "
+                                           f"({_size(item['size'])}), for the steps that read it."),
+                    "body": archive.extractor_statements(payload, "data.path", 4), "packages": [],
+                }
+            plan[item["path"]] = {"task": task, "component": component}
+            self.log.info(DATA_NOTICE, _data_noun(item), item["path"],
+                          _size(item["size"]), "s" if len(item["steps"]) > 1 else "", ", ".join(item["steps"]),
+                          cell_number(item["cell"]), _VIA[item["via"]].format(root=self._settings["data_root"]))
+        return plan
+
+    def _data_constants(self, model: Pipeline) -> list[str]:
+        """``DATA`` (the data items: how each travels, its size, digest and files) and ``DATA_ROOT``."""
+        items = []
+        for item in model["data"]:
+            files = _dict_lines([(python_literal(f["path"]), python_literal(f["sha256"])) for f in item["files"]], 8)
+            fields = [(python_literal("via"), python_literal(item["via"])), (python_literal("size"), str(item["size"])),
+                      (python_literal("digest"), python_literal(item["digest"])), (python_literal("files"), files)]
+            items.append((python_literal(item["path"]), _dict_lines(fields, 4)))
+        return [
+            "# Files next to the notebook that the steps read, by the path the code names (sizes in bytes, SHA-256",
+            "# digests). On a cluster each comes \"embedded\" in this script, or from the object store under DATA_ROOT",
+            "# (\"store\"), where --run, --upload and --push-data copy it; a local run reads the notebook's own files.",
+            f"DATA = {_dict_lines(items, 0)}",
+            f"DATA_ROOT = {python_literal(self._settings['data_root'])}",
+        ]
+
     # --- what the steps share ------------------------------------------------------------------
 
     def _shared_files(self, model: Pipeline) -> dict[str, str]:
@@ -313,6 +447,12 @@ class ComponentBuilder(Preprocessor):
             outputs_by_step[step["name"]][var] = ident
             signature.append(f"{ident}: Output[{step['output_types'][var]}]")
             saves.append((python_literal(var), ident))
+        files = []
+        for path in step.get("data") or []:
+            ident = namer.take(path, "data")
+            signature.append(f"{ident}: Input[Dataset]")
+            arguments.append(f"{ident}={self._data[path]['task']}.output")
+            files.append((python_literal(path), f"{ident}.path"))
         metrics = classification = None
         if step["metrics"]:
             metrics, classification = namer.take("metrics"), namer.take("classification_metrics")
@@ -336,6 +476,8 @@ class ComponentBuilder(Preprocessor):
             notes = [f"({cell_number(c['index'])}, {code_literal(markdown.to_html(c['source']))})"
                      for c in step["markdown"]]
             body.append(f"    step.markdown({_list_lines(notes, 8)})")
+        if files:
+            body.append(f"    step.files({_dict_lines(files, 8)})")
         kinds = {p["name"]: p["type"] for p in model["parameters"]}
         items = [(python_literal(p), f"Step.literal({parameters[p]})" if kinds[p] == LITERAL else parameters[p])
                  for p in step["parameters"]]
@@ -475,16 +617,11 @@ class ComponentBuilder(Preprocessor):
                     continue  # a module next to the notebook: the pipeline carries it
                 self._warn_once(module, "module %r is imported but no installed distribution provides it; add it "
                                 "with a 'package:<requirement>' tag or --KFPExporter.extra_packages", module)
-            # dill saves and loads what pickle cannot (lambdas, closures): only steps that pass values need it
-            passes_values = bool(step["inputs"] or step["outputs"])
-            extras = [requirement(name) for name in ("dill" if passes_values else "",
-                                                     "ipython" if step["uses_ipython"] else "")
-                      if name and requirement(name)]
-            if any(module.partition(".")[0] == "kfp" for module in modules):
-                # the SDK installs kfp without its dependencies: a step that uses kfp itself needs them
-                extras.append(pin("kfp"))
-            found += [r for r in extras if r and r.partition("==")[0].lower() not in
-                      {f.partition("==")[0].lower() for f in found}]
+            have = {canonical_name(f.partition("==")[0]) for f in found}
+            for distribution in self._extras(step, modules):
+                if canonical_name(distribution) not in have:
+                    have.add(canonical_name(distribution))
+                    found.append(distribution_requirement(distribution))
             for name, version in local_builds(found).items():
                 self._warn_once(f"local:{name}", "%s is installed here as %s, a local build no public index serves; "
                                 "steps install %s from their package index (--KFPExporter.pip_index_urls names the "
@@ -498,6 +635,38 @@ class ComponentBuilder(Preprocessor):
             # the SDK skips its own kfp install when a requirement starts with "kfp" (kfp-server-api, ...)
             found.append(pin("kfp"))
         return list(dict.fromkeys(found))
+
+    def _extras(self, step: Step, modules: set[str]) -> list[str]:
+        """The distributions a step needs beyond its imports' (by name): what the step runtime uses for it, and
+        the lazy dependencies of the library calls its code makes; each one not installed here is reported."""
+        wanted: list[tuple[str, str, int | None]] = []  # distribution, why, cell
+        if (step["inputs"] or step["outputs"]) and is_installed("dill"):
+            # dill saves and loads what pickle cannot (lambdas, closures): only steps that pass values need it, and
+            # only where it is installed here (without it the values pass as pickles, here and on the cluster)
+            wanted.append(("dill", "passing values between steps", None))
+        if step["uses_ipython"]:
+            cell = next((c["index"] for c in step["cells"] if "get_ipython" in c["source"]), None)
+            wanted.append(("ipython", "IPython syntax (%magic, !shell)", cell))
+        if any(module.partition(".")[0] == "kfp" for module in modules):
+            # the SDK installs kfp without its dependencies: a step that uses kfp itself needs them
+            wanted.append(("kfp", "importing kfp", None))
+        for use in step.get("lazy", []):
+            library = used_library(use["library"], modules)
+            if library is not None:
+                wanted += [(name, f"{use['use']} ({library})", use["cell"]) for name in use["distributions"]]
+        for distribution, why, cell in wanted:
+            if not is_installed(distribution):
+                where = f"cell {cell_number(cell)}: " if cell is not None else ""
+                self._warn_once(f"missing:{distribution}", "%sstep %r needs %s for %s, which is not installed here: "
+                                "steps install it unpinned (pin it with a 'package:%s==<version>' tag)", where,
+                                step["name"], distribution, why, distribution)
+        return [distribution for distribution, _, _ in wanted]
+
+    @staticmethod
+    def _step_installs(components: list[Component]) -> str:
+        """The ``STEP_INSTALLS`` display: step name -> its install list."""
+        items = [(python_literal(c["name"]), python_literal(c["packages"])) for c in components if "name" in c]
+        return _dict_lines(items, 0)
 
     def _warn_once(self, key: str, message: str, *arguments: Any) -> None:
         if key not in self._reported:
@@ -552,12 +721,18 @@ class ComponentBuilder(Preprocessor):
             f"LOCAL_IGNORED = {_list_lines(ignored, 0)}",
             "# Modules the notebook imports: --local loads them once in a warm process that forks the steps.",
             f"PRELOAD_IMPORTS = {_list_lines([python_literal(s) for s in model['imports']], 0)}",
+            "# What each step installs on a cluster (None: the image has everything): a local run names the",
+            "# modules a step imported beyond them.",
+            f"STEP_INSTALLS = {self._step_installs(components) if settings['install_packages'] else None}",
             "# The pipeline's graph, for --dag and for naming a failed step.",
             f"GRAPH = {python_literal(graph.to_data())}",
             "# The hyperparameter search of the notebook's katib_metadata (--tune, --katib-experiment), or None.",
             f"TUNING = {python_literal(model.get('tuning'))}",
         ]
         functions = [installer.script_function()]
+        if model.get("data"):
+            constants += self._data_constants(model)
+            functions.append(DATA_INPUT_FUNCTION)
         if settings["runtime"] == "embedded":
             functions.append(archive.loader_function(
                 "_step_runtime", docstring("Put nbconvert-kfp's step runtime (a zip archive) on sys.path."),

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import ast
+import builtins
+import difflib
+import re
+from pathlib import Path
 from typing import Any
 
 import networkx as nx
 from nbconvert.preprocessors import Preprocessor
-from traitlets import Bool
+from traitlets import Bool, Enum
 
+from ..analysis import datafiles
 from ..analysis.artifacttype import ARTIFACT, imports_of, value_kinds
+from ..analysis.lazydependency import LazyDependency
 from ..analysis.parsedcell import Notebook, ParsedCell, collector_paused, module
-from ..analysis.scope import Symbols, analyse
+from ..analysis.scope import NOTEBOOK_BUILTINS, Symbols, analyse
 from ..errors import MetricError, PipelineGraphError
-from ..model import RESOURCE_KEY, Pipeline, Step, cell_number
+from ..model import RESOURCE_KEY, DataItem, LazyUse, Pipeline, Step, cell_number
+
+
+#: Code that may define names the analysis cannot see: an undefined name there is a warning, not an error.
+DYNAMIC_DEFINITIONS = re.compile(r"\b(exec|eval|globals|locals|vars|__import__)\s*\(|run_line_magic\(\s*['\"](run|store|"
+                                 r"load|macro)\b|\bsetattr\s*\(\s*(sys\.modules|builtins)")
+
+
+#: Code that reads names by their text (``globals()["LR"]``, ``eval("LR")``): such a step gets every parameter.
+READS_NAMES_AT_RUN_TIME = re.compile(r"\b(exec|eval|globals|locals|vars)\s*\(")
 
 
 class DependencyAnalyzer(Preprocessor):
@@ -25,6 +41,12 @@ class DependencyAnalyzer(Preprocessor):
     is parsed once; every analysis shares its tree.
     """
 
+    undefined_names = Enum(
+        ["error", "warn"], "error",
+        help="What a name that no step, import, parameter or builtin defines is: 'error' stops the conversion "
+        "naming the cell and the closest defined names; 'warn' converts, for code that defines names at run "
+        "time (a step using exec, %run or globals() is only warned about in any case).",
+    ).tag(config=True)
     infer_dependencies = Bool(
         True,
         help="Give a step that has no 'prev:' tag a dependency on the earlier steps whose "
@@ -33,11 +55,13 @@ class DependencyAnalyzer(Preprocessor):
 
     def preprocess(self, nb: Any, resources: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """Analyse every step and store parents, inputs, outputs, parameters and metrics."""
+        # nbconvert gives the notebook's folder ('' for the current one) when it converts a file
+        folder = (resources.get("metadata") or {}).get("path")
         with collector_paused():
-            self._analyse(resources[RESOURCE_KEY])
+            self._analyse(resources[RESOURCE_KEY], Path(folder or ".") if folder is not None else None)
         return nb, resources
 
-    def _analyse(self, model: Pipeline) -> None:
+    def _analyse(self, model: Pipeline, folder: Path | None) -> None:
         steps: dict[str, Step] = {s["name"]: s for s in model["steps"]}
         order = {name: i for i, name in enumerate(steps)}
 
@@ -74,14 +98,56 @@ class DependencyAnalyzer(Preprocessor):
             step["outputs"] = sorted(step["outputs"])
             modules = prelude.modules | symbols[name].modules | self._upstream_modules(step, topo, symbols)
             step["modules"] = sorted(modules)
+            step["lazy"] = self._lazy(step, topo, symbols, prelude)
             runs = [*prelude_sources, *step["imports"], *step["definitions"], *(c["source"] for c in step["cells"])]
             step["uses_ipython"] = any("get_ipython" in source for source in runs)
             step["displays"] = any(word in source for source in runs for word in ("display", "IPython", "get_ipython"))
         self._type_outputs(steps, topo, prelude_cells, parsed, symbols)
+        model["data"] = self._data(folder, steps, prelude_cells, parsed) if folder is not None else []
         model["steps"] = [steps[name] for name in topo]
         model["imports"] = list(dict.fromkeys(
             statement for own in [prelude, *(symbols[name] for name in topo)]
             for statement in own.imports.values()))
+
+    def _data(self, folder: Path, steps: dict[str, Step], prelude_cells: list[ParsedCell],
+              parsed: dict[str, list[ParsedCell]]) -> list[DataItem]:
+        """The files next to the notebook that the steps read (see :mod:`nbconvert_kfp.analysis.datafiles`); each
+        step's ``data`` names the items it reads, in notebook order."""
+        names: dict[str, str] = {}
+        prelude = datafiles.path_use(prelude_cells, names)
+        written = set(prelude.written)
+        local = {f"{m.partition('.')[0]}.py" for step in steps.values() for m in step["modules"]}
+        items: dict[str, DataItem] = {}
+        too_many: set[str] = set()
+        shared = datafiles.existing(folder, prelude, set(), local)
+        for name, step in steps.items():  # notebook order: what an earlier step writes is not an input
+            use = datafiles.path_use(parsed[name], names)
+            step["data"] = []
+            for found in shared + datafiles.existing(folder, use, written, local):
+                item = items.get(found.path)
+                if item is None:
+                    if found.too_many:
+                        if found.path not in too_many:
+                            too_many.add(found.path)
+                            self.log.warning("cell %d: %r names more than %d files; they do not travel with the "
+                                             "pipeline: put them on a volume the steps mount",
+                                             cell_number(found.cell), found.path, datafiles.MOST_FILES)
+                        continue
+                    item = items[found.path] = self._data_item(folder, found)
+                if item["path"] not in step["data"]:
+                    step["data"].append(item["path"])
+                    item["steps"].append(name)
+            written |= set(use.written)
+        return list(items.values())
+
+    @staticmethod
+    def _data_item(folder: Path, found: datafiles.FoundData) -> DataItem:
+        files = [{"path": f, "size": (folder / f).stat().st_size, "sha256": datafiles.file_digest(folder / f)}
+                 for f in found.files]
+        return {"path": found.path, "kind": found.kind, "files": files,  # type: ignore[typeddict-item]
+                "size": sum(f["size"] for f in files),
+                "digest": datafiles.item_digest({f["path"]: f["sha256"] for f in files}),
+                "cell": found.cell, "steps": []}
 
     @staticmethod
     def _cell_of(step: Step, symbols: Symbols, name: str) -> int:
@@ -101,6 +167,22 @@ class DependencyAnalyzer(Preprocessor):
                 if definition.source in rerun_definitions:
                     modules.update(definition.modules)
         return modules
+
+    @staticmethod
+    def _lazy(step: Step, topo: list[str], symbols: dict[str, Symbols], prelude: Symbols) -> list[LazyUse]:
+        """The lazy dependencies of the code a step runs (its cells, the prelude, the definitions it re-runs):
+        each with the first cell using it."""
+        found: dict[LazyDependency, int] = {**prelude.lazy}
+        rerun = set(step["definitions"])
+        for name in topo:
+            for definition in symbols[name].definitions.values():
+                if definition.source in rerun:
+                    for entry in definition.lazy:
+                        found.setdefault(entry, definition.cell)
+        for entry, cell in symbols[step["name"]].lazy.items():
+            found.setdefault(entry, cell)
+        return [{"use": entry.use, "library": list(entry.library), "distributions": list(entry.distributions),
+                 "cell": cell} for entry, cell in found.items()]
 
     def _graph(self, steps: dict[str, Step], symbols: dict[str, Symbols], order: dict[str, int],
                prelude: Symbols, model: Pipeline) -> nx.DiGraph:
@@ -208,10 +290,19 @@ class DependencyAnalyzer(Preprocessor):
                 continue
             others = [o for o in topo if o != name and var in symbols[o].bound]
             if others:
-                suggestion = ";".join([*(p["step"] for p in step["prev"]), others[-1]])
+                definer = others[-1]
+                if nx.has_path(graph, name, definer):  # a prev: tag would make a cycle: the cell must move
+                    where = self._binding_cell(steps[definer], var)
+                    raise PipelineGraphError(
+                        f"step {name!r} reads {var!r}, which only step {definer!r} defines"
+                        + (f" (cell {cell_number(where)})" if where is not None else "")
+                        + f", and {definer!r} runs after {name!r}: move the cell that defines {var!r} into "
+                        f"{name!r} or a step before it (a 'prev:{definer}' tag would make a cycle)",
+                        self._cell_of(step, own, var), var)
+                suggestion = ";".join([*(p["step"] for p in step["prev"]), definer])
                 raise PipelineGraphError(
-                    f"step {name!r} reads {var!r}, which only step {others[-1]!r} defines, and "
-                    f"{others[-1]!r} does not run before {name!r}: tag the cell with "
+                    f"step {name!r} reads {var!r}, which only step {definer!r} defines, and "
+                    f"{definer!r} does not run before {name!r}: tag the cell with "
                     f"'prev:{suggestion}'", self._cell_of(step, own, var), var)
             stars = [statement for source in [prelude, own, *(symbols[a] for a in ancestors)]
                      for key, statement in source.imports.items() if key.startswith("*")]
@@ -220,11 +311,52 @@ class DependencyAnalyzer(Preprocessor):
                 step["imports"].extend(s for s in stars if s not in own.imports.values()
                                        and s not in prelude.imports.values())
                 continue
-            self.log.warning("cell %d: step %r reads %r, which no cell of the pipeline defines",
-                             cell_number(self._cell_of(step, own, var)), name, var)
+            self._undefined(step, own, var, ancestors, symbols, prelude, parameters)
+        if self._dynamic(step) and READS_NAMES_AT_RUN_TIME.search(" ".join(c["source"] for c in step["cells"])):
+            # globals()["LR"], eval("LR"): which parameters such a step reads shows only when it runs
+            step["parameters"] = sorted(parameters)
         step["imports"] = list(dict.fromkeys(step["imports"]))
         step["definitions"].reverse()
         step["parameters"].sort()
+
+    def _undefined(self, step: Step, own: Symbols, var: str, ancestors: list[str], symbols: dict[str, Symbols],
+                   prelude: Symbols, parameters: set[str]) -> None:
+        """A name nothing defines: an error naming the cell, with the closest names the step could mean; a
+        warning where the code defines names at run time (``exec``, ``%run``, ``globals()``) or the user said so
+        with ``undefined_names``."""
+        cell = self._cell_of(step, own, var)
+        known = set(own.bound) | prelude.bound | parameters | set(dir(builtins)) | NOTEBOOK_BUILTINS
+        known |= set().union(*(other.bound for other in symbols.values()))
+        close = difflib.get_close_matches(var, sorted(known - {var}), n=3, cutoff=0.75)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        message = f"step {step['name']!r} reads {var!r}, which no cell of the pipeline defines{hint}"
+        if self.undefined_names == "warn" or self._dynamic(step):
+            self.log.warning("cell %d: %s", cell_number(cell), message)
+            return
+        raise PipelineGraphError(
+            f"{message} (if the code defines it at run time, convert with "
+            "--DependencyAnalyzer.undefined_names=warn)", cell, var)
+
+    @staticmethod
+    def _dynamic(step: Step) -> bool:
+        """Whether the step's code may define names the analysis cannot see (``exec``, ``%run``, ``globals()``...)."""
+        return any(DYNAMIC_DEFINITIONS.search(c["source"]) for c in step["cells"])
+
+    @staticmethod
+    def _binding_cell(step: Step, var: str) -> int | None:
+        """The first of the step's cells that binds ``var`` at its top level."""
+        from ..analysis.parsedcell import parse, top_level_statements
+
+        for cell in step["cells"]:
+            tree = parse(cell).tree
+            for node in top_level_statements(tree.body):
+                names = {t.id for target in getattr(node, "targets", [getattr(node, "target", None)])
+                         if target is not None for t in ast.walk(target) if isinstance(t, ast.Name)}
+                if getattr(node, "name", None) == var or var in names or any(
+                        (a.asname or a.name.partition(".")[0]) == var for a in getattr(node, "names", [])
+                        if isinstance(a, ast.alias)):
+                    return cell["index"]
+        return None
 
     def _type_outputs(self, steps: dict[str, Step], topo: list[str], prelude_cells: list[ParsedCell],
                       parsed: dict[str, list[ParsedCell]], symbols: dict[str, Symbols]) -> None:

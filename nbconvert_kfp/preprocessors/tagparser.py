@@ -219,6 +219,10 @@ class TagParser(Preprocessor):
                 if code:
                     record["role"] = "parameters"
                     parameter_code.append(record)
+                    shown = ", ".join(line if len(line) <= 40 else line[:39] + "…" for line in code[:3])
+                    self.log.info("cell %d: the parameters cell's other statements (%s%s) run at the start of every "
+                                  "step, before the parameter values of the run are set", cell_number(index), shown,
+                                  ", …" if len(code) > 3 else "")
             elif role is TagKind.METRICS:
                 metrics.extend({"name": name, "cell": index}
                                for name in parse_metrics(record["source"], index, functools.partial(

@@ -31,11 +31,54 @@ LEADING_NEWLINE = "\n"
 #: The member of the shared-code archive that holds the notebook's imports and functions cells.
 PRELUDE_MEMBER = "nbconvert-kfp-prelude.json"
 #: Environment variable naming the file where a local run wants the step's outcome, as JSON: ``state``,
-#: ``seconds``, ``saved`` (variable names), and for a failure ``where``, ``line``, ``error`` and
-#: ``traceback`` (from the user's cell on).
+#: ``seconds``, ``saved`` (variable names), ``imported`` (see :class:`ImportRecorder`), and for a failure
+#: ``where``, ``line``, ``error`` and ``traceback`` (from the user's cell on).
 STATUS_FILE_ENV = "NBCONVERT_KFP_STEP_STATUS"
 #: The matplotlib backend of a step with a report (:mod:`nbconvert_kfp.runtime.figure`).
 BACKEND = "module://nbconvert_kfp.runtime.figure"
+
+
+class ImportRecorder:
+    """Notes the top-level modules first imported while a step runs, and who imported each: the user's
+    cells (``__main__``) or a library calling into another one (``pandas.plotting._core`` imports matplotlib
+    when ``df.plot()`` runs). Imports a package makes while it is itself being imported are left out: they
+    are its own dependencies, or optional ones it does without. A local run compares what was noted with the
+    step's cluster installs (``nbconvert_kfp.script.undeclaredimport``)."""
+
+    #: The most modules one step records.
+    LIMIT = 200
+
+    def __init__(self) -> None:
+        self.importers: dict[str, str] = {}
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        """Note a top-level import (finding nothing: the other finders import it)."""
+        if "." in name or name in self.importers or len(self.importers) >= self.LIMIT or name.startswith("_"):
+            return None
+        if name in sys.stdlib_module_names or name in sys.builtin_module_names:
+            return None
+        importer = _importer()
+        top = importer.partition(".")[0]
+        spec = getattr(sys.modules.get(top), "__spec__", None)
+        if top != "__main__" and getattr(spec, "_initializing", False):
+            return None  # imported while its importer's package is itself being imported
+        self.importers[name] = importer
+        return None
+
+    def imported(self) -> dict[str, str]:
+        """Module -> the module that imported it, for the modules that were imported."""
+        return {name: importer for name, importer in self.importers.items() if name in sys.modules}
+
+
+def _importer() -> str:
+    """The module whose code runs the import being found (import machinery and importlib skipped)."""
+    frame: Any = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_globals.get("__name__") or ""
+        if not (frame.f_code.co_filename.startswith("<frozen") or name.startswith("importlib") or name == __name__):
+            return name
+        frame = frame.f_back
+    return ""
 
 
 class StepExit(RuntimeError):
@@ -141,6 +184,7 @@ class Step:
         self._loop: Any = None
         self._saved_names: list[str] = []
         self._failure: dict[str, Any] | None = None
+        self._imports: ImportRecorder | None = None
 
     @property
     def namespace(self) -> dict[str, Any]:
@@ -152,6 +196,9 @@ class Step:
         sys.modules["__main__"] = self.module
         self._started = time.perf_counter()
         print(f"[nbconvert-kfp] step {self.name!r} started", flush=True)
+        if os.environ.get(STATUS_FILE_ENV):
+            self._imports = ImportRecorder()
+            sys.meta_path.insert(0, self._imports)  # type: ignore[arg-type]
         self._write_status("running", 0.0, None)
         if self.report is not None:
             if os.environ.get("MPLBACKEND", "agg").lower() == "agg":
@@ -169,6 +216,8 @@ class Step:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         sys.stdout, sys.stderr = self._saved["stdout"], self._saved["stderr"]
+        if self._imports is not None and self._imports in sys.meta_path:
+            sys.meta_path.remove(self._imports)  # type: ignore[arg-type]
         if self._saved["main"] is not None:
             sys.modules["__main__"] = self._saved["main"]
         elapsed = time.perf_counter() - self._started
@@ -204,6 +253,8 @@ class Step:
             return
         record: dict[str, Any] = {"step": self.name, "state": state, "seconds": round(elapsed, 3),
                                   "saved": self._saved_names}
+        if self._imports is not None and state != "running":
+            record["imported"] = self._imports.imported()
         if cell is not None:
             record["where"] = f"notebook cell {cell}" if isinstance(cell, int) else str(cell)
         if exc is not None:
@@ -255,6 +306,44 @@ class Step:
         """Run cells shipped packed, as a large step's are: ``[[label, source, original], ...]`` as JSON,
         xz-compressed, in base64."""
         self.run(_entries(json.loads(lzma.decompress(base64.b64decode(payload)).decode("utf-8"))), prelude)
+
+    def files(self, places: dict[str, str]) -> None:
+        """Put the data files the step reads where its cells look for them: each path (a file, a folder or a
+        glob, relative to the notebook's folder) under the working directory, linked from the folder of the
+        artifact that brought it. A file already there (a local run in the notebook's folder) is kept."""
+        import glob
+
+        for relative, root in places.items():
+            if any(c in relative for c in "*?["):
+                matches = sorted(glob.glob(relative, root_dir=root, recursive=True))
+            elif os.path.isdir(os.path.join(root, relative)):
+                matches = sorted(os.path.relpath(os.path.join(base, name), root)
+                                 for base, _, names in os.walk(os.path.join(root, relative)) for name in names)
+            else:
+                matches = [relative]
+            for match in matches:
+                self._place(os.path.join(root, match), match)
+
+    @staticmethod
+    def _place(source: str, relative: str) -> None:
+        if not os.path.exists(source):
+            raise FileNotFoundError(f"the data file {relative!r} did not reach the step (expected at {source})")
+        if os.path.lexists(relative):
+            return
+        try:
+            os.makedirs(os.path.dirname(relative) or ".", exist_ok=True)
+        except PermissionError:  # the image's working directory is not ours to write: work in a fresh one
+            import tempfile
+
+            os.chdir(tempfile.mkdtemp(prefix="step-"))
+            print(f"working directory {os.getcwd()} (the image's is read-only)", flush=True)
+            os.makedirs(os.path.dirname(relative) or ".", exist_ok=True)
+        try:
+            os.symlink(source, relative)
+        except OSError:
+            import shutil
+
+            shutil.copy2(source, relative)
 
     def define(self, values: dict[str, Any]) -> None:
         """Bind pipeline parameters in the namespace."""

@@ -10,9 +10,13 @@ import them from here too.
 - ``compiler``: the pipeline written as IR YAML;
 - ``localrun``: a local run with kfp.local: quiet progress, the cache, one step, clean stops;
 - ``progress``: the lines a local run shows as its steps start, finish or fail;
+- ``undeclaredimport``: the modules a step of a local run imported that its cluster installs lack;
 - ``launcher``: what kfp.local starts for each step of a local run (step logs, events, the warm
   process that forks the steps);
+- ``datastore``: data files in a run (the notebook's own locally, the object store's copies on a cluster);
 - ``deployment``: upload to a KFP cluster and start a run;
+- ``notebookpod``: the Kubeflow notebook server the script or the converter runs in (its namespace, image
+  and workspace volume);
 - ``monitor``: a run followed from outside: run and step states, durations, metrics;
 - ``silence``: kfp's prints dropped in one thread only;
 - ``steplog``: a step's log from the KFP API server or the KFP UI's server;
@@ -29,8 +33,8 @@ from __future__ import annotations
 from pathlib import Path
 
 #: The modules the generated script carries, besides this package's ``__init__``.
-MODULES = ("cli", "compiler", "dag", "deployment", "katib", "launcher", "localrun", "metadata", "monitor",
-           "progress", "search", "silence", "steplog", "tuner", "tuning")
+MODULES = ("cli", "compiler", "dag", "datastore", "deployment", "katib", "launcher", "localrun", "metadata",
+           "monitor", "notebookpod", "progress", "search", "silence", "steplog", "tuner", "tuning", "undeclaredimport")
 
 
 def sources() -> dict[str, str]:

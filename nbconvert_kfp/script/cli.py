@@ -58,6 +58,34 @@ def papermill_value(text: str) -> Any:
         return text
 
 
+#: The largest whole number a KFP parameter carries exactly (KFP keeps numbers as doubles).
+EXACT_INT = 2 ** 53
+
+
+def _whole_numbers(value: Any) -> list[int]:
+    """The ints (not bools) inside a list or dict value, at any depth."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [value]
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+    return [number for item in items for number in _whole_numbers(item)]
+
+
+def exact_value(name: str, value: Any) -> Any:
+    """``value``, a value of a parameter of type ``name``, when KFP carries it exactly; else ``ValueError``: an int
+    beyond 2**53 would be rounded, and whole numbers inside a list or dict would arrive as floats."""
+    if name == "int" and isinstance(value, int) and abs(value) > EXACT_INT:
+        raise ValueError(f"{value} is beyond 2**53, the largest whole number a KFP parameter carries exactly")
+    if name in ("list", "dict"):
+        numbers = _whole_numbers(value)
+        if numbers:
+            raise ValueError(f"KFP turns the whole number {numbers[0]} inside a {name} parameter into "
+                             f"{float(numbers[0])}: write it as {float(numbers[0])}, or give the notebook's default "
+                             "a whole number so that the parameter is carried as its Python literal")
+    return value
+
+
 def parse_value(kind: type | str, text: str) -> Any:
     """Convert a command-line (or JSON string) value to a parameter type (``int``, ``float``, ``str``,
     ``bool``, ``list``, ``dict``, given as a type or its name, or ``literal``: any Python literal, typed as
@@ -81,12 +109,13 @@ def parse_value(kind: type | str, text: str) -> Any:
             raise ValueError(f"expected a JSON {name}, got {text!r}") from None
         if not isinstance(value, list if name == "list" else dict):
             raise ValueError(f"expected a JSON {name}, got {text!r}")
-        return value
+        return exact_value(name, value)
     if name == "int":
         try:
-            return int(text)
+            number = int(text)
         except ValueError:
             raise ValueError(f"expected an integer, got {text!r}") from None
+        return exact_value(name, number)
     if name == "float":
         try:
             return float(text)
@@ -168,6 +197,9 @@ def parse_arguments(script: Mapping[str, Any], argv: list[str] | None = None) ->
                         help="with --wait, stop waiting after DURATION (seconds, or 30m, 2h); the run goes on")
     parser.add_argument("--interval", type=duration_seconds, default=5.0, metavar="DURATION",
                         help="with --wait, time between two polls of the run (default: 5s)")
+    parser.add_argument("--push-data", action="store_true",
+                        help="copy the data files that travel through the object store to DATA_ROOT (--upload "
+                        "and --run do it first); credentials and endpoint as for boto3 (AWS_* variables)")
     parser.add_argument("--run-name", help="with --run, the run's name (default: PIPELINE-DATE-TIME-XXXX)")
     parser.add_argument("--host", help="with --upload or --run, the KFP API URL (default: $KF_PIPELINES_ENDPOINT, "
                         "else in-cluster or kube config); the token comes from $KF_PIPELINES_TOKEN, "
@@ -288,6 +320,8 @@ def deploy(script: Mapping[str, Any], arguments: dict[str, Any], host: str | Non
     from .compiler import write_ir
 
     name = script["PIPELINE_NAME"]
+    if push_data(script):
+        return monitor.EXIT_ERROR
     with tempfile.TemporaryDirectory(prefix="kfp-upload-") as directory:
         package = Path(directory) / f"{name}.yaml"
         # A run carries its parameters; the version keeps the defaults, so it is reused across runs.
@@ -307,6 +341,20 @@ def deploy(script: Mapping[str, Any], arguments: dict[str, Any], host: str | Non
     if not wait:
         return 0
     return watch(kfp_client, result["run_id"], steps, timeout=timeout, interval=interval, follow_hint=follow_hint)
+
+
+def push_data(script: Mapping[str, Any]) -> int:
+    """Copy the script's data items that travel through the object store there; 1 (said) when that fails."""
+    from . import datastore
+
+    data = script.get("DATA") or {}
+    try:
+        datastore.push(data, script.get("DATA_ROOT") or "", Path(script["__file__"]).resolve().parent,
+                       say=lambda line: print(line, flush=True))
+    except datastore.DataError as err:
+        print(f"Data files: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _package_spec(package: Path) -> dict:
@@ -425,6 +473,10 @@ def main(script: Mapping[str, Any], argv: list[str] | None = None) -> int:
             return status
     if args.tune:
         return tune(script, args)
+    if args.push_data and not (args.upload or args.run):
+        status = push_data(script)
+        if status or not (args.local or args.tune):
+            return status
     if args.upload or args.run:
         return deploy(script, args.arguments, args.host, args.experiment, args.namespace, args.run, args.ca_cert,
                       wait=args.wait, timeout=args.timeout, interval=args.interval, run_name=args.run_name,
@@ -440,4 +492,9 @@ def main(script: Mapping[str, Any], argv: list[str] | None = None) -> int:
         return status
     write_ir(script["pipeline"], args.output, args.arguments)
     print(f"Wrote {args.output}")
+    stored = [path for path, item in (script.get("DATA") or {}).items() if item["via"] == "store"]
+    if stored:
+        print(f"{len(stored)} data item{'s' if len(stored) > 1 else ''} ({', '.join(stored)}) must be in "
+              f"{script['DATA_ROOT']} before a run starts from this file: python {Path(script['__file__']).name} "
+              "--push-data copies them (--upload and --run do it themselves)")
     return 0

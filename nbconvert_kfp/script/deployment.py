@@ -13,6 +13,8 @@ its functions, so that the steps, which install the same modules, never load kfp
   the pipeline already has is not uploaded again: versions are named by a hash of the
   compiled pipeline (``NAME-<12 hex>``), and a version of that name, or a latest
   version whose spec equals the package's, is used instead.
+- Without a namespace (neither given nor in kfp's context file), a deployment from a Kubeflow
+  notebook server goes to the server's own namespace (``notebookpod``).
 - Every failure is a ``DeploymentError`` whose one-line message says what failed, the
   HTTP status and the server's message, and what to do. It never contains the token.
 """
@@ -29,6 +31,7 @@ import time
 import warnings
 from pathlib import Path
 
+from . import notebookpod
 from .silence import silenced
 
 #: Environment variable holding a bearer token for the KFP API.
@@ -358,6 +361,17 @@ def run(kfp_client, pipeline_id: str, version_id: str, experiment: str, namespac
             "experiment_id": experiment_id}
 
 
+def default_namespace(kfp_client) -> str | None:
+    """The namespace a deployment goes to when none is given: kfp's context file's (kfp applies it itself,
+    so None), else, from a Kubeflow notebook server, the server's namespace."""
+    try:
+        if kfp_client.get_user_namespace():
+            return None
+    except (AttributeError, OSError, ValueError):
+        pass
+    return notebookpod.namespace()
+
+
 def deploy(package_path: str, name: str, *, description: str | None = None, host: str | None = None,
            experiment: str = "Default", namespace: str | None = None, start_run: bool = False,
            params: dict | None = None, token: str | None = None, verify_ssl: bool = True,
@@ -365,12 +379,20 @@ def deploy(package_path: str, name: str, *, description: str | None = None, host
            kfp_client=None) -> dict:
     """Upload a compiled pipeline (a new version when the name exists; with ``reuse``, the
     version that already holds it) and, with ``start_run``, run that version as ``run_name``.
-    Returns the ids and UI links."""
+    Returns the ids and UI links, and ``namespace`` when it is the notebook server's (``default_namespace``)."""
     kfp_client = kfp_client or client(host, token=token, verify_ssl=verify_ssl, ssl_ca_cert=ssl_ca_cert)
-    result = upload(kfp_client, package_path, name, description, namespace, reuse=reuse)
-    if start_run:
-        result.update(run(kfp_client, result["pipeline_id"], result["version_id"], experiment, namespace, params,
-                          job_name=run_name or f"{name}-{_stamp()}"))
+    chosen = namespace or default_namespace(kfp_client)
+    try:
+        result = upload(kfp_client, package_path, name, description, chosen, reuse=reuse)
+        if chosen != namespace:
+            result["namespace"] = chosen
+        if start_run:
+            result.update(run(kfp_client, result["pipeline_id"], result["version_id"], experiment, chosen, params,
+                              job_name=run_name or f"{name}-{_stamp()}"))
+    except DeploymentError as error:
+        if chosen == namespace:
+            raise
+        raise DeploymentError(f"{error} [namespace {chosen}: this Kubeflow notebook server's]") from None
     return result
 
 
@@ -378,9 +400,12 @@ def summary(result: dict, name: str) -> list[str]:
     """The lines that tell the user what was deployed."""
     what = ("Uploaded new pipeline" if result["created"] else
             "Unchanged: reusing the version of pipeline" if result.get("reused") else "Added a version to pipeline")
-    lines = [f"{what} {name!r} (pipeline id {result['pipeline_id']}, version "
-             f"{result['version_name']!r}, version id {result['version_id']})",
-             f"  {result['pipeline_url']}"]
+    lines = []
+    if result.get("namespace"):
+        lines.append(f"Namespace {result['namespace']}: this Kubeflow notebook server's (--namespace chooses another)")
+    lines += [f"{what} {name!r} (pipeline id {result['pipeline_id']}, version "
+              f"{result['version_name']!r}, version id {result['version_id']})",
+              f"  {result['pipeline_url']}"]
     if result.get("run_id"):
         lines += [f"Started run {result['run_id']}", f"Run URL: {result['run_url']}"]
     return lines

@@ -28,6 +28,7 @@ from typing import Any, Mapping, TextIO
 
 from .launcher import StepLauncher
 from .progress import SHARED_CODE_TASK, Progress, StepState, shown_path, signal_name, terminal_stream
+from .undeclaredimport import undeclared
 
 #: The environment variable that makes an imported script define its steps for a local run (the script's
 #: ``LOCAL_RUN`` is true when it is run with ``--local`` or this variable is "1"): they install nothing.
@@ -286,6 +287,7 @@ class LocalRun:
                       f"its steps were stopped", error=True)
         else:
             self._failure_summary(error)
+        self._undeclared_imports()
         if reports:
             self._say("Step reports (open in a browser):")
             width = max(len(step.name) for step, _ in reports)
@@ -295,6 +297,18 @@ class LocalRun:
         if outcome == "interrupted":
             return 128 + (error.signum if isinstance(error, Interrupted) else signal.SIGINT)
         return 0 if outcome == "succeeded" else 1
+
+    def _undeclared_imports(self) -> None:
+        """One line per module a step imported here that its cluster installs lack (a library's lazy import)."""
+        installs = self.script.get("STEP_INSTALLS")
+        if not isinstance(installs, dict):
+            return  # the steps' image has everything, or an older script
+        for step in self.progress.steps.values():
+            imported = step.outcome.get("imported")
+            if step.quiet or not isinstance(imported, dict) or step.name not in installs:
+                continue
+            for found in undeclared(step.name, imported, installs[step.name]):
+                self._say(f"note: {found.line()}")
 
     def _failure_summary(self, error: BaseException | None) -> None:
         failed = self.progress.failed()
