@@ -14,6 +14,13 @@ place and records what happened:
 - **traceback**: any other exception (in process) or a Python traceback (command line);
 - **server 500**: the Jupyter server API answered 500.
 
+The hostile-KFP-host family (``--no-kfp`` leaves it out, ``--kfp-only`` runs only it) runs the
+``nbconvert-kfp`` command's ``status``, ``logs`` and ``list`` against tests/fakekfp.py's hostile modes
+(malformed answers, HTTP errors, escape sequences, echoed tokens, trickling, silent, huge and
+gzip-bombed answers): **answered** (exit 0), **clean** (exit 1, one line), **unclear**, **traceback**,
+**hang** (not done within ``KFP_WALL`` seconds); an **escape** is a raw terminal control character or
+a form of the token in the output.
+
 The figures go to stdout as a table per payload family and to ``bench/results/adversarial.json``.
 """
 
@@ -111,7 +118,7 @@ class Outcome:
     family: str
     placement: str
     payload: str
-    status: str  # converted, clean, unclear, traceback, server500, answered
+    status: str  # converted, clean, unclear, traceback, server500, answered, hang
     escape: str = ""
     detail: str = ""
 
@@ -127,6 +134,7 @@ class Tally:
     tracebacks: int = 0
     escapes: int = 0
     server_500: int = 0
+    hangs: int = 0
 
 
 def _node(notebook: Notebook) -> Any:
@@ -461,6 +469,79 @@ def server_cases(payloads: dict[str, list[str]], workdir: Path) -> list[Outcome]
     return outcomes
 
 
+#: Seconds a command may take against a hostile KFP host before it counts as a hang; the request deadline.
+KFP_WALL = 30.0
+KFP_DEADLINE = "2"
+KFP_TOKEN = "kfp/Tok+en=5e1d7c3b9a2f4e6d8c0b"
+
+
+def _kfp_escape(output: str) -> str:
+    """What of the token or of a raw terminal control character a command's output shows."""
+    import base64
+    import re
+    from urllib.parse import quote
+
+    found = []
+    if re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", output.replace("\r\n", "\n")):
+        found.append("control characters")
+    forms = [KFP_TOKEN, quote(KFP_TOKEN, safe=""), KFP_TOKEN[:12], base64.b64encode(KFP_TOKEN.encode()).decode()[:16]]
+    if any(form.lower() in output.lower() for form in forms):
+        found.append("token")
+    return ", ".join(found)
+
+
+def kfp_cases(workdir: Path, quick: bool = False) -> list[Outcome]:
+    """``nbconvert-kfp status``, ``logs`` and ``list`` against each hostile mode of tests/fakekfp.py."""
+    import nbformat
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from fakekfp import ANSWER_MODES, TRANSPORT_MODES, FakeKFP
+    from helpers import build_notebook
+
+    folder = workdir / "kfp"
+    folder.mkdir()
+    nbformat.write(build_notebook([("parameters", "SEED = 1"), ("step:load", "data = [SEED]"),
+                                   (["step:train", "prev:load"], "score = sum(data)"),
+                                   ("pipeline-metrics", "print(score)")]), folder / "tiny.ipynb")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("KF_PIPELINES", "NBCONVERT_KFP"))}
+    environment.update(HOME=str(folder / "home"), KF_PIPELINES_TOKEN=KFP_TOKEN, NBCONVERT_KFP_HTTP_DEADLINE=KFP_DEADLINE,
+                       NBCONVERT_KFP_MAX_RESPONSE=str(1024 * 1024))
+    command = [sys.executable, "-m", "nbconvert_kfp.command"]
+    outcomes = []
+    with FakeKFP() as server:
+        server.require_token = KFP_TOKEN
+        server.metric_values = {"train": {"score": 1.0}}
+        subprocess.run([*command, "run", "tiny.ipynb", "--host", server.url, "--interval", "0.05"], cwd=folder,
+                       env=environment, capture_output=True, timeout=300)
+        run_id = list(server.runs)[-1]
+        subcommands = [["status", run_id]] if quick else [["status", run_id], ["logs", run_id], ["list", "--all"]]
+        for family, modes in (("kfp answers", ANSWER_MODES), ("kfp transport", TRANSPORT_MODES)):
+            for mode in modes:
+                server.hostile, server.transport = (mode, None) if family == "kfp answers" else (None, mode)
+                for subcommand in subcommands:
+                    outcome = Outcome("nbconvert-kfp vs a KFP host", family, f"{subcommand[0]} / {mode}", mode,
+                                      "answered")
+                    started = time.monotonic()
+                    try:
+                        result = subprocess.run([*command, *subcommand, "--host", server.url], cwd=folder,
+                                                env=environment, capture_output=True, timeout=KFP_WALL)
+                    except subprocess.TimeoutExpired:
+                        outcome.status, outcome.detail = "hang", f"still running after {KFP_WALL:g} s"
+                        outcomes.append(outcome)
+                        continue
+                    text = subprocess.CompletedProcess(result.args, result.returncode,
+                                                       result.stdout.decode("utf-8", "replace"),
+                                                       result.stderr.decode("utf-8", "replace"))
+                    _command_line_outcome(text, outcome, located=True)
+                    if outcome.status == "converted":
+                        outcome.status = "answered"
+                    outcome.escape = _kfp_escape(text.stdout + text.stderr)
+                    outcome.detail = f"{time.monotonic() - started:.1f} s, exit {result.returncode}: {outcome.detail}"
+                    outcomes.append(outcome)
+        server.hostile = server.transport = None
+    return outcomes
+
+
 def tally(outcomes: list[Outcome]) -> dict[str, Tally]:
     """The figures per family (and a total)."""
     tallies: dict[str, Tally] = {family: Tally() for family in dict.fromkeys(o.family for o in outcomes)}
@@ -475,15 +556,16 @@ def tally(outcomes: list[Outcome]) -> dict[str, Tally]:
             entry.tracebacks += outcome.status == "traceback"
             entry.escapes += bool(outcome.escape)
             entry.server_500 += outcome.status == "server500"
+            entry.hangs += outcome.status == "hang"
     return tallies
 
 
 def table(tallies: dict[str, Tally]) -> str:
     """The figures as a text table."""
-    columns = ("cases", "converted", "clean", "unclear", "tracebacks", "escapes", "server_500")
-    lines = [f"{'family':<12}" + "".join(f"{c:>12}" for c in columns)]
+    columns = ("cases", "converted", "clean", "unclear", "tracebacks", "escapes", "server_500", "hangs")
+    lines = [f"{'family':<14}" + "".join(f"{c:>12}" for c in columns)]
     for family, entry in tallies.items():
-        lines.append(f"{family:<12}" + "".join(f"{getattr(entry, c):>12}" for c in columns))
+        lines.append(f"{family:<14}" + "".join(f"{getattr(entry, c):>12}" for c in columns))
     return "\n".join(lines)
 
 
@@ -506,20 +588,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="every payload (the default: two per family)")
     parser.add_argument("--no-cli", action="store_true", help="leave out the command-line cases")
     parser.add_argument("--no-server", action="store_true", help="leave out the server API cases")
+    parser.add_argument("--no-kfp", action="store_true", help="leave out the hostile-KFP-host cases")
+    parser.add_argument("--kfp-only", action="store_true", help="run the hostile-KFP-host cases only")
     args = parser.parse_args(argv)
     per_family = None if args.full else 1 if args.quick else 2
     payloads = {family: values[:per_family] for family, values in PAYLOADS.items()}
     started = time.perf_counter()
     progress(f"adversarial: {sum(map(len, payloads.values()))} payloads x {len(PLACEMENTS)} placements, in process")
-    outcomes = sweep(payloads)
+    outcomes = [] if args.kfp_only else sweep(payloads)
     with tempfile.TemporaryDirectory(prefix="nbconvert-kfp-adversarial-") as directory:
         workdir = Path(directory)
-        if not args.no_cli:
+        if not args.no_kfp:
+            progress("adversarial: nbconvert-kfp against a hostile KFP host")
+            outcomes += kfp_cases(workdir, quick=args.quick)
+        if not args.no_cli and not args.kfp_only:
             progress("adversarial: jupyter nbconvert, one payload per family at each placement")
             outcomes += cli_cases(payloads, workdir)
             progress("adversarial: the generated script's -p")
             outcomes += p_cases(payloads, workdir)
-        if not args.no_server:
+        if not args.no_server and not args.kfp_only:
             progress("adversarial: the Jupyter server API")
             outcomes += server_cases(payloads, workdir)
     tallies = tally(outcomes)
@@ -527,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     by_surface = Counter(o.surface for o in outcomes)
     print("cases per surface: " + ", ".join(f"{surface} {count}" for surface, count in by_surface.items()))
     for outcome in outcomes:
-        if outcome.escape or outcome.status in ("traceback", "server500", "unclear"):
+        if outcome.escape or outcome.status in ("traceback", "server500", "unclear", "hang"):
             print(f"  {outcome.surface} / {outcome.placement} / {outcome.family} {outcome.payload[:40]!r}: "
                   f"{outcome.status} {outcome.escape} {outcome.detail[:200]}")
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -536,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
          "outcomes": [asdict(o) for o in outcomes]}, indent=1, ensure_ascii=True))
     progress(f"adversarial: done in {time.perf_counter() - started:.0f} s")
     total = tallies.get("total", Tally())
-    return 1 if total.escapes or total.server_500 or total.tracebacks else 0
+    return 1 if total.escapes or total.server_500 or total.tracebacks or total.hangs else 0
 
 
 if __name__ == "__main__":

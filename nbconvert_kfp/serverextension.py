@@ -19,7 +19,10 @@ request body 400 with ``{"message"}``; a ``host`` the server may not send its cr
 a failed deployment 502 and one that takes longer than ``DeployPolicy.timeout`` 504, with
 ``{"message"}``. KFP credentials are the Jupyter server's (see ``nbconvert_kfp.script.deployment``),
 never the request's, and go only to the configured host (``KF_PIPELINES_ENDPOINT`` or
-``DeployPolicy.host``) or to the https hosts of ``DeployPolicy.allowed_hosts``.
+``DeployPolicy.host``) or to the https hosts of ``DeployPolicy.allowed_hosts``. The request's ``host`` is
+read strictly (``script.endpoint``: no user info, backslash, percent-encoding, control character) and
+the deployment connects to the URL rebuilt from its checked parts, so the host the policy compares is
+the host the HTTP library connects to.
 
 Conversions run one at a time (kfp's compiler keeps global state); a deployment's network
 I/O runs in its own threads, so a slow KFP host never holds up a conversion.
@@ -38,7 +41,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
@@ -93,36 +95,46 @@ class DeployPolicy(Configurable):
                     "finish).").tag(config=True)
 
     def target(self, host: str | None) -> str | None:
-        """The host a deployment goes to; ``HostRefused`` for one the credentials must not reach."""
-        configured = self.host or os.environ.get("KF_PIPELINES_ENDPOINT") or ""
+        """The URL a deployment connects to; ``HostRefused`` for a host the credentials must not reach.
+
+        The URL is rebuilt from the parts the policy checked (``script.endpoint``), so the host
+        compared is the host connected to, whatever parser the HTTP library uses.
+        """
+        from .script import endpoint
+
+        configured_text = self.host or os.environ.get("KF_PIPELINES_ENDPOINT") or ""
+        try:
+            configured = endpoint.parse(configured_text) if configured_text else None
+        except endpoint.EndpointError as error:
+            raise HostRefused(f"the configured KFP host (DeployPolicy.host or KF_PIPELINES_ENDPOINT) is not "
+                              f"usable: {error}") from None
         if host is None:
-            return configured or None
-        wanted = _origin(host)
-        if wanted is None:
-            raise RequestError('"host" must be the KFP API URL, http(s)://HOST[:PORT][/PATH]')
-        if configured and wanted == _origin(configured):
-            return host
-        allowed = {_origin(entry if "://" in entry else f"https://{entry}") for entry in self.allowed_hosts}
-        if wanted[0] == "https" and wanted in allowed:
-            return host
+            return configured.url if configured else None
+        try:
+            wanted = endpoint.parse(host, default_scheme=None)
+        except endpoint.EndpointError as error:
+            raise RequestError(f'"host" must be the KFP API URL, http(s)://HOST[:PORT][/PATH]: {error}') from None
+        if configured is not None and wanted.origin == configured.origin:
+            return wanted.url
+        if wanted.scheme == "https" and wanted.origin in self._allowed():
+            return wanted.url
         raise HostRefused(f"host {host!r} is not allowed: this server sends its KFP credentials only to "
-                          f"{configured or 'its configured host (KF_PIPELINES_ENDPOINT)'} and to the https hosts "
-                          "of DeployPolicy.allowed_hosts")
+                          f"{configured.url if configured else 'its configured host (KF_PIPELINES_ENDPOINT)'} "
+                          "and to the https hosts of DeployPolicy.allowed_hosts")
 
+    def _allowed(self) -> set[tuple[str, str, int]]:
+        """The origins of ``allowed_hosts`` (https only; an entry that is no valid host is left out)."""
+        from .script import endpoint
 
-def _origin(url: str) -> tuple[str, str, int] | None:
-    """``(scheme, host, port)`` of an http(s) URL, ``None`` for anything else."""
-    if not re.match(r"^https?://[^\s/]+", url) or any(ord(c) < 32 for c in url):
-        return None
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    if not parts.hostname:
-        return None
-    scheme = parts.scheme.lower()
-    return scheme, parts.hostname.lower(), port or (443 if scheme == "https" else 80)
+        origins = set()
+        for entry in self.allowed_hosts:
+            try:
+                parsed = endpoint.parse(entry)
+            except endpoint.EndpointError:
+                continue
+            if parsed.scheme == "https":
+                origins.add(parsed.origin)
+        return origins
 
 
 def parse_body(raw: bytes) -> Any:

@@ -25,16 +25,19 @@ the KFP UI's server does (``/k8s/pod/logs``), per ``log_endpoint``; ML Metadata 
 
 from __future__ import annotations
 
+import base64
 import email.parser
 import email.policy
 import itertools
 import json
 import struct
 import threading
+import time
+import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 import yaml
@@ -163,6 +166,52 @@ def spec_steps(spec: dict) -> list[dict]:
     return steps
 
 
+#: What ``ansi`` mode adds to every string: colour (CSI), a window title (OSC ... BEL), a C1 CSI,
+#: backspace, carriage return and DEL; a terminal that shows them raw can be made to lie.
+ANSI = "\x1b[31m\x1b]0;pwned\x07\x9b2J\x08\r\x7f\x1bc"
+#: Modes that change what the server answers (``FakeKFP.hostile``): each a malformed but plausible answer.
+ANSWER_MODES = ("ansi", "naive-times", "no-run-id", "bare-tasks", "bad-spec", "wrong-types", "truncated-metrics",
+                "odd-metrics", "garbage", "http-500", "echo-token")
+#: Modes that change how the server sends its answers (``FakeKFP.transport``).
+TRANSPORT_MODES = ("trickle", "trickle-headers", "silence", "huge", "gzip-bomb")
+_BOMB: list[bytes] = []
+
+
+def gzip_bomb() -> bytes:
+    """About 0.3 MB of gzip that unpacks to 300 MiB of JSON whitespace followed by ``{}``."""
+    if not _BOMB:
+        packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+        block = b" " * (1024 * 1024)
+        _BOMB.append(b"".join([packer.compress(block) for _ in range(300)] + [packer.compress(b"{}"),
+                                                                               packer.flush()]))
+    return _BOMB[0]
+
+
+def token_forms(authorization: str) -> str:
+    """The Authorization header echoed as servers and proxies echo it: as is, cased, percent-encoded,
+    base64-encoded and cut short."""
+    token = authorization.partition(" ")[2] or authorization
+    return " ".join([authorization, token.upper(), token.lower(), quote(authorization, safe=""),
+                     base64.b64encode(token.encode()).decode(), token[:len(token) * 2 // 3] + "…"])
+
+
+def _strings(value: Any, change, key: str = "") -> Any:
+    """``value`` with ``change(text, key)`` applied to every string value in it (``key``: the field's name)."""
+    if isinstance(value, dict):
+        return {k: _strings(v, change, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strings(v, change, key) for v in value]
+    return change(value, key) if isinstance(value, str) else value
+
+
+def _metrics_frame(message: bytes) -> bytes:
+    trailer = b"grpc-status:0\r\ngrpc-message:\r\n"
+    return (b"\x00" + struct.pack(">I", len(message)) + message + b"\x80" + struct.pack(">I", len(trailer))
+            + trailer)
+
+
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: "FakeKFP"
     protocol_version = "HTTP/1.1"
@@ -177,7 +226,7 @@ class _Handler(BaseHTTPRequestHandler):
         if length > MAX_BODY:
             return self._reply(413, {"message": "request too large"})
         raw = self.rfile.read(length) if length else b""
-        request = Request(method, url.path, query, {k.lower(): v for k, v in self.headers.items()})
+        request = Request(method, unquote(url.path), query, {k.lower(): v for k, v in self.headers.items()})
         content_type = self.headers.get("Content-Type", "")
         if content_type.startswith("multipart/form-data"):
             message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
@@ -198,11 +247,56 @@ class _Handler(BaseHTTPRequestHandler):
             content_type, data = reply.content_type, reply.data
         else:
             data = json.dumps(reply).encode()
+        mode = self.server.transport
+        if mode is not None:
+            try:
+                return self._hostile_reply(mode, status, content_type, data)
+            except OSError:  # the client gave up, as it should
+                self.close_connection = True
+                return None
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def _hostile_reply(self, mode: str, status: int, content_type: str, data: bytes) -> None:
+        """Send the answer as a hostile host does (``TRANSPORT_MODES``)."""
+        stopping = self.server.stopping
+        self.close_connection = True
+        if mode == "silence":
+            stopping.wait(600)
+            return
+        if mode == "trickle-headers":  # a status line, then header bytes one at a time
+            self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+            for byte in itertools.cycle(b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"):
+                if stopping.wait(0.02):
+                    return
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        if mode == "gzip-bomb":
+            bomb = gzip_bomb()
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(bomb)))
+            self.end_headers()
+            self.wfile.write(bomb)
+            return
+        self.send_header("Content-Length", str(1024 ** 3 if mode == "huge" else len(data) + 10 ** 6))
+        self.end_headers()
+        if mode == "huge":
+            block = b" " * (1024 * 1024)
+            for _ in range(1024):
+                if stopping.is_set():
+                    return
+                self.wfile.write(block)
+            return
+        for byte in itertools.cycle(data):  # trickle: a byte at a time, never the whole answer
+            if stopping.wait(0.02):
+                return
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
 
     def do_GET(self):
         self._dispatch("GET")
@@ -255,6 +349,19 @@ class FakeKFP(ThreadingHTTPServer):
         self._clock = itertools.count(1)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        #: Connections accepted so far.
+        self.connections = 0
+        #: Hostile behaviour: answers (one of ANSWER_MODES) and how they are sent (one of TRANSPORT_MODES).
+        self.hostile: str | None = None
+        self.transport: str | None = None
+        #: Set when the server stops, to end hostile replies that would go on for ever.
+        self.stopping = threading.Event()
+
+    def verify_request(self, request, client_address) -> bool:
+        """Count every connection, even one that never becomes an HTTP request (a TLS hello)."""
+        with self._lock:
+            self.connections += 1
+        return True
 
     # --- control --------------------------------------------------------------------------
 
@@ -264,6 +371,7 @@ class FakeKFP(ThreadingHTTPServer):
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         self.shutdown()
         self.server_close()
         if self._thread:
@@ -322,7 +430,65 @@ class FakeKFP(ThreadingHTTPServer):
                     return self.error(status, message)
             if self.require_token and request.headers.get("authorization") != f"Bearer {self.require_token}":
                 return self.error(401, "Unauthenticated: request is not authenticated")
-            return self._route(request)
+            status, reply = self._route(request)
+            return self._tamper(request, status, reply) if self.hostile else (status, reply)
+
+    def _tamper(self, request: Request, status: int, reply: Any) -> tuple[int, Any]:
+        """The answer made hostile as ``self.hostile`` says (``ANSWER_MODES``); the healthz check still passes
+        (but with ``http-500`` and ``garbage``), so the command gets to the calls that follow it."""
+        mode, path = self.hostile, request.path
+        authorization = request.headers.get("authorization", "")
+        if mode == "http-500":
+            return self.error(500, f"internal error {ANSI} while serving {token_forms(authorization)}")
+        if mode == "echo-token":
+            return self.error(403, f"forbidden: {token_forms(authorization)}")
+        if path.endswith("/healthz"):
+            return status, reply
+        if mode == "garbage":
+            return 200, Raw("application/json", b"\x1b[2J<html>\x9b31m not json" + bytes(range(256)))
+        if mode == "ansi":
+            if isinstance(reply, Raw):
+                return status, (Raw(reply.content_type, reply.data + ANSI.encode() + b"\n")
+                                if reply.content_type.startswith("text/") else reply)
+            # ids, pod names and times stay usable: the command reads and asks for them again
+            return status, _strings(reply, lambda text, key: text if key.endswith(("_at", "_time", "_id", "pod_name",
+                                                                                   "artifact_ids")) else text + ANSI)
+        if isinstance(reply, Raw):
+            if path.endswith("GetArtifactsByID") and mode in ("truncated-metrics", "odd-metrics"):
+                return status, Raw(reply.content_type, self._bad_metrics(mode, reply.data))
+            return status, reply
+        if mode == "naive-times":
+            # the end of a run or task without its zone, its start with it
+            return status, _strings(reply, lambda text, key: text[:-1] if key in ("finished_at", "end_time")
+                                    and text.endswith("Z") else text)
+        run_views = [reply] if "run_id" in (reply or {}) else list((reply or {}).get("runs") or [])
+        for view in run_views:
+            if mode == "no-run-id":
+                view.pop("run_id", None)
+            if mode == "bare-tasks" and view.get("run_details"):
+                view["run_details"]["task_details"] = [{}, {"display_name": None}, {"display_name": "load"},
+                                                       {"display_name": "train", "child_tasks": [{}],
+                                                        "outputs": {"metrics": {}, "x": {"artifact_ids": []}}}]
+            if mode == "wrong-types":
+                view.update(state=7, display_name=["x"], created_at="yesterday", finished_at=12,
+                            run_details="none", error="boom", pipeline_spec=[1, 2])
+        if mode == "wrong-types" and "runs" in (reply or {}):
+            reply["next_page_token"] = {"a": 1}
+        if mode == "bad-spec" and "pipeline_spec" in (reply or {}):
+            reply["pipeline_spec"] = {"root": {"dag": {"tasks": {"a": "x", "b": {"componentRef": 5,
+                                      "taskInfo": "y", "dependentTasks": "a"}, "c": None}}}, "components": ["z"]}
+        return status, reply
+
+    def _bad_metrics(self, mode: str, data: bytes) -> bytes:
+        """ML Metadata's answer, cut short or with odd wire types, lengths and values."""
+        if mode == "truncated-metrics":
+            message = data[5:5 + struct.unpack(">I", data[1:5])[0]]
+            return data[:5] + message[:len(message) // 2]
+        artifact = (_varint(1 << 3) + b"\xff" * 11  # an id varint longer than 64 bits
+                    + _delimited(5, _delimited(1, b"score") + _delimited(2, _varint(2 << 3 | 1) + b"\x01")))
+        odd = (_delimited(1, artifact) + _delimited(1, _varint(5 << 3 | 2) + _varint(1 << 40))
+               + _varint(1 << 3 | 7) + _delimited(1, _delimited(5, b"\x0a\x05score\x12\x02\x1a\x00")))
+        return b"\x00" + struct.pack(">I", 10 ** 9) + odd  # a frame that says it is longer than the answer
 
     def _route(self, r: Request) -> tuple[int, Any]:
         path = r.path[len(API):] if r.path.startswith(API) else None

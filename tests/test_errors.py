@@ -107,7 +107,7 @@ def test_cli_non_python_kernel(tmp_path, make_nb, run_nbconvert):
     ([(["step:a"], "x = 1"), (["step:;b"], "y = 2")], TagError, 1, "step:;b"),
     ([(["step:a"], "x = 1"), (["step:b"], "y = (")], CellSourceError, 1, None),
     ([(["pipeline-parameters"], "p = f()"), (["step:a"], "print(p)")], ParameterError, 0, "p"),
-    ([(["step:a"], "x = 1"), (["pipeline-metrics"], "print(x + 1)")], MetricError, 1, None),
+    ([(["step:a"], "x = 1"), (["pipeline-metrics"], "print(x +")], MetricError, 1, "pipeline-metrics"),
     ([(["step:a"], "x = 1"), (["pipeline-metrics"], "print(nothing_defines_me)")], MetricError, 1,
      "nothing_defines_me"),
     ([(["limit:cpu:1"], "x = 1")], TagError, 0, "limit:cpu:1"),

@@ -286,14 +286,50 @@ def test_a_502_never_shows_a_part_of_the_token_a_kfp_server_echoes(server, fake_
     assert _token_pieces(server.log.read_text()) == []
 
 
-@pytest.mark.parametrize("host", ["http://127.0.0.1:9", "https://attacker.example", "http://kfp.allowed.example:8443",
-                                  "https://kfp.allowed.example:8443@attacker.example"])
+@pytest.mark.parametrize("host", ["http://127.0.0.1:9", "https://attacker.example", "http://kfp.allowed.example:8443"])
 def test_the_credentials_go_only_to_the_configured_or_allowed_hosts(server, fake_kfp_module, host):
     before = len(fake_kfp_module.requests)
     status, reply = server.post(DEPLOY, {"notebook": _notebook(), "name": "elsewhere.ipynb", "host": host})
     assert status == 403, reply
     assert repr(host) in reply["message"] and "allowed_hosts" in reply["message"]
     assert len(fake_kfp_module.requests) == before
+
+
+@pytest.fixture(scope="module")
+def attacker():
+    """Another server on 127.0.0.1 that records every connection and request it gets."""
+    with FakeKFP() as server:
+        yield server
+
+
+#: Host texts that name the configured host to one URL parser and the attacker to another, or
+#: hide the attacker behind user info, percent-encoding, brackets, case, dots or whitespace.
+DISGUISES = [
+    "http://{a}\\@{k}/pipeline", "http://{a}\\\\@{k}", "HTTP://{a}\\@{k}/pipeline", "http://{a}@{k}",
+    "http://user:pass@{k}", "http://{a}\\@{k}./pipeline", "http://{a}\\@[::ffff:127.0.0.1]:{kp}",
+    "http://127.0.0.1%3A{ap}\\@{k}", "http://{a}%5C@{k}", "http://{a}\t@{k}", " http://{a}\\@{k}",
+    "http://{a}\\@{k} ", "http://{a}\x00@{k}", "http://{a}\r\n@{k}", "http://{a}#@{k}", "http://{a}?@{k}",
+    "https://{a}\\@" + ALLOWED_HOST + "/pipeline", "https://{a}@" + ALLOWED_HOST, "https://{a}\\@KFP.Allowed.Example.:8443",
+]
+
+
+@pytest.mark.parametrize("disguise", DISGUISES)
+def test_no_host_disguise_sends_the_credentials_to_another_server(server, fake_kfp_module, attacker, disguise):
+    kfp_address, attacker_address = fake_kfp_module.url.split("//")[1], attacker.url.split("//")[1]
+    host = disguise.format(a=attacker_address, k=kfp_address, ap=attacker_address.split(":")[1],
+                           kp=kfp_address.split(":")[1])
+    status, reply = server.post(DEPLOY, {"notebook": _notebook(), "name": "disguised.ipynb", "host": host})
+    assert status in (400, 403), reply
+    assert attacker.connections == 0 and attacker.requests == []
+    assert "host" in reply["message"] and "\n" not in reply["message"]
+
+
+def test_a_host_in_another_case_or_with_a_slash_still_reaches_the_configured_server(server, fake_kfp_module, attacker):
+    before = len(fake_kfp_module.requests)
+    host = fake_kfp_module.url.replace("http://", "HTTP://") + "/"
+    status, reply = server.post(DEPLOY, {"notebook": _notebook(), "name": "cased.ipynb", "host": host})
+    assert status == 200, reply
+    assert len(fake_kfp_module.requests) > before and attacker.connections == 0
 
 
 def test_an_allowed_https_host_is_tried(server):

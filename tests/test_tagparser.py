@@ -323,3 +323,23 @@ def test_pipeline_parameters_cell_refuses_what_makes_a_parameter_non_literal(con
         convert(make_nb([(["pipeline-parameters"], source), (["step:a"], "print(1)")]))
     assert info.value.cell_index == 0 and info.value.subject == subject
     assert str(info.value).startswith("cell 1: ")
+
+
+def test_a_pipeline_metrics_cell_that_computes_runs_as_a_step_and_logs_what_it_lists(pipeline_model, caplog):
+    with caplog.at_level("INFO"):
+        model = pipeline_model([
+            (["step:train"], "scores = {'a': 0.5, 'b': 0.75}"),
+            (["pipeline-metrics"], "print('summary')\nbest = max(scores.values())\nprint(best)\nif best > 0.6:\n"
+                                   "    print('good')"),
+        ])
+    assert model["step_order"] == ["train", "pipeline-metrics"]
+    assert model["steps"]["pipeline-metrics"]["inputs"] == ["scores"]
+    assert [m["name"] for m in model["metrics"]] == ["best"]
+    assert model["steps"]["pipeline-metrics"]["metrics"] == ["best"]
+    assert any("runs as the step 'pipeline-metrics'" in r.getMessage() and "it logs best" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_a_pipeline_metrics_cell_of_names_only_stays_a_list(pipeline_model):
+    model = pipeline_model([(["step:train"], "acc = 0.5"), (["pipeline-metrics"], "print(acc)\nacc")])
+    assert model["step_order"] == ["train"] and [m["name"] for m in model["metrics"]] == ["acc"]

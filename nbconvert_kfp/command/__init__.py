@@ -9,7 +9,10 @@ jobs it shares with the generated script are the script's own (``nbconvert_kfp.s
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+from pathlib import Path
 
 from . import kale, pipeline, runs
 from .subcommand import CommandError, Subcommand, conversion_config
@@ -38,26 +41,55 @@ def parser(subcommands: tuple[Subcommand, ...] = SUBCOMMANDS) -> argparse.Argume
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``nbconvert-kfp`` command line; return its exit status."""
+    """Run the ``nbconvert-kfp`` command line; return its exit status.
+
+    What it prints goes through ``redaction.Redacting``: no terminal control sequence and no
+    known secret from a server's answer reaches the terminal.
+    """
+    from ..script import redaction
+
     argv = sys.argv[1:] if argv is None else list(argv)
     if kale.is_kale_command_line(argv, {s.name for s in SUBCOMMANDS}):
-        return kale.main(argv)
+        with redaction.redacted_output():
+            _remember_secrets()
+            return kale.main(argv)
     top = parser()
     args, options = top.parse_known_args(argv)
     if not getattr(args, "handler", None):
         top.print_help(sys.stderr)
         return 2
+    with redaction.redacted_output():
+        return _handle(args, options)
+
+
+def _remember_secrets() -> None:
+    """Tell the output filter the KFP token this process may send, so that no echo of it is printed."""
+    from ..script import redaction
+    from ..script.deployment import SA_TOKEN_ENV, TOKEN_ENV
+
+    redaction.remember(os.environ.get(TOKEN_ENV))
+    if os.environ.get(SA_TOKEN_ENV):
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            redaction.remember(Path(os.environ[SA_TOKEN_ENV]).read_text(encoding="utf-8"))
+
+
+def _handle(args: argparse.Namespace, options: list[str]) -> int:
+    """Run the subcommand; its failures are one line on stderr and an exit status."""
+    from ..script.deployment import DeploymentError
+
+    _remember_secrets()
     try:
         if hasattr(args, "notebook"):
             args.config = conversion_config(args, options)
         elif options:
             raise CommandError(f"unrecognized arguments: {' '.join(options)}", 2)
         return args.handler(args)
-    except CommandError as error:
-        if error.status == 2:
+    except (CommandError, DeploymentError) as error:
+        status = getattr(error, "status", 1)
+        if status == 2:
             print(args.usage, end="", file=sys.stderr)
-        print(f"{args.prog}: {error}", file=sys.stderr)
-        return error.status
+        print(f"{args.prog}: {' '.join(str(error).split())}", file=sys.stderr)
+        return status
     except KeyboardInterrupt:
         print(f"{args.prog}: interrupted", file=sys.stderr)
         return 130

@@ -9,6 +9,7 @@ subprocess), ``compile`` the default, ``upload`` is ``--upload``, ``dag`` is ``-
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -89,7 +90,45 @@ def _script_command(args: argparse.Namespace, option: str, flags: dict[str, obje
             command.append(flag)
         elif value not in (None, False):
             command += [flag, str(value)]
-    return subprocess.run(command).returncode
+    return _run_forwarding_signals(command)
+
+
+#: Signals this command passes on to the script it runs, which stops its steps and cleans up.
+FORWARDED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _die_with_parent() -> None:
+    """In the script's process: be sent SIGTERM if this command dies, even by SIGKILL (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _run_forwarding_signals(command: list[str]) -> int:
+    """Run the script in a session of its own and pass it the signals this command gets (once each: a terminal's
+    Ctrl-C reaches only this command's group), so it stops its steps; return its exit status."""
+    linux = sys.platform.startswith("linux")
+    process = subprocess.Popen(command, start_new_session=True, preexec_fn=_die_with_parent if linux else None)
+
+    def forward(signum: int, frame: object) -> None:
+        try:
+            process.send_signal(signum)
+        except OSError:
+            pass
+
+    previous = {signum: signal.signal(signum, forward) for signum in FORWARDED_SIGNALS}
+    try:
+        while True:
+            try:
+                return process.wait()
+            except KeyboardInterrupt:  # a handler replaced while waiting: keep waiting for the script
+                continue
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _local(args: argparse.Namespace) -> int:

@@ -36,11 +36,12 @@ def _status(args: argparse.Namespace) -> int:
     run, steps, states = _read(kfp_client, args.run_id)
     state = monitor.state_name(run.state)
     took = monitor.duration(run.created_at, run.finished_at)
-    print(f"Run {run.run_id} ({run.display_name or 'unnamed'}): {state}"
-          + (f", took {took}" if took else f", created {run.created_at:%Y-%m-%d %H:%M:%S %Z}" if run.created_at else ""))
+    created = monitor.aware_time(run.created_at)
+    print(f"Run {monitor.printable(run.run_id)} ({monitor.printable(run.display_name or 'unnamed')}): {state}"
+          + (f", took {took}" if took else f", created {created:%Y-%m-%d %H:%M:%S %Z}" if created else ""))
     for step in steps:
         current = states.get(step.name)
-        print(monitor.step_line(current) if current else f"  step {step.name}: not started")
+        print(monitor.step_line(current) if current else f"  step {monitor.printable(step.name)}: not started")
     for line in monitor.metric_lines(kfp_client, steps, states):
         print(line)
     if state in ("FAILED", "ERROR") and monitor.error_message(run.error):
@@ -132,10 +133,12 @@ def _list(args: argparse.Namespace) -> int:
             page = kfp_client.list_runs(page_token=token_page, page_size=100 if name else args.limit,
                                         sort_by="created_at desc", namespace=args.namespace)
             for run in page.runs or []:
+                if not (isinstance(getattr(run, "run_id", None), str) and run.run_id):
+                    raise deployment.MalformedAnswer("the list of runs has a run without a run_id")
                 reference = run.pipeline_version_reference
                 if pipeline_id is None or (reference is not None and reference.pipeline_id == pipeline_id):
                     found.append(run)
-            token_page = page.next_page_token
+            token_page = page.next_page_token if isinstance(page.next_page_token, str) else ""
             if len(found) >= args.limit or not token_page:
                 break
     if not found:
@@ -143,9 +146,10 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     rows = [("RUN ID", "STATE", "CREATED", "DURATION", "NAME")]
     for run in found[:args.limit]:
-        rows.append((run.run_id, monitor.state_name(run.state),
-                     f"{run.created_at:%Y-%m-%d %H:%M:%S}" if run.created_at else "",
-                     monitor.duration(run.created_at, run.finished_at) or "", run.display_name or ""))
+        created = monitor.aware_time(run.created_at)
+        rows.append((monitor.printable(run.run_id), monitor.state_name(run.state),
+                     f"{created:%Y-%m-%d %H:%M:%S}" if created else "",
+                     monitor.duration(run.created_at, run.finished_at) or "", monitor.printable(run.display_name or "")))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])

@@ -31,6 +31,29 @@ def _names(statement: ast.stmt, cell_index: int, ignored: Callable[[str], None])
         cell_index, text)
 
 
+def split_metrics(source: str, cell_index: int,
+                  ignored: Callable[[str], None] = lambda line: None) -> tuple[list[str], bool]:
+    """The variable names a pipeline-metrics cell lists, and whether it also holds other code (Kale's current
+    examples compute their summary in that cell)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as err:
+        raise MetricError(f"syntax error in pipeline-metrics cell, line {err.lineno}: {err.msg}",
+                          cell_index, "pipeline-metrics") from None
+    names: list[str] = []
+    code = False
+    for statement in tree.body:
+        try:
+            found = _names(statement, cell_index, lambda line: None)
+        except MetricError:
+            code = True
+            continue
+        names.extend(n for n in found if n not in names)
+    if not code:
+        return parse_metrics(source, cell_index, ignored), False
+    return names, True
+
+
 def parse_metrics(source: str, cell_index: int,
                   ignored: Callable[[str], None] = lambda line: None) -> list[str]:
     """Return the variable names listed in a pipeline-metrics cell, in order.

@@ -11,7 +11,7 @@ from traitlets import List, Unicode
 from ..errors import CellSourceError, NotebookError, TagError
 from ..model import RESOURCE_KEY, Cell, cell_number, Metric, Parameter, Step
 from ..notebook.ipython import python_source
-from ..notebook.metric import parse_metrics
+from ..notebook.metric import split_metrics
 from ..notebook.parameter import parse_parameters
 from ..notebook.stepoption import parse_step_option
 from ..notebook.tag import PRELUDE_STEP_NAMES, Tag, TagKind, parse_tag
@@ -55,6 +55,10 @@ def _kernel_language(nb: Any) -> str | None:
     metadata = nb.get("metadata", {})
     language = metadata.get("kernelspec", {}).get("language") or metadata.get("language_info", {}).get("name")
     return language.lower() if isinstance(language, str) else None
+
+
+#: The step a pipeline-metrics cell that holds code becomes.
+METRICS_STEP = "pipeline-metrics"
 
 
 class TagParser(Preprocessor):
@@ -224,10 +228,19 @@ class TagParser(Preprocessor):
                                   "step, before the parameter values of the run are set", cell_number(index), shown,
                                   ", …" if len(code) > 3 else "")
             elif role is TagKind.METRICS:
-                metrics.extend({"name": name, "cell": index}
-                               for name in parse_metrics(record["source"], index, functools.partial(
-                                   self._metric_line_ignored, index))
+                listed, code = split_metrics(record["source"], index, functools.partial(
+                    self._metric_line_ignored, index))
+                metrics.extend({"name": name, "cell": index} for name in listed
                                if all(m["name"] != name for m in metrics))
+                if code:
+                    # a cell that computes its summary: its code runs as a step of its own, after the steps it reads
+                    name = next(n for n in (METRICS_STEP, *(f"{METRICS_STEP}-{k}" for k in range(2, 100)))
+                                if n not in steps)
+                    steps[name] = {"name": name, "cells": [record], "prev": [], "options": list(defaults)}
+                    self.log.info("cell %d: the pipeline-metrics cell holds code besides the variables it lists: it "
+                                  "runs as the step %r, after the steps whose variables it reads%s",
+                                  cell_number(index), name,
+                                  f"; it logs {', '.join(listed)}" if listed else "; it lists no variable to log")
             elif role in (TagKind.IMPORTS, TagKind.FUNCTIONS):
                 (imports if role is TagKind.IMPORTS else functions).append(record)
                 if continued:

@@ -17,7 +17,10 @@ import them from here too.
 - ``deployment``: upload to a KFP cluster and start a run;
 - ``notebookpod``: the Kubeflow notebook server the script or the converter runs in (its namespace, image
   and workspace volume);
+- ``endpoint``: the KFP API URL read strictly and rebuilt from its checked parts;
 - ``monitor``: a run followed from outside: run and step states, durations, metrics;
+- ``redaction``: server text without terminal control sequences or secrets;
+- ``transport``: every request to the KFP host bounded in time and size;
 - ``silence``: kfp's prints dropped in one thread only;
 - ``steplog``: a step's log from the KFP API server or the KFP UI's server;
 - ``metadata``: metric values from ML Metadata over gRPC-web, as the KFP UI reads them;
@@ -33,8 +36,9 @@ from __future__ import annotations
 from pathlib import Path
 
 #: The modules the generated script carries, besides this package's ``__init__``.
-MODULES = ("cli", "compiler", "dag", "datastore", "deployment", "katib", "launcher", "localrun", "metadata",
-           "monitor", "notebookpod", "progress", "search", "silence", "steplog", "tuner", "tuning", "undeclaredimport")
+MODULES = ("cli", "compiler", "dag", "datastore", "deployment", "endpoint", "katib", "launcher", "localrun",
+           "metadata", "monitor", "notebookpod", "progress", "redaction", "search", "silence", "steplog",
+           "transport", "tuner", "tuning", "undeclaredimport")
 
 
 def sources() -> dict[str, str]:

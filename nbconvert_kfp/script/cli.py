@@ -478,9 +478,12 @@ def main(script: Mapping[str, Any], argv: list[str] | None = None) -> int:
         if status or not (args.local or args.tune):
             return status
     if args.upload or args.run:
-        return deploy(script, args.arguments, args.host, args.experiment, args.namespace, args.run, args.ca_cert,
-                      wait=args.wait, timeout=args.timeout, interval=args.interval, run_name=args.run_name,
-                      caching=False if args.no_cache else None)
+        from .redaction import redacted_output
+
+        with redacted_output():  # what the KFP host says reaches the terminal without controls or secrets
+            return deploy(script, args.arguments, args.host, args.experiment, args.namespace, args.run,
+                          args.ca_cert, wait=args.wait, timeout=args.timeout, interval=args.interval,
+                          run_name=args.run_name, caching=False if args.no_cache else None)
     if args.local:
         options = LocalRunOptions(arguments=args.arguments, workdir=args.workdir, pipeline_root=args.pipeline_root,
                                   warm=not args.cold_start, cache=not args.no_cache, step=args.step,

@@ -31,7 +31,7 @@ import time
 import warnings
 from pathlib import Path
 
-from . import notebookpod
+from . import notebookpod, redaction
 from .silence import silenced
 
 #: Environment variable holding a bearer token for the KFP API.
@@ -39,8 +39,6 @@ TOKEN_ENV = "KF_PIPELINES_TOKEN"
 #: kfp's own variable naming a service-account token file, and its default path.
 SA_TOKEN_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
 SA_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"
-#: Seconds to connect to the KFP API, and to wait for each answer (an upload included).
-TIMEOUT = (15, 300)
 
 _HINTS = {
     400: "the server rejected the request; check the pipeline and its parameters",
@@ -56,21 +54,24 @@ class DeploymentError(Exception):
     """A deployment step failed; the message is one line, for the user, without secrets."""
 
 
+class MalformedAnswer(DeploymentError):
+    """The KFP API answered something of the wrong shape; the message names what was wrong."""
+
+    def __init__(self, what: str):
+        super().__init__(f"the KFP API's answer is malformed: {what}")
+
+
 #: How much of a server's message an error shows.
 MESSAGE_LIMIT = 300
 
 
 def _secret_free(text: str, token: str | None, limit: int | None = None) -> str:
-    """``text`` on one line with ``token`` masked, then, with ``limit``, cut to that many characters.
+    """``text`` on one line, without terminal control sequences, with ``token`` (and any remembered
+    secret) masked in the forms servers echo it (``redaction``), then, with ``limit``, cut to that
+    many characters. Masking comes first, so a cut can never leave a part of the token behind."""
+    from .redaction import clean
 
-    Masking comes first, so a cut can never leave a part of the token behind.
-    """
-    text = " ".join(str(text).split())
-    secret = " ".join(str(token or "").split())
-    if secret:
-        text = text.replace(secret, "***")
-        bare = secret.partition(" ")[2] if secret.lower().startswith("bearer ") else ""
-        text = text.replace(bare, "***") if bare else text
+    text = " ".join(clean(text, [token]).split())
     return text if limit is None or len(text) <= limit else text[:limit - 1] + "…"
 
 
@@ -109,6 +110,11 @@ def describe(error: BaseException, action: str, host: str | None, token: str | N
     if isinstance(error, (OSError, TimeoutError)) or type(error).__module__.startswith("urllib3"):
         return _secret_free(f"{action} failed: cannot reach the KFP API{where}: {text} (check the host "
                             "URL and that the server is reachable, e.g. with kubectl port-forward)", token)
+    unreadable = isinstance(error, ApiException) and not error.status and text.startswith("Failed to parse")
+    if unreadable or isinstance(error, (ValueError, TypeError, KeyError, AttributeError, IndexError)):
+        # kfp_server_api builds its models from the answer: a field of the wrong type or value ends here
+        return _secret_free(f"{action} failed{where}: the KFP API's answer is malformed ({type(error).__name__}: "
+                            f"{text})", token, MESSAGE_LIMIT * 2)
     return _secret_free(f"{action} failed{where}: {type(error).__name__}: {text}", token)
 
 
@@ -131,6 +137,20 @@ def _step(action: str, host: str | None, token: str | None = None):
         urllib3_log.setLevel(level)
 
 
+def endpoint_url(host: str | None) -> str | None:
+    """The KFP API URL to connect to, rebuilt from the checked parts of ``host`` (``endpoint``); a URL
+    that HTTP libraries could read as another host is a DeploymentError, before any credential is sent."""
+    from . import endpoint
+
+    if not host:
+        return None
+    try:
+        return endpoint.parse(host).url
+    except endpoint.EndpointError as error:
+        shown = "".join(c if " " <= c <= "~" else "?" for c in str(host)[:200])
+        raise DeploymentError(f"the KFP host {shown!r} is not usable: {error}") from None
+
+
 def client(host: str | None = None, token: str | None = None, verify_ssl: bool = True,
            ssl_ca_cert: str | None = None):
     """A ``kfp.Client`` for ``host``, with the credentials kfp.Client knows how to find.
@@ -140,7 +160,7 @@ def client(host: str | None = None, token: str | None = None, verify_ssl: bool =
     """
     import kfp
 
-    host = host or os.environ.get("KF_PIPELINES_ENDPOINT") or None
+    host = endpoint_url(host or os.environ.get("KF_PIPELINES_ENDPOINT") or None)
     token = token or os.environ.get(TOKEN_ENV) or None
     credentials = None
     if host and not token:
@@ -166,25 +186,21 @@ def client(host: str | None = None, token: str | None = None, verify_ssl: bool =
     if credentials is not None:
         with contextlib.suppress(OSError):
             secret = Path(path or SA_TOKEN_PATH).read_text(encoding="utf-8").strip() or None
+    redaction.remember(secret)
     with _step("connecting to KFP", host, secret):
         kfp_client = Client(host=host, existing_token=token, credentials=credentials, verify_ssl=verify_ssl,
                             ssl_ca_cert=ssl_ca_cert)
     _limit_time(kfp_client)
+    redaction.remember(_token(kfp_client))  # one kfp.Client found by itself (kube config, context.json)
     return kfp_client
 
 
 def _limit_time(kfp_client) -> None:
-    """Give every request of the client a timeout (kfp sets none, so a silent server hangs it)."""
-    rest = getattr(getattr(getattr(kfp_client, "_healthz_api", None), "api_client", None), "rest_client", None)
-    if rest is None or getattr(rest, "_nbconvert_kfp_timeout", False):
-        return
-    request = rest.request
+    """Bound every request of the client in time and size (``transport``; kfp sets no limit, so a
+    silent or trickling server would hang it, and a huge answer would fill the memory)."""
+    from .transport import bound
 
-    def limited(*args, _request_timeout=None, **kwargs):
-        return request(*args, _request_timeout=_request_timeout or TIMEOUT, **kwargs)
-
-    rest.request = limited
-    rest._nbconvert_kfp_timeout = True
+    bound(getattr(getattr(getattr(kfp_client, "_healthz_api", None), "api_client", None), "rest_client", None))
 
 
 def _host(kfp_client) -> str | None:
@@ -357,6 +373,8 @@ def run(kfp_client, pipeline_id: str, version_id: str, experiment: str, namespac
     with _step(f"starting run {job_name!r}", host, token):
         started = kfp_client.run_pipeline(experiment_id=experiment_id, job_name=job_name, pipeline_id=pipeline_id,
                                           version_id=version_id, params=dict(params or {}))
+    if not (isinstance(started.run_id, str) and started.run_id):
+        raise MalformedAnswer(f"the run {job_name!r} was started, but the answer gives it no run_id")
     return {"run_id": started.run_id, "run_url": ui_url(kfp_client, f"runs/details/{started.run_id}"),
             "experiment_id": experiment_id}
 

@@ -282,10 +282,53 @@ def _monitor(conn: socket.socket, request: dict, fds: list[int]) -> int:
     return 0
 
 
-def _serve(server: socket.socket, statements: list[str]) -> None:
+#: Seconds between two looks of the warm process at whether the run that started it is still there.
+PARENT_CHECK_SECONDS = 1.0
+
+
+def _orphaned(parent: int, directories: list[str]) -> None:
+    """The run died without stopping the warm process (SIGKILL): stop the steps forked from it, remove the
+    run's temporary folders and exit."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        os.killpg(os.getpgid(0), signal.SIGTERM)
+    except OSError:
+        pass
+    for directory in directories:
+        shutil.rmtree(directory, ignore_errors=True)
+    os._exit(0)
+
+
+def _run_folders() -> list[str]:
+    """The temporary folders of the run besides the launcher's, which its exit handlers would remove: the script
+    tools' archive folder and kfp.local's empty workspace."""
+    folders = [os.path.dirname(entry) for entry in sys.path
+               if os.path.basename(entry).startswith("nbconvert-kfp-") and entry.endswith(".zip")
+               and os.path.basename(os.path.dirname(entry)).startswith("nbconvert-kfp-")]
+    try:
+        from kfp.local import config
+
+        workspace = getattr(config.LocalExecutionConfig.instance, "workspace_root", None)
+        if workspace and os.path.basename(workspace).startswith("kfp-workspace-"):
+            folders.append(workspace)
+    except (ImportError, AttributeError):
+        pass
+    return folders
+
+
+def _serve(server: socket.socket, statements: list[str], parent: int | None = None,
+           directories: list[str] | None = None) -> None:
     _preload(statements)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    import select
+
     while True:
+        if parent is not None:
+            ready, _, _ = select.select([server], [], [], PARENT_CHECK_SECONDS)
+            if os.getppid() != parent:
+                _orphaned(parent, directories or [])
+            if not ready:
+                continue
         conn, _ = server.accept()
         try:
             message, fds, _, _ = socket.recv_fds(conn, _HEADER, 3)
@@ -363,11 +406,12 @@ class StepLauncher:
             sys.stderr.flush()
             # Fork before any thread starts: the warm process has its own process group, so that
             # terminating the run reaches the steps it forked.
+            parent = os.getpid()
             pid = os.fork()
             if pid == 0:
                 try:
                     os.setpgid(0, 0)
-                    _serve(server, self.preload)
+                    _serve(server, self.preload, parent, [self._directory, *_run_folders()])
                 finally:
                     os._exit(0)
             try:  # as the child does: whichever runs first puts it in its group

@@ -25,6 +25,10 @@ class MetadataUnavailable(Exception):
     """ML Metadata cannot be read from this host; the message says why, in one line."""
 
 
+class MalformedMetadata(MetadataUnavailable):
+    """ML Metadata answered, but not with messages of the shape ``GetArtifactsByID`` gives."""
+
+
 def _varint(value: int) -> bytes:
     value &= (1 << 64) - 1
     out = bytearray()
@@ -163,6 +167,9 @@ def artifact_properties(kfp_client, artifact_ids: list[int]) -> dict[int, dict[s
         if not content_type.startswith("application/grpc"):
             reasons.append(f"an answer of type {content_type or 'unknown'}")
             continue
-        return decode_artifacts(read_frames(response.data, response.headers))
+        try:
+            return decode_artifacts(read_frames(response.data, response.headers))
+        except (ValueError, TypeError, IndexError, KeyError, struct.error, OverflowError) as error:
+            raise MalformedMetadata(f"ML Metadata's answer is malformed: {error}") from None
     raise MetadataUnavailable(f"{PATH} is not served by this host ({', '.join(reasons)}); connect to the KFP UI "
                               "or the Kubeflow gateway, which route it to ML Metadata")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 #: States in which a run or a step changes no more.
@@ -56,18 +56,41 @@ class StepState:
 def pipeline_document(spec: dict | None) -> dict:
     """The pipeline spec itself, from what the API returns (which wraps it when it has a platform spec)."""
     spec = spec or {}
+    if not isinstance(spec, dict):
+        return spec
     return spec.get("pipeline_spec", spec) if "root" not in spec else spec
 
 
+def _mapping(value: Any, where: str) -> dict:
+    """``value`` when it is a JSON object (or absent: an empty one); else ``MalformedAnswer`` naming ``where``."""
+    from .deployment import MalformedAnswer
+
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MalformedAnswer(f"{where} of the pipeline spec is a {type(value).__name__}, not an object")
+    return value
+
+
 def steps_of(spec: dict | None) -> list[StepSpec]:
-    """The steps of a pipeline spec's root DAG, upstream steps first."""
-    spec = pipeline_document(spec)
-    components = spec.get("components") or {}
-    tasks = ((spec.get("root") or {}).get("dag") or {}).get("tasks") or {}
+    """The steps of a pipeline spec's root DAG, upstream steps first; ``deployment.MalformedAnswer``
+    names the part of a spec of the wrong shape."""
+    spec = _mapping(pipeline_document(spec), "the document")
+    components = _mapping(spec.get("components"), "components")
+    tasks = _mapping(_mapping(_mapping(spec.get("root"), "root").get("dag"), "root.dag").get("tasks"),
+                     "root.dag.tasks")
+    tasks = {str(key): _mapping(task, f"root.dag.tasks.{key}") for key, task in tasks.items()}
+    needs = {}
+    for key, task in tasks.items():
+        dependencies = task.get("dependentTasks") or []
+        if not isinstance(dependencies, list) or not all(isinstance(d, str) for d in dependencies):
+            from .deployment import MalformedAnswer
+
+            raise MalformedAnswer(f"root.dag.tasks.{key}.dependentTasks of the pipeline spec is not a list of names")
+        needs[key] = set(dependencies)
     ordered, placed = [], set()
     while len(ordered) < len(tasks):
-        ready = [key for key, task in tasks.items() if key not in placed
-                 and set(task.get("dependentTasks") or []) <= placed]
+        ready = [key for key in tasks if key not in placed and needs[key] <= placed]
         if not ready:  # a cycle cannot be compiled; keep the rest in spec order
             ready = [key for key in tasks if key not in placed]
         for key in ready:
@@ -76,22 +99,32 @@ def steps_of(spec: dict | None) -> list[StepSpec]:
     steps = []
     for key in ordered:
         task = tasks[key]
-        component = components.get((task.get("componentRef") or {}).get("name"), {})
-        artifacts = (component.get("outputDefinitions") or {}).get("artifacts") or {}
-        metrics = [name for name, definition in artifacts.items()
-                   if ((definition or {}).get("artifactType") or {}).get("schemaTitle") == "system.Metrics"]
-        steps.append(StepSpec((task.get("taskInfo") or {}).get("name") or key, key, metrics))
+        reference = _mapping(task.get("componentRef"), f"root.dag.tasks.{key}.componentRef").get("name")
+        component = _mapping(components.get(reference) if isinstance(reference, str) else None,
+                             f"components.{reference}")
+        artifacts = _mapping(_mapping(component.get("outputDefinitions"), f"components.{reference}.outputDefinitions")
+                             .get("artifacts"), f"components.{reference}.outputDefinitions.artifacts")
+        metrics = [str(name) for name, definition in artifacts.items()
+                   if isinstance(definition, dict) and isinstance(definition.get("artifactType"), dict)
+                   and definition["artifactType"].get("schemaTitle") == "system.Metrics"]
+        name = _mapping(task.get("taskInfo"), f"root.dag.tasks.{key}.taskInfo").get("name")
+        steps.append(StepSpec(name if isinstance(name, str) and name else key, key, metrics))
     return steps
 
 
 def printable(text: Any) -> str:
-    """Text from the server as one line a terminal shows as it is: control characters escaped."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in " ".join(str(text).split()))
+    """Text from the server as one line a terminal shows as it is: terminal control sequences removed
+    (``redaction``), other characters a terminal does not print escaped."""
+    from .redaction import terminal_text
+
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in " ".join(terminal_text(text).split()))
 
 
 def state_name(value: Any) -> str:
-    """A run's or step's state as KFP names it (PENDING for an unset one)."""
-    return str(value or "PENDING").replace("RUNTIME_STATE_UNSPECIFIED", "PENDING")
+    """A run's or step's state as KFP names it (PENDING for an unset one, UNKNOWN for one that is no name)."""
+    if value is not None and not isinstance(value, str):
+        return "UNKNOWN"
+    return printable(value or "PENDING").replace("RUNTIME_STATE_UNSPECIFIED", "PENDING")
 
 
 def error_message(error: Any) -> str | None:
@@ -100,9 +133,24 @@ def error_message(error: Any) -> str | None:
     return printable(message) or None if message else None
 
 
+def aware_time(value: Any) -> datetime | None:
+    """A time of the API as an aware datetime (a time without a zone is taken as UTC); None for anything else."""
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
 def _created(detail: Any) -> float:
-    moment = detail.create_time or detail.start_time
-    return moment.timestamp() if moment else 0.0
+    moment = aware_time(getattr(detail, "create_time", None)) or aware_time(getattr(detail, "start_time", None))
+    try:
+        return moment.timestamp() if moment else 0.0
+    except (OverflowError, ValueError, OSError):
+        return 0.0
+
+
+def _texts(values: Any) -> list[str]:
+    """The non-empty strings of a list from the API (anything else in it is left out)."""
+    return [value for value in values if isinstance(value, str) and value] if isinstance(values, list) else []
 
 
 def step_states(run: Any, steps: list[StepSpec]) -> dict[str, StepState]:
@@ -110,31 +158,40 @@ def step_states(run: Any, steps: list[StepSpec]) -> dict[str, StepState]:
     drivers and the root DAG, are left out; several details of one step are merged, latest first)."""
     names = {step.name for step in steps} | {step.task for step in steps}
     by_task = {step.task: step.name for step in steps}
-    details = [d for d in ((getattr(run, "run_details", None) and run.run_details.task_details) or [])
-               if d.display_name in names]
+    run_details = getattr(run, "run_details", None)
+    details = getattr(run_details, "task_details", None) if run_details is not None else None
+    details = [d for d in (details if isinstance(details, list) else [])
+               if isinstance(getattr(d, "display_name", None), str) and d.display_name in names]
     details.sort(key=_created)
     states: dict[str, StepState] = {}
     for detail in details:  # oldest first: the latest detail's state wins
         name = by_task.get(detail.display_name, detail.display_name)
         state = states.setdefault(name, StepState(name, state_name(detail.state)))
         state.state = state_name(detail.state)
-        state.start = detail.start_time or state.start
-        state.end = detail.end_time or state.end
+        state.start = aware_time(detail.start_time) or state.start
+        state.end = aware_time(detail.end_time) or state.end
         state.error = error_message(detail.error) or state.error
-        for pod in [detail.pod_name] + [child.pod_name for child in detail.child_tasks or []]:
-            if pod and pod not in state.pods:
+        children = detail.child_tasks if isinstance(detail.child_tasks, list) else []
+        for pod in _texts([detail.pod_name] + [getattr(child, "pod_name", None) for child in children]):
+            if pod not in state.pods:
                 state.pods.append(pod)
-        for output, artifacts in (detail.outputs or {}).items():
+        outputs = detail.outputs if isinstance(detail.outputs, dict) else {}
+        for output, artifacts in outputs.items():
             state.outputs.setdefault(output, [])
-            state.outputs[output] += [a for a in (artifacts.artifact_ids or []) if a not in state.outputs[output]]
+            state.outputs[output] += [a for a in _texts(getattr(artifacts, "artifact_ids", None))
+                                      if a not in state.outputs[output]]
     return states
 
 
 def duration(start: datetime | None, end: datetime | None) -> str | None:
     """``1h 2m``, ``3m 4s`` or ``5s``; None without both times."""
+    start, end = aware_time(start), aware_time(end)
     if start is None or end is None:
         return None
-    seconds = max(0, round((end - start).total_seconds()))
+    try:
+        seconds = max(0, round((end - start).total_seconds()))
+    except OverflowError:
+        return None
     hours, rest = divmod(seconds, 3600)
     minutes, seconds = divmod(rest, 60)
     if hours:
@@ -157,21 +214,34 @@ def get_run(kfp_client, run_id: str):
     """The run, through kfp.Client; failures are one-line DeploymentErrors."""
     from .deployment import _host, _step, _token
 
+    from .deployment import MalformedAnswer
+
     with _step(f"reading run {run_id}", _host(kfp_client), _token(kfp_client)):
-        return kfp_client.get_run(run_id)
+        run = kfp_client.get_run(run_id)
+    if not (isinstance(getattr(run, "run_id", None), str) and run.run_id):
+        raise MalformedAnswer(f"reading run {printable(run_id)} gave no run_id (is the host the KFP API?)")
+    return run
 
 
 def run_spec(kfp_client, run) -> dict:
     """The pipeline spec of a run: its own, else its pipeline version's."""
     from .deployment import _host, _step, _token
 
+    from .deployment import MalformedAnswer
+
     if run.pipeline_spec:
-        return run.pipeline_spec
-    reference = run.pipeline_version_reference
-    if reference is None or not reference.pipeline_version_id:
-        return {}
-    with _step(f"reading the pipeline version of run {run.run_id}", _host(kfp_client), _token(kfp_client)):
-        return kfp_client.get_pipeline_version(reference.pipeline_id, reference.pipeline_version_id).pipeline_spec or {}
+        spec = run.pipeline_spec
+    else:
+        reference = run.pipeline_version_reference
+        if reference is None or not reference.pipeline_version_id:
+            return {}
+        with _step(f"reading the pipeline version of run {printable(run.run_id)}", _host(kfp_client),
+                   _token(kfp_client)):
+            spec = kfp_client.get_pipeline_version(reference.pipeline_id, reference.pipeline_version_id).pipeline_spec
+    if spec and not isinstance(spec, dict):
+        raise MalformedAnswer(f"the pipeline spec of run {printable(run.run_id)} is a {type(spec).__name__}, "
+                              "not an object")
+    return spec or {}
 
 
 def follow(kfp_client, run_id: str, steps: list[StepSpec], *, timeout: float | None = None, interval: float = 5.0,
@@ -245,7 +315,8 @@ def metric_lines(kfp_client, steps: list[StepSpec], states: dict[str, StepState]
         found = metrics(kfp_client, steps, states)
     except MetadataUnavailable as error:
         return [f"  metrics: not available: {error}"]
-    lines = [f"  metric {step}.{name} = {value:g}" for step, values in found.items() for name, value in values.items()]
+    lines = [f"  metric {printable(step)}.{printable(name)} = {value:g}" for step, values in found.items()
+             for name, value in values.items()]
     return lines or ["  metrics: none recorded"]
 
 

@@ -1,0 +1,147 @@
+"""Transport: every request to the KFP host bounded in time and in size.
+
+kfp.Client sets no time limit, and urllib3's read timeout restarts at each byte, so a host that
+trickles bytes, or never answers, holds a caller for ever; it also reads a whole answer into
+memory, however large, after undoing any gzip encoding. ``bound`` wraps the REST client of a
+kfp.Client so that each request has a connect and a read timeout, a deadline for the whole
+exchange (connect, headers and body), and a cap on the decoded size of the answer. The limits
+are ``Limits.from_environment()``: defaults, or the ``NBCONVERT_KFP_HTTP_DEADLINE`` (seconds) and
+``NBCONVERT_KFP_MAX_RESPONSE`` (bytes) settings. Standard library and kfp only; the generated
+script carries it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+#: Environment settings: seconds one request may take in all, and the largest answer in bytes.
+DEADLINE_ENV = "NBCONVERT_KFP_HTTP_DEADLINE"
+MAX_RESPONSE_ENV = "NBCONVERT_KFP_MAX_RESPONSE"
+#: Chunk size of the body reads; each read returns as soon as any data arrived.
+_CHUNK = 64 * 1024
+
+
+class DeadlineExceeded(TimeoutError):
+    """The host did not finish its answer within the deadline."""
+
+
+class ResponseTooLarge(Exception):
+    """The host's answer is larger than the cap."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The bounds of one request: connect and read timeouts, the whole deadline, the answer cap."""
+
+    connect: float = 15.0
+    read: float = 60.0
+    deadline: float = 120.0
+    max_response: int = 64 * 1024 * 1024
+
+    @classmethod
+    def from_environment(cls) -> "Limits":
+        """The defaults, with the deadline and the cap the environment sets (invalid settings are ignored)."""
+        defaults = cls()
+        deadline = _positive(os.environ.get(DEADLINE_ENV), float) or defaults.deadline
+        cap = _positive(os.environ.get(MAX_RESPONSE_ENV), int) or defaults.max_response
+        return cls(min(defaults.connect, deadline), min(defaults.read, deadline), deadline, cap)
+
+
+def _positive(text: str | None, kind: Callable[[str], Any]) -> Any:
+    try:
+        value = kind(text) if text else None
+    except ValueError:
+        return None
+    return value if value is not None and 0 < value < float("inf") else None
+
+
+def _size(cap: int) -> str:
+    return f"{cap / 1024 / 1024:g} MiB" if cap >= 1024 * 1024 else f"{cap} bytes"
+
+
+def _read_body(response: Any, limits: Limits, deadline: float) -> bytes:
+    """The decoded body of a urllib3 response, within the deadline and the cap."""
+    body = bytearray()
+    while True:
+        if time.monotonic() > deadline:
+            raise DeadlineExceeded(f"the answer did not arrive within {limits.deadline:g} s")
+        chunk = response.read1(_CHUNK, decode_content=True)
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > limits.max_response:
+            raise ResponseTooLarge(f"the answer is larger than {_size(limits.max_response)} ({MAX_RESPONSE_ENV} "
+                                   "sets the limit)")
+
+
+def exchange(send: Callable[[Any], Any], limits: Limits) -> Any:
+    """Run ``send(timeout)`` (a urllib3 request that does not preload its body) and read its body,
+    in a worker thread, for at most ``limits.deadline`` seconds; return the response with its body read.
+
+    A host still sending at the deadline is left to the worker thread, which stops at its next
+    read (the socket's read timeout bounds each one); the caller gets ``DeadlineExceeded`` at once.
+    """
+    from kfp_server_api.rest import urllib3  # kfp's own HTTP library
+
+    deadline = time.monotonic() + limits.deadline
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            response = send(urllib3.Timeout(connect=limits.connect, read=limits.read))
+            outcome["response"] = response
+            body = _read_body(response, limits, deadline)
+            response._body = body  # what ``response.data`` answers from now on
+            response.release_conn()
+            outcome["done"] = True
+        except BaseException as error:  # handed to the caller's thread
+            outcome["error"] = error
+            if outcome.get("response") is not None:
+                try:
+                    outcome["response"].close()  # a connection with an unread answer is not reused
+                except Exception:
+                    pass
+
+    worker = threading.Thread(target=work, name="nbconvert-kfp-request", daemon=True)
+    worker.start()
+    worker.join(max(0.0, deadline - time.monotonic()))
+    if worker.is_alive():
+        response = outcome.get("response")
+        if response is not None:
+            try:
+                response.shutdown()  # unblocks the worker's read
+            except Exception:
+                pass
+        raise DeadlineExceeded(f"no complete answer within {limits.deadline:g} s (the host is too slow, or "
+                               f"not a KFP API; {DEADLINE_ENV} sets the deadline)")
+    if "error" in outcome:
+        error = outcome["error"]
+        raise error
+    return outcome["response"]
+
+
+class _BoundedPool:
+    """A urllib3 pool manager whose ``request`` is an ``exchange``: bounded, its body read."""
+
+    def __init__(self, pool: Any):
+        self._pool = pool
+
+    def request(self, method: str, url: str, *args: Any, preload_content: bool = True, timeout: Any = None,
+                **kwargs: Any) -> Any:
+        """The request, bounded by ``Limits.from_environment()``; the caller's timeout is replaced."""
+        return exchange(lambda limit: self._pool.request(method, url, *args, preload_content=False, timeout=limit,
+                                                         **kwargs), Limits.from_environment())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+
+def bound(rest_client: Any) -> None:
+    """Make every request of a kfp_server_api REST client bounded (``exchange``)."""
+    pool = getattr(rest_client, "pool_manager", None)
+    if pool is not None and not isinstance(pool, _BoundedPool):
+        rest_client.pool_manager = _BoundedPool(pool)
