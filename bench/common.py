@@ -40,14 +40,15 @@ class Timed:
 
 
 def run_timed(argv: Sequence[str], log_name: str, *, cwd: Path | None = None,
-              echo_steps: bool = False, timeout: float = 600) -> Timed:
+              echo_steps: bool = False, timeout: float = 600, env: dict[str, str] | None = None) -> Timed:
     """Run ``argv``, timing its wall clock; stream its output into ``results/logs/<log_name>``.
 
     With ``echo_steps`` each "[nbconvert-kfp] step 'x' finished in Ns" line is shown as progress.
+    ``env`` replaces this process's environment.
     """
     LOGS.mkdir(parents=True, exist_ok=True)
     log = LOGS / log_name
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"}
     steps: dict[str, float] = {}
     start = time.perf_counter()
     with log.open("w") as sink:

@@ -185,6 +185,8 @@ class Component(TypedDict, total=False):
     docstring: str
     display_name: str | None
     decorator: list[str]
+    #: the ``installs(...)`` decorator above ``@dsl.component``, or None: the step installs nothing
+    installs: str | None
     signature: list[str]
     arguments: list[str]
     after: list[str]

@@ -7,6 +7,7 @@ and pip runs in a virtual environment of its own.
 from __future__ import annotations
 
 import html
+import os
 import shlex
 import subprocess
 import sys
@@ -89,7 +90,8 @@ def _convert(world, name: str, *traits: str, cells=None) -> tuple[subprocess.Com
     directory.mkdir()
     nb = build_notebook(cells or [(["step:use"], STEP)])
     nbformat.write(nb, directory / f"{name}.ipynb")
-    env = {"PYTHONPATH": str(world["site"])}
+    # the worktree's PYTHONPATH (if any) stays behind the extra distributions
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(world["site"]), os.environ.get("PYTHONPATH")]))}
     converted = run([JUPYTER, "nbconvert", "--to", "kfp", f"{name}.ipynb", *traits], cwd=directory, **env)
     if converted.returncode != 0:
         return converted, None
@@ -104,16 +106,22 @@ def _container(spec: dict, task: str) -> dict:
 
 
 def _pip_lines(container: dict) -> list[list[str]]:
-    script = container["command"][2]
-    return [shlex.split(part.split("&&")[0]) for part in script.split("python3 -m pip install")[1:]]
+    """Each install line of the step as pip would get it: pip's index options, then the line's arguments."""
+    lines = container["command"][2].splitlines()
+    [pip] = [shlex.split(line.split("{", 1)[1].rsplit('"$@"', 1)[0])
+             for line in lines if line.startswith("pip_install()")]
+    assert pip[:5] == ["python3", "-m", "pip", "install", "-q"], pip
+    return [pip[5:] + shlex.split(line)[1:] for line in lines if line.startswith("install ")]
 
 
 def _install(world, container: dict) -> subprocess.CompletedProcess:
-    """Run the step's install preamble (sh -c SCRIPT) with the fresh environment's python3, then stop."""
+    """Run the step's install lines (its ``sh -ec`` program up to kfp's part) with the fresh environment's
+    python3: the index serves no uv, so pip installs."""
     bin_dir = Path(world["python"]).parent
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PIP_NO_CACHE_DIR": "1", "PIP_CONFIG_FILE": "/dev/null"}
-    return subprocess.run(["sh", "-c", container["command"][2], "true"], env=env, capture_output=True, text=True,
-                          timeout=300)
+    script = container["command"][2]
+    return subprocess.run(["sh", "-ec", script[:script.index("program_path=")], "true"], env=env,
+                          capture_output=True, text=True, timeout=300)
 
 
 def test_pins_drop_local_labels_and_name_the_namespace_distribution_and_install_from_the_index(world):
@@ -157,7 +165,7 @@ def test_kfp_is_installed_whatever_other_kfp_packages_a_step_needs(world):
     _, spec = _convert(world, "kfpoff", "--KFPExporter.install_kfp_package=False", cells=cells[:1])
     requirements = {t for line in _pip_lines(_container(spec, "client")) for t in line if not t.startswith("-")}
     assert kfp_pin not in requirements and any(r.startswith("kfp-server-api==") for r in requirements)
-    assert "install_kfp_package=False" in (world["root"] / "kfpoff" / "kfpoff_pipeline.py").read_text()
+    assert "\nINSTALL_KFP = False\n" in (world["root"] / "kfpoff" / "kfpoff_pipeline.py").read_text()
 
 
 def test_an_image_with_another_python_is_warned_about(world):

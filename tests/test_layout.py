@@ -148,8 +148,10 @@ def _global_reads(tree: ast.Module) -> set[str]:
     for node in tree.body:
         scope_locals: set[str] = set()
         if isinstance(node, ast.FunctionDef):
-            arguments = node.args.args + node.args.kwonlyargs + [a for a in (node.args.vararg, node.args.kwarg) if a]
-            scope_locals = {a.arg for a in arguments}
+            functions = [f for f in ast.walk(node) if isinstance(f, (ast.FunctionDef, ast.Lambda))]  # nested too
+            arguments = [a for f in functions for a in f.args.args + f.args.kwonlyargs
+                         + [a for a in (f.args.vararg, f.args.kwarg) if a]]
+            scope_locals = {a.arg for a in arguments} | {f.name for f in functions if isinstance(f, ast.FunctionDef)}
             scope_locals |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
             scope_locals |= {(a.asname or a.name).partition(".")[0] for n in ast.walk(node)
                              if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}

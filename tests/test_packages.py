@@ -59,25 +59,23 @@ EXPECTED = {
 
 # --- helpers -------------------------------------------------------------------------------------
 
-_INSTALL = re.compile(r"python3 -m pip install --quiet --no-warn-script-location ([^\n&]*)")
-
-
 def pip_installs(container):
-    """The step's own pip install (requirements, index options) and whether kfp is installed apart."""
-    text = "\n".join(container["command"])
+    """The step's own install (index options, requirements) and whether kfp is installed apart."""
+    lines = container["command"][2].splitlines()
     own, kfp_install = None, None
-    for match in _INSTALL.finditer(text):
-        tokens = iter(shlex.split(match.group(1)))
-        options, requirements = {}, []
-        for token in tokens:
-            if token in ("--index-url", "--extra-index-url", "--trusted-host"):
-                options.setdefault(token, []).append(next(tokens))
-            else:
-                requirements.append(token)
+    [pip] = [shlex.split(line.split("{", 1)[1].rsplit('"$@"', 1)[0])
+             for line in lines if line.startswith("pip_install()")] or [[]]
+    options, tokens = {}, iter(pip[5:])  # after python3 -m pip install -q: the index options
+    for token in tokens:
+        options.setdefault(token, []).append(next(tokens))
+    for line in lines:
+        if not line.startswith("install "):
+            continue
+        requirements = shlex.split(line)[1:]
         if any(r.startswith("kfp==") for r in requirements) and "--no-deps" in requirements:
             kfp_install = (options, requirements)
         else:
-            assert own is None, text[:2000]
+            assert own is None, lines
             own = (options, requirements)
     return own or ({}, []), kfp_install
 

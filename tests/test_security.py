@@ -152,7 +152,7 @@ def _fake_python3(directory: Path) -> Path:
     return directory / "pip-args"
 
 
-def test_legit_requirements_and_index_reach_pip_as_single_arguments(tmp_path):
+def test_legit_requirements_and_index_reach_the_installer_as_single_arguments(tmp_path):
     requirements = ['torch>=2; python_version>"3.8"', "pkg[extra]==1.0", "requests"]
     notebook = _notebook(tmp_path, tags=[f"package:{r}" for r in requirements])
     index = "https://pypi.example.com/simple"
@@ -161,16 +161,16 @@ def test_legit_requirements_and_index_reach_pip_as_single_arguments(tmp_path):
     assert result.returncode == 0, result.stderr
     [document] = _documents(tmp_path / "nb_pipeline.yaml")
     command = document["deploymentSpec"]["executors"]["exec-a"]["container"]["command"]
-    assert command[:2] == ["sh", "-c"]
+    assert command[:2] == ["sh", "-ec"]
     recorded = _fake_python3(tmp_path / "bin")
-    shell = subprocess.run(["sh", "-c", command[2], "true"], cwd=tmp_path, capture_output=True, text=True,
+    shell = subprocess.run(["sh", "-ec", command[2], "true"], cwd=tmp_path, capture_output=True, text=True,
                            env={"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)}, timeout=60)
     assert shell.returncode == 0, shell.stderr
     arguments = recorded.read_text().splitlines()
     for requirement in requirements:
         assert requirement in arguments
     assert arguments[arguments.index("--index-url") + 1] == index
-    assert arguments[arguments.index("--trusted-host") + 1] == "pypi.example.com"
+    assert arguments[arguments.index("--allow-insecure-host") + 1] == "pypi.example.com"  # uv's --trusted-host
 
 
 # --- secrets in error messages ----------------------------------------------------------------------

@@ -153,8 +153,8 @@ def _run_order(tasks: dict) -> list[str]:
     return order
 
 
-#: What kfp puts around a component function's source in its command (pip, program, imports): bytes.
-_COMMAND_BASE = 980
+#: What a component's command holds besides its function's source (install lines, kfp's program and imports): bytes.
+_COMMAND_BASE = 590
 #: Extra bytes of a task in the root DAG per input, and of a component per input or output.
 _TASK_BASE, _TASK_PER_INPUT = 160, 130
 _COMPONENT_BASE, _COMPONENT_PER_IO = 60, 95

@@ -19,7 +19,7 @@ SCRIPT_GLOBALS = frozenset({
     # constants and functions
     "PIPELINE_NAME", "PIPELINE_DESCRIPTION", "BASE_IMAGE", "EXPERIMENT", "PARAMETER_TYPES", "LOCAL_RUN",
     "LOCAL_IGNORED", "PRELOAD_IMPORTS", "STEP_INSTALLS", "GRAPH", "TUNING", "PIP_INDEX_URLS", "PIP_TRUSTED_HOSTS",
-    "DATA", "DATA_ROOT",
+    "DATA", "DATA_ROOT", "INSTALLER", "INSTALL_KFP", "shlex",
     "installs", "data_input", "pipeline", "main", "_script_tools", "_step_runtime",
 })
 #: Names a component function uses for itself.

@@ -101,19 +101,19 @@ class KFPExporter(TemplateExporter):
     ).tag(config=True)
     pip_trusted_hosts = List(
         Unicode(),
-        help="Hosts pip may reach without verifying TLS (pip --trusted-host). Default: none; every "
-        "index's certificate is verified.",
+        help="Hosts the steps' installers may reach without verifying TLS (pip --trusted-host, uv "
+        "--allow-insecure-host). Default: none; every index's certificate is verified.",
     ).tag(config=True)
     install_kfp_package = Bool(
         True,
-        help="Let each step pip-install kfp when it starts (the step image needs kfp to run the step). "
+        help="Let each step install kfp when it starts (the step image needs kfp to run the step). "
         "Turn off when the image already has kfp, e.g. on a cluster without a package index.",
     ).tag(config=True)
     runtime = Enum(
         list(RUNTIME_MODES), "artifact",
         help="How the steps get nbconvert-kfp's step runtime. 'artifact': a first step writes it, with the "
         "notebook's imports and functions cells, to one KFP artifact that every step loads (works on any KFP "
-        "install, keeps steps small). 'package': each step pip-installs 'runtime_package'. 'image': the step "
+        "install, keeps steps small). 'package': each step installs 'runtime_package'. 'image': the step "
         "image has it. 'embedded': every step carries it in its own command (tiny pipelines only).",
     ).tag(config=True)
     runtime_package = Unicode(

@@ -11,7 +11,7 @@ How the steps get nbconvert-kfp's step runtime (``KFPExporter.runtime``):
   step takes it as an input and imports from it. The runtime's source is in the
   pipeline once, so step commands stay small, and KFP's cache keys change only with
   the code each step runs;
-- ``package``: each step pip-installs the runtime distribution (``runtime_package``);
+- ``package``: each step installs the runtime distribution (``runtime_package``);
 - ``image``: the step image already has it (``nbconvert-kfp-runtime``, or nbconvert-kfp);
 - ``embedded``: every step carries the runtime in its own command (tiny pipelines).
 """
@@ -33,7 +33,7 @@ from ..analysis.localmodules import LIMIT as LOCAL_LIMIT
 from ..analysis.localmodules import local_modules
 from ..analysis.packages import (canonical_name, distribution_requirement, image_python, is_installed, local_builds,
                                  pin, requirements, unsupported_on)
-from ..codegen import archive
+from ..codegen import archive, installer
 from ..codegen.identifier import Namer, kfp_name
 from ..codegen.literal import code_literal, docstring, python_literal
 from ..codegen.reserved import COMPONENT_LOCALS, RESERVED
@@ -354,7 +354,7 @@ class ComponentBuilder(Preprocessor):
                 function = namer.take_task(f"file_{item['path']}", "data")
                 component = {
                     "function": function, "task": task, "decorator": self._common_decorator("BASE_IMAGE"),
-                    "signature": ["data: Output[Dataset]"],
+                    "installs": self._installs([]), "signature": ["data: Output[Dataset]"],
                     "docstring": docstring(f"The {_data_noun(item)} {item['path']!r} next to the notebook "
                                            f"({_size(item['size'])}), for the steps that read it."),
                     "body": archive.extractor_statements(payload, "data.path", 4), "packages": [],
@@ -396,19 +396,23 @@ class ComponentBuilder(Preprocessor):
                 [[cell_number(c["index"]), c["source"], c.get("original")] for c in model["prelude"]], ensure_ascii=False)
         return files
 
-    def _common_decorator(self, image: str) -> list[str]:
-        settings = self._settings
-        install = "False" if not settings["install_kfp_package"] else "not LOCAL_RUN"
-        arguments = [f"base_image={image}", f"install_kfp_package={install}"]
-        if settings["pip_index_urls"]:
-            arguments += ["pip_index_urls=PIP_INDEX_URLS", "pip_trusted_hosts=PIP_TRUSTED_HOSTS"]
-        return arguments
+    @staticmethod
+    def _common_decorator(image: str) -> list[str]:
+        # kfp's own pip preamble is left out: the ``installs`` decorator gives the step its install lines
+        return [f"base_image={image}", "install_kfp_package=False"]
+
+    def _installs(self, packages: list[str]) -> str | None:
+        """The ``installs(...)`` decorator of a component, or None when its step installs nothing."""
+        if not packages and not self._settings["install_kfp_package"]:
+            return None
+        return _call(installer.DECORATOR, [python_literal(p) for p in packages], 0)
 
     def _bundle_component(self, bundle: dict[str, Any]) -> Component:
         return {
             "function": bundle["function"],
             "task": bundle["task"],
             "decorator": self._common_decorator("BASE_IMAGE"),
+            "installs": self._installs([]),
             "signature": ["bundle: Output[Artifact]"],
             "docstring": docstring("The code every step shares, as one zip archive: nbconvert-kfp's step "
                                    "runtime and the notebook's imports and functions cells."),
@@ -508,8 +512,6 @@ class ComponentBuilder(Preprocessor):
         decorator = self._common_decorator(python_literal(image) if image else "BASE_IMAGE")
         packages = self._packages(step, options, modules)
         self._check_image_python(step, image or settings["base_image"], packages)
-        if packages:
-            decorator.append(f"packages_to_install={_call('installs', [python_literal(p) for p in packages])}")
         if settings["runtime"] == "embedded":
             decorator.append("additional_funcs=[_step_runtime]")
         numbers = [str(cell_number(c["index"])) for c in step["cells"]]
@@ -522,6 +524,7 @@ class ComponentBuilder(Preprocessor):
             "docstring": docstring(f"Step {step['name']!r} (notebook {cell_numbers})."),
             "display_name": step["name"] if step["name"] != component_name else None,
             "decorator": decorator,
+            "installs": self._installs(packages),
             "signature": signature,
             "arguments": arguments,
             "after": [tasks[p] for p in step["parents"] if p not in data_parents],
@@ -604,7 +607,7 @@ class ComponentBuilder(Preprocessor):
         return setup, claims
 
     def _packages(self, step: Step, options: list[StepOption], modules: set[str]) -> list[str]:
-        """What the step pip-installs on a cluster: its imports' distributions, pinned, plus extras."""
+        """What the step installs on a cluster: its imports' distributions, pinned, plus extras."""
         settings = self._settings
         found: list[str] = []
         if settings["install_packages"]:
@@ -690,7 +693,8 @@ class ComponentBuilder(Preprocessor):
                 graph: dag.Graph) -> dict[str, Any]:
         settings: Settings = model["pipeline"]
         uses_kubernetes = any("kubernetes." in statement for statement in statements)
-        imports = ["import os", "import sys", ""]
+        imports = ["import os", "import shlex", "import sys", ""]
+        imports.append("import kfp")
         imports.append("from kfp import dsl, kubernetes" if uses_kubernetes else "from kfp import dsl")
         dsl_names = _dsl_imports(components)
         if dsl_names:
@@ -705,10 +709,11 @@ class ComponentBuilder(Preprocessor):
             f"EXPERIMENT = {python_literal(settings['experiment'])}",
             f"PARAMETER_TYPES = {_dict_lines(types, 0)}",
         ]
-        if settings["pip_index_urls"]:
-            constants += [f"PIP_INDEX_URLS = {python_literal(settings['pip_index_urls'])}",
-                          f"PIP_TRUSTED_HOSTS = {python_literal(settings['pip_trusted_hosts'])}"]
         constants += [
+            "# On a cluster a step first runs these lines: install() uses uv (pip installs it when the image lacks",
+            "# it), else pip; both keep what the image already has at the pinned version. See installs().",
+            installer.installer_constant(settings["pip_index_urls"], settings["pip_trusted_hosts"]),
+            f"INSTALL_KFP = {settings['install_kfp_package']!r}",
             "# A local run (--local) runs the steps in this Python environment and installs nothing.",
             f'LOCAL_RUN = os.environ.get({python_literal(LOCAL_RUN_ENV)}) == "1" or (__name__ == "__main__" and '
             '"--local" in sys.argv[1:])',
@@ -716,7 +721,7 @@ class ComponentBuilder(Preprocessor):
             f"LOCAL_IGNORED = {_list_lines(ignored, 0)}",
             "# Modules the notebook imports: --local loads them once in a warm process that forks the steps.",
             f"PRELOAD_IMPORTS = {_list_lines([python_literal(s) for s in model['imports']], 0)}",
-            "# What each step pip-installs on a cluster (None: the image has everything): a local run names the",
+            "# What each step installs on a cluster (None: the image has everything): a local run names the",
             "# modules a step imported beyond them.",
             f"STEP_INSTALLS = {self._step_installs(components) if settings['install_packages'] else None}",
             "# The pipeline's graph, for --dag and for naming a failed step.",
@@ -724,9 +729,7 @@ class ComponentBuilder(Preprocessor):
             "# The hyperparameter search of the notebook's katib_metadata (--tune, --katib-experiment), or None.",
             f"TUNING = {python_literal(model.get('tuning'))}",
         ]
-        functions = ['def installs(*requirements):\n'
-                     '    """The packages a step pip-installs on a cluster; a local run uses this environment\'s."""\n'
-                     '    return [] if LOCAL_RUN else list(requirements)']
+        functions = [installer.script_function()]
         if model.get("data"):
             constants += self._data_constants(model)
             functions.append(DATA_INPUT_FUNCTION)
