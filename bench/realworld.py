@@ -5,6 +5,10 @@ DIR (default /work/realworld/notebooks) holds notebooks in group folders: DIR/<g
 For each notebook, in fresh temporary copies of its folder, it (a) converts it with
 ``jupyter nbconvert --to kfp``, (b) compiles the script (``python X_pipeline.py``), (c) runs it with
 ``--local``, (d) runs the original notebook top to bottom with nbclient, and (e) compares the two runs.
+With ``--cluster``, (f) runs the pipeline of each notebook that converts and whose nbclient run succeeds the way
+a KFP cluster does: the script imported (not ``--local``), each step in a fresh virtualenv that holds only what
+its own command installs, from an empty folder, with the data that travels through the object store pushed to
+an S3 server on 127.0.0.1.
 Results go to bench/results/realworld.json and the output of every command to bench/results/realworld-logs/.
 """
 
@@ -102,6 +106,11 @@ class Outcome:
     nbclient_rerun: dict[str, float] | None = None
     deterministic: bool | None = None
     seconds: float = 0.0
+    #: --cluster: the converted pipeline run as a cluster runs it (only for notebooks that convert and whose
+    #: nbclient run succeeds), why it failed and the kind of failure
+    cluster: Phase = field(default_factory=Phase)
+    cluster_reason: str | None = None
+    cluster_category: str | None = None
 
 
 # --------------------------------------------------------------------------------------------- processes
@@ -149,13 +158,14 @@ def _environment() -> dict[str, str]:
     return env
 
 
-def run_command(argv: list[str], cwd: Path, log_file: Path, timeout: float) -> Phase:
+def run_command(argv: list[str], cwd: Path, log_file: Path, timeout: float,
+                env: dict[str, str] | None = None) -> Phase:
     """Run a command with its output in ``log_file``; kill it and all it started after ``timeout`` seconds."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with log_file.open("w") as sink:
         process = subprocess.Popen(argv, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env=_environment(), start_new_session=True)
+                                   env=env or _environment(), start_new_session=True)
         try:
             returncode = process.wait(timeout=timeout)
             timed_out = False
@@ -419,15 +429,280 @@ def _nbclient(notebook: Path, into: Path, names: list[str] | None, log_file: Pat
     return nbc
 
 
+# --------------------------------------------------------------------------------------------- cluster-like
+
+
+@dataclass
+class ClusterMode:
+    """How the cluster-like phase runs: its timeout and the object store that stands for the cluster's."""
+
+    timeout: float
+    store: ObjectStore | None
+
+
+#: "[nbconvert-kfp] step 'NAME' failed in notebook cell 3, line 2: Error: message", as a step reports its failure
+_CLUSTER_STEP_FAILED = re.compile(
+    r"\[nbconvert-kfp\] step '(.+?)' failed in (?:notebook cell (\d+))?[^:]*?: (.*)$", re.MULTILINE)
+_CLUSTER_METRIC = re.compile(r"\[nbconvert-kfp\] metric (\S+) = (\S+)$", re.MULTILINE)
+_TASK_FAILED = re.compile(r"Task '(.+?)' finished with status FAILURE")
+_PIP_ERROR = re.compile(r"^\s*ERROR: (Could not find a version|No matching distribution|Failed building|"
+                        r"ResolutionImpossible|Cannot install|Could not build|Invalid requirement).*$", re.MULTILINE)
+#: the end line of a successful cluster-like run
+CLUSTER_OK = "@@realworld-cluster-ok@@"
+#: importer URIs an object store serves, and the folder where kfp.local's artifacts find them (as a launcher does)
+_STORE_MOUNTS = {"s3://": "/s3/", "minio://": "/minio/"}
+#: what a library needs but does not import until a call needs it: pandas plotting, parquet, Excel, tables
+_LAZY_DEPENDENCY = ("optional dependency", "required for plotting", "Unable to find a usable engine",
+                    "IProgress not found", "Install openpyxl", "Install xlrd", "pip install pyarrow",
+                    "pip install tabulate", "Import tabulate failed")
+_IPYTHON = ("get_ipython", "No module named 'IPython'", "UsageError", "IPython")
+
+
+def _download_store_artifact(uri: str, endpoint: str) -> None:
+    """Copy the object, or the objects under a prefix, an importer's ``s3://`` or ``minio://`` URI names to the
+    local folder kfp.local gives that URI (/s3/BUCKET/KEY, /minio/BUCKET/KEY)."""
+    import boto3
+
+    scheme = next(s for s in _STORE_MOUNTS if uri.startswith(s))
+    bucket, _, key = uri[len(scheme):].partition("/")
+    client = boto3.client("s3", endpoint_url=endpoint)
+    prefix = key.rstrip("/")
+    keys = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", []) if o["Key"] == prefix or o["Key"].startswith(prefix + "/")]
+    if not keys:
+        raise FileNotFoundError(f"importer artifact {uri}: no object in the object store at {endpoint}")
+    for name in keys:
+        target = Path(_STORE_MOUNTS[scheme]) / bucket / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(bucket, name, str(target))
+
+
+def cluster_child(script: Path, pipeline_root: Path, endpoint: str | None) -> int:
+    """Run the pipeline of ``script`` as a cluster does, from the current (empty) folder: the script imported
+    (cluster settings and install lists), every step in a fresh virtualenv, importer artifacts fetched from the
+    object store at ``endpoint``."""
+    import importlib.util
+
+    os.environ.pop("NBCONVERT_KFP_LOCAL_RUN", None)
+    sys.argv = [str(script)]
+    spec = importlib.util.spec_from_file_location("realworld_pipeline", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if getattr(module, "LOCAL_RUN", False):
+        print("the script was imported in local mode", flush=True)
+        return 1
+    from kfp import local
+    from kfp.local import importer_handler
+
+    if endpoint:
+        import_artifact = importer_handler.run_importer
+
+        def import_and_download(*args: Any, **kwargs: Any) -> Any:
+            outputs, status = import_artifact(*args, **kwargs)
+            for artifact in outputs.values():
+                if artifact.uri.startswith(tuple(_STORE_MOUNTS)):
+                    _download_store_artifact(artifact.uri, endpoint)
+            return outputs, status
+
+        importer_handler.run_importer = import_and_download
+    # the steps' environment comes from their own installs only: nothing of this run's Python path
+    os.environ.pop("PYTHONPATH", None)
+    local.init(runner=local.SubprocessRunner(use_venv=True), pipeline_root=str(pipeline_root))
+    module.pipeline()
+    print(CLUSTER_OK, flush=True)
+    return 0
+
+
+class ObjectStore:
+    """An S3 server on 127.0.0.1 (moto) that stands for the cluster's object store, and the environment that
+    reaches it (endpoint and dummy credentials)."""
+
+    def __init__(self) -> None:
+        import logging
+        import socket
+
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.server.start()
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self.env = {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "realworld",
+                    "AWS_SECRET_ACCESS_KEY": "realworld", "AWS_DEFAULT_REGION": "us-east-1"}
+        self._buckets: set[str] = set()
+        self._lock = threading.Lock()
+
+    def bucket(self, name: str) -> None:
+        """Create bucket ``name`` once."""
+        import boto3
+
+        with self._lock:
+            if name in self._buckets:
+                return
+            client = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id="realworld",
+                                  aws_secret_access_key="realworld", region_name="us-east-1")
+            client.create_bucket(Bucket=name)
+            self._buckets.add(name)
+
+    def stop(self) -> None:
+        """Stop the server."""
+        self.server.stop()
+
+
+def _cluster_environment(store: ObjectStore | None) -> dict[str, str]:
+    """The environment of a cluster-like run: steps may install from the package index, nothing of our Python
+    path leaks into them, and the object store is reachable."""
+    env = _environment()
+    env.pop("PIP_NO_INDEX", None)
+    env.pop("PYTHONPATH", None)
+    env.update(store.env if store else {})
+    return env
+
+
+def _imported_modules(notebook: Path) -> set[str]:
+    """Top-level names of the modules the notebook's code cells import (cells that do not parse left out)."""
+    import nbformat
+
+    found: set[str] = set()
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+def _cell_uses_ipython(notebook: Path, cell: int | None) -> bool:
+    """Whether code cell ``cell`` (0-based nbformat index) holds IPython syntax: magics, ``!`` commands, ``?``."""
+    import nbformat
+
+    cells = nbformat.read(notebook, as_version=4).cells
+    if cell is None or not 0 <= cell < len(cells):
+        return False
+    return any(line.lstrip().startswith(("%", "!")) or line.rstrip().endswith("?")
+               for line in cells[cell].source.splitlines())
+
+
+def cluster_category(phase: Phase, notebook: Path, text: str) -> str:
+    """The kind of a cluster-like failure: IPython syntax, a lazy or a missing library, data, install, network..."""
+    error = phase.error or ""
+    if phase.timed_out:
+        return "timeout"
+    if _PIP_ERROR.search(text) and not phase.step:
+        return "install (pip)"
+    if "push-data" in error or "object store" in error:
+        return "object store"
+    if any(needle in error for needle in _IPYTHON) or (
+            "SyntaxError" in error and _cell_uses_ipython(notebook, phase.cell)):
+        return "IPython"
+    if any(needle in error for needle in _LAZY_DEPENDENCY):
+        return "missing library (lazy dependency)"
+    missing = re.search(r"No module named '([\w.]+)'", error)
+    if missing:
+        try:
+            imported = _imported_modules(notebook)
+        except Exception:  # an unreadable notebook: the plain category
+            imported = set()
+        top = missing.group(1).split(".")[0]
+        return "missing library" if top in imported or not imported else "missing library (lazy dependency)"
+    category = _category(error)
+    return category if category != "other" else f"other ({_exception_name(error or 'error')})"
+
+
+def _cluster(notebook: Path, script: Path, tmp: Path, logs: Path, timeout: float,
+             store: ObjectStore | None) -> Phase:
+    """Run the converted pipeline as a cluster does: push its object-store data, then run every step in a fresh
+    virtualenv from an empty folder, with the script alone in another folder."""
+    env = _cluster_environment(store)
+    source = _copy_folder(notebook, tmp / "cluster-source").parent
+    shutil.copy2(script, source / script.name)
+    text = script.read_text(errors="replace")
+    if store and re.search(r'"via": "store"', text):
+        root = re.search(r'^DATA_ROOT = "(\w+)://([^/"]+)', text, re.MULTILINE)
+        if root:
+            store.bucket(root.group(2))
+        pushed = run_command([sys.executable, script.name, "--push-data"], source, logs / "cluster-push.log",
+                             timeout, env)
+        if not pushed.ok:
+            pushed.error = "push-data: " + (pushed.error or last_error_line(_read(logs / "cluster-push.log")) or "?")
+            return pushed
+    alone = tmp / "cluster-script"
+    alone.mkdir()
+    shutil.copy2(script, alone / script.name)
+    pod = tmp / "cluster-pod"
+    pod.mkdir()
+    argv = [sys.executable, str(Path(__file__).resolve()), "--cluster-child", str(alone / script.name),
+            "--pipeline-root", str(tmp / "cluster-root")]
+    if store:
+        argv += ["--s3-endpoint", store.endpoint]
+    phase = run_command(argv, pod, logs / "cluster.log", timeout, env)
+    text = _read(logs / "cluster.log")
+    phase.ok = phase.ok and CLUSTER_OK in text
+    for match in _CLUSTER_METRIC.finditer(text):
+        try:
+            phase.metrics[match.group(1)] = float(match.group(2))
+        except ValueError:
+            pass
+    failed_task = _TASK_FAILED.search(text)
+    failed = _CLUSTER_STEP_FAILED.search(text)
+    if failed:
+        phase.step = failed.group(1)
+        phase.cell = int(failed.group(2)) - 1 if failed.group(2) else None
+    elif failed_task:
+        phase.step = failed_task.group(1)
+    if not phase.ok and not phase.timed_out:
+        pip = _PIP_ERROR.search(text)
+        if failed:
+            phase.error = failed.group(3).strip()
+        elif pip:
+            phase.error = pip.group(0).strip()
+        else:
+            phase.error = last_error_line(text.split("Traceback", 1)[0] if failed_task else text) \
+                or f"exited {phase.returncode}"
+            # the last exception line of the step's output, when kfp.local's own traceback follows it
+            lines = [line.strip() for line in text.splitlines() if _EXCEPTION_LINE.match(line.strip())]
+            useful = [line for line in lines if not line.startswith("RuntimeError: Pipeline")]
+            if useful:
+                phase.error = useful[-1]
+    return phase
+
+
+def judge_cluster(outcome: Outcome, notebook: Path | None) -> None:
+    """Set the cluster failure reason and its category."""
+    phase = outcome.cluster
+    outcome.cluster_reason = outcome.cluster_category = None
+    if not phase.ran or phase.ok:
+        return
+    where = f" (step {phase.step}" + (f", cell {phase.cell + 1})" if phase.cell is not None else ")") \
+        if phase.step else ""
+    outcome.cluster_reason = f"cluster{where}: {phase.error}"
+    if notebook is not None:
+        outcome.cluster_category = cluster_category(phase, notebook, _read(Path(phase.log)) if phase.log else "")
+
+
 def run_notebook(notebook: Path, root: Path, timeout: float, manifest: dict[str, dict[str, Any]],
-                 keep: bool) -> Outcome:
-    """Convert, compile, run locally and with nbclient one notebook, each in a fresh copy of its folder."""
+                 keep: bool, cluster: ClusterMode | None = None, logs_root: Path = LOGS) -> Outcome:
+    """Convert, compile, run locally and with nbclient one notebook, each in a fresh copy of its folder, and
+    with ``cluster``, run the pipeline as a cluster does when it converts and its nbclient run succeeds."""
     relative = notebook.relative_to(root)
     group = relative.parts[0] if len(relative.parts) > 1 else "."
     name = str(Path(*relative.parts[1:])) if len(relative.parts) > 1 else relative.name
     if len(relative.parts) == 3 and relative.parts[1].split("@")[0].endswith(notebook.stem):
         name = relative.parts[1]  # a notebook alone in a folder named after it (collect.py's layout)
-    logs = LOGS / _slug(relative)
+    logs = logs_root / _slug(relative)
     if logs.exists():
         shutil.rmtree(logs)
     logs.mkdir(parents=True)
@@ -486,6 +761,10 @@ def run_notebook(notebook: Path, root: Path, timeout: float, manifest: dict[str,
                 if again.ok:
                     outcome.nbclient_rerun = again.metrics
                     outcome.deterministic = compare_metrics(again.metrics, outcome.nbclient.metrics)[0]
+        # (f) with --cluster: the pipeline as a cluster runs it
+        if cluster and outcome.convert.ok and outcome.nbclient.ok:
+            outcome.cluster = _cluster(notebook, script, tmp, logs, cluster.timeout, cluster.store)
+            judge_cluster(outcome, notebook)
     finally:
         if keep:
             log(f"  kept {tmp}")
@@ -508,7 +787,10 @@ def line_for(outcome: Outcome) -> str:
     matched = "-" if not (outcome.local.ok and outcome.nbclient.ok) else ("ok" if outcome.matched else "DIFF")
     marks = (f"convert {_mark(outcome.convert):4s} compile {_mark(outcome.compile):4s} "
              f"ran {_mark(outcome.local):4s} nbclient {_mark(outcome.nbclient):4s} matched {matched:4s}")
-    reason = f"  {outcome.reason.splitlines()[0][:160]}" if outcome.reason else ""
+    if outcome.cluster.ran:
+        marks += f" cluster {_mark(outcome.cluster):4s}"
+    reasons = [r.splitlines()[0][:160] for r in (outcome.reason, outcome.cluster_reason) if r]
+    reason = "  " + " | ".join(reasons) if reasons else ""
     name = outcome.name if len(outcome.name) <= 70 else "…" + outcome.name[-69:]
     return f"{outcome.group:10s} {name:70s} {marks}{reason}"
 
@@ -516,13 +798,17 @@ def line_for(outcome: Outcome) -> str:
 def summary(outcomes: list[Outcome]) -> str:
     """Per-group and total counts, failure categories, distinct failure reasons, and verdicts."""
     groups = sorted({o.group for o in outcomes})
-    rows = [["group", "notebooks", "converted", "compiled", "ran", "nbclient", "matched"]]
+    clustered = any(o.cluster.ran for o in outcomes)
+    rows = [["group", "notebooks", "converted", "compiled", "ran", "nbclient", "matched"]
+            + (["cluster"] if clustered else [])]
     for group in [*groups, "total"]:
         chosen = [o for o in outcomes if group == "total" or o.group == group]
         rows.append([group, str(len(chosen)),
                      *(str(sum(1 for o in chosen if test(o))) for test in (
                          lambda o: o.convert.ok, lambda o: o.compile.ok, lambda o: o.local.ok,
                          lambda o: o.nbclient.ok, lambda o: o.matched))])
+        if clustered:  # succeeded / ran (the notebooks that convert and whose nbclient run succeeds)
+            rows[-1].append(f"{sum(1 for o in chosen if o.cluster.ok)}/{sum(1 for o in chosen if o.cluster.ran)}")
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -540,6 +826,14 @@ def summary(outcomes: list[Outcome]) -> str:
     out.append("Distinct failure reasons:")
     for reason, count in Counter(o.reason.splitlines()[0][:150] for o in outcomes if o.reason).most_common():
         out.append(f"  {count:3d}  {reason}")
+    if clustered:
+        out.append("")
+        out.append("Cluster-like failures (of the notebooks that convert and whose nbclient run succeeds):")
+        for category, count in Counter(o.cluster_category for o in outcomes if o.cluster_category).most_common():
+            out.append(f"  {count:3d}  {category}")
+            for o in outcomes:
+                if o.cluster_category == category:
+                    out.append(f"         {o.group}/{o.name}: {(o.cluster_reason or '').splitlines()[0][:150]}")
     return "\n".join(out)
 
 
@@ -605,7 +899,8 @@ def find_notebooks(root: Path, only: list[str]) -> list[Path]:
 
 def load_outcome(entry: dict[str, Any]) -> Outcome:
     """An Outcome from its JSON form (as ``asdict`` wrote it)."""
-    phases = {key: Phase(**entry[key]) for key in ("convert", "compile", "local", "nbclient")}
+    phases = {key: Phase(**entry[key]) for key in ("convert", "compile", "local", "nbclient", "cluster")
+              if key in entry}
     return Outcome(**{**entry, **phases})
 
 
@@ -632,13 +927,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="only notebooks whose path under DIR contains TEXT (repeatable)")
     parser.add_argument("--output", type=Path, default=RESULTS / "realworld.json",
                         help="where to write the results (default: bench/results/realworld.json)")
+    parser.add_argument("--logs", type=Path, default=LOGS,
+                        help="where the output of every command goes (default: bench/results/realworld-logs)")
     parser.add_argument("--keep", action="store_true", help="keep each notebook's temporary folders")
     parser.add_argument("--snapshot", metavar="REV",
                         help="measure nbconvert_kfp as committed at git revision REV (e.g. HEAD) instead of the "
                         "work tree, which may change while the run goes on")
     parser.add_argument("--from-json", type=Path, metavar="PATH",
                         help="run nothing: judge and print again the results a previous run wrote to PATH")
+    parser.add_argument("--cluster", action="store_true",
+                        help="also run each pipeline as a KFP cluster does (when the notebook converts and its nbclient "
+                        "run succeeds): the script imported, each step in a fresh virtualenv holding only what it "
+                        "installs, from an empty folder, data through an S3 server on 127.0.0.1 (slow: minutes per "
+                        "notebook)")
+    parser.add_argument("--cluster-timeout", type=float, default=1800,
+                        help="seconds allowed to each cluster-like run (default: 1800)")
     parser.add_argument("--nbclient-child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--cluster-child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--pipeline-root", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--s3-endpoint", help=argparse.SUPPRESS)
     parser.add_argument("--metric-names", default="null", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -646,6 +953,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(nbclient_child(args.nbclient_child, args.timeout, json.loads(args.metric_names))),
               flush=True)
         return 0
+    if args.cluster_child:
+        return cluster_child(args.cluster_child, args.pipeline_root, args.s3_endpoint)
 
     if args.from_json:
         data = json.loads(args.from_json.read_text())
@@ -669,11 +978,16 @@ def main(argv: list[str] | None = None) -> int:
         + (f" (HEAD {package['head'][:10]}, edited: {', '.join(package['edited_files']) or 'nothing'})"
            if package["measured"] == "work tree" and package["head"] else ""))
     log(f"{len(notebooks)} notebooks under {root}; {args.jobs} at a time, {args.timeout:g} s per command; "
-        f"logs in {LOGS}")
+        f"logs in {args.logs}")
+    cluster = ClusterMode(args.cluster_timeout, ObjectStore()) if args.cluster else None
+    if cluster:
+        log(f"cluster-like runs: fresh virtualenv per step, object store at {cluster.store.endpoint}, "
+            f"{args.cluster_timeout:g} s per run")
     outcomes: list[Outcome] = []
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {pool.submit(run_notebook, nb, root, args.timeout, manifest, args.keep): nb for nb in notebooks}
+        futures = {pool.submit(run_notebook, nb, root, args.timeout, manifest, args.keep, cluster, args.logs): nb
+                   for nb in notebooks}
         for future in as_completed(futures):
             try:
                 outcome = future.result()
@@ -683,6 +997,8 @@ def main(argv: list[str] | None = None) -> int:
             outcomes.append(outcome)
             log(f"[{len(outcomes)}/{len(notebooks)}] {outcome.seconds:6.1f}s {line_for(outcome)}")
     elapsed = time.perf_counter() - started
+    if cluster and cluster.store:
+        cluster.store.stop()
     if snapshot_dir:
         shutil.rmtree(snapshot_dir, ignore_errors=True)
     outcomes.sort(key=lambda o: (o.group, o.name))
@@ -690,6 +1006,7 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({
         "dir": str(root), "jobs": args.jobs, "timeout": args.timeout, "seconds": elapsed,
+        "cluster": {"timeout": args.cluster_timeout} if args.cluster else None,
         "python": sys.executable, "package": package, "notebooks": [asdict(o) for o in outcomes],
     }, indent=2) + "\n")
     print(f"Results: {args.output}")
