@@ -36,7 +36,7 @@ def parser(subcommands: tuple[Subcommand, ...] = SUBCOMMANDS) -> argparse.Argume
                                     epilog=subcommand.epilog or None,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
         subcommand.arguments(child)
-        child.set_defaults(handler=subcommand.run, prog=f"{PROG} {subcommand.name}", usage=child.format_usage())
+        child.set_defaults(handler=subcommand.run, prog=f"{PROG} {subcommand.name}")
     return top
 
 
@@ -85,11 +85,8 @@ def _handle(args: argparse.Namespace, options: list[str]) -> int:
             raise CommandError(f"unrecognized arguments: {' '.join(options)}", 2)
         return args.handler(args)
     except (CommandError, DeploymentError) as error:
-        status = getattr(error, "status", 1)
-        if status == 2:
-            print(args.usage, end="", file=sys.stderr)
         print(f"{args.prog}: {' '.join(str(error).split())}", file=sys.stderr)
-        return status
+        return getattr(error, "status", 1)
     except KeyboardInterrupt:
         print(f"{args.prog}: interrupted", file=sys.stderr)
         return 130

@@ -96,7 +96,5 @@ def main(argv: list[str]) -> int:
             return 0
         return cli.deploy(script, {}, _host(args), None, None, run)
     except CommandError as error:
-        if error.status == 2:
-            print(command.format_usage(), end="", file=sys.stderr)
         print(f"nbconvert-kfp: {error}", file=sys.stderr)
         return error.status
