@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..script.datastore import file_digest  # noqa: F401 (the digest of a data file, as a run checks it)
 from .parsedcell import ParsedCell, top_level_statements
 from .scope import FILE_WRITERS, PATH_WRITERS
 
@@ -260,15 +261,6 @@ def existing(folder: Path, use: PathUse, written_before: set[str], skip: set[str
     named_files = {f for item in found if item.kind == "file" for f in item.files}
     return [item for item in found
             if item.kind != "folder" or not any(f.startswith(item.path + "/") for f in named_files)]
-
-
-def file_digest(path: Path) -> str:
-    """The SHA-256 of a file's content, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def item_digest(files: dict[str, str]) -> str:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..script.launcher import die_with_parent
 from . import notebook
 from .subcommand import CommandError, Subcommand, add_cluster, add_notebook, add_parameters, add_waiting
 
@@ -97,21 +98,11 @@ def _script_command(args: argparse.Namespace, option: str, flags: dict[str, obje
 FORWARDED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
-def _die_with_parent() -> None:
-    """In the script's process: be sent SIGTERM if this command dies, even by SIGKILL (Linux)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _run_forwarding_signals(command: list[str]) -> int:
     """Run the script in a session of its own and pass it the signals this command gets (once each: a terminal's
     Ctrl-C reaches only this command's group), so it stops its steps; return its exit status."""
     linux = sys.platform.startswith("linux")
-    process = subprocess.Popen(command, start_new_session=True, preexec_fn=_die_with_parent if linux else None)
+    process = subprocess.Popen(command, start_new_session=True, preexec_fn=die_with_parent if linux else None)
 
     def forward(signum: int, frame: object) -> None:
         try:

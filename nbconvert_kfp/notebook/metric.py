@@ -31,41 +31,42 @@ def _names(statement: ast.stmt, cell_index: int, ignored: Callable[[str], None])
         cell_index, text)
 
 
-def split_metrics(source: str, cell_index: int,
-                  ignored: Callable[[str], None] = lambda line: None) -> tuple[list[str], bool]:
-    """The variable names a pipeline-metrics cell lists, and whether it also holds other code (Kale's current
-    examples compute their summary in that cell)."""
+def _tree(source: str, cell_index: int) -> ast.Module:
     try:
-        tree = ast.parse(source)
+        return ast.parse(source)
     except SyntaxError as err:
         raise MetricError(f"syntax error in pipeline-metrics cell, line {err.lineno}: {err.msg}",
                           cell_index, "pipeline-metrics") from None
+
+
+def split_metrics(source: str, cell_index: int,
+                  ignored: Callable[[str], None] = lambda line: None) -> tuple[list[str], bool]:
+    """The variable names a pipeline-metrics cell lists, and whether it also holds other code (Kale's current
+    examples compute their summary in that cell). A print of constants names no metric: in a cell of names
+    only it is passed to ``ignored``."""
     names: list[str] = []
+    skipped: list[str] = []
     code = False
-    for statement in tree.body:
+    for statement in _tree(source, cell_index).body:
         try:
-            found = _names(statement, cell_index, lambda line: None)
+            found = _names(statement, cell_index, skipped.append)
         except MetricError:
             code = True
             continue
         names.extend(n for n in found if n not in names)
     if not code:
-        return parse_metrics(source, cell_index, ignored), False
-    return names, True
+        for line in skipped:
+            ignored(line)
+    return names, code
 
 
 def parse_metrics(source: str, cell_index: int,
                   ignored: Callable[[str], None] = lambda line: None) -> list[str]:
-    """Return the variable names listed in a pipeline-metrics cell, in order.
+    """Return the variable names listed in a pipeline-metrics cell, in order; other code is a ``MetricError``.
 
     A print of constants names no metric; it is passed to ``ignored`` and left out.
     """
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as err:
-        raise MetricError(f"syntax error in pipeline-metrics cell, line {err.lineno}: {err.msg}",
-                          cell_index, "pipeline-metrics") from None
     names: list[str] = []
-    for statement in tree.body:
+    for statement in _tree(source, cell_index).body:
         names.extend(n for n in _names(statement, cell_index, ignored) if n not in names)
     return names

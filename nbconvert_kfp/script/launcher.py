@@ -351,6 +351,17 @@ def _serve(server: socket.socket, statements: list[str], parent: int | None = No
             os.close(fd)
 
 
+def die_with_parent() -> None:
+    """In a child process (``preexec_fn``): be sent SIGTERM when the parent dies, even by SIGKILL (Linux only;
+    elsewhere nothing)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _terminate_group(pid: int | None) -> None:
     if not pid:
         return

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping, TextIO
 
 from . import search as algorithms
+from .launcher import die_with_parent
 from .tuning import Search
 
 #: What :func:`tune` reads from the generated script (module-level literals; nothing is executed).
@@ -173,16 +174,6 @@ def _command(python: str, script: Path, workdir: Path, folder: Path, fixed: Mapp
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
-def _die_with_parent() -> None:
-    """In a trial's process: be sent SIGTERM when the tuning process dies, even by SIGKILL (Linux)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _stop(process: subprocess.Popen) -> None:
     """End a trial and everything it started (it leads a process group of its own)."""
     try:
@@ -287,7 +278,7 @@ def tune(script: str | Path, *, parallel: int | None = None, seed: int | None = 
                                    search, cold_start)
                 process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                            start_new_session=True,
-                                           preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                                           preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
                 running[process] = (trial, time.monotonic(), log)
                 say(f"trial {trial.number}/{limit} started: {_values(assignment)}")
             if not running:
