@@ -122,3 +122,18 @@ SHARED_TASK = "shared-code"
 def step_tasks(spec: dict) -> dict:
     """The tasks of a compiled pipeline spec that run notebook steps (not the shared-code task)."""
     return {name: task for name, task in spec["root"]["dag"]["tasks"].items() if name != SHARED_TASK}
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """The processes (but this one) whose command line contains ``text``: ``pid: command line``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(f"{entry.name}: {cmdline[:200]}")
+    return found

@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import EXAMPLES, JUPYTER, PYTHON, build_notebook, run
+from helpers import EXAMPLES, JUPYTER, PYTHON, build_notebook, processes_mentioning as _processes_mentioning, run
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="local runs fork (Linux)")]
@@ -158,20 +158,6 @@ def test_verbose_streams_what_the_steps_print_without_colour_codes_off_a_termina
     assert result.returncode == 0
     assert "hello from a" in result.stdout and "Executing task" in result.stdout
     assert not ANSI.search(result.stdout)
-
-
-def _processes_mentioning(text: str) -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(f"{entry.name}: {cmdline[:200]}")
-    return found
 
 
 @pytest.mark.parametrize("signum, mode", [(signal.SIGTERM, []), (signal.SIGINT, ["--cold-start"])])

@@ -13,25 +13,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import PYTHON, VENV_BIN, build_notebook
+from helpers import PYTHON, VENV_BIN, build_notebook, processes_mentioning as _processes_mentioning
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="local runs fork (Linux)")]
 
 COMMAND = VENV_BIN / "nbconvert-kfp"
-
-
-def _processes_mentioning(text: str) -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if text in cmdline:
-                found.append(f"{entry.name}: {cmdline[:200]}")
-    return found
 
 
 def _start(tmp_path: Path, argv: list[str]) -> tuple[subprocess.Popen, Path]:
