@@ -142,7 +142,7 @@ class DependencyAnalyzer(Preprocessor):
 
     @staticmethod
     def _data_item(folder: Path, found: datafiles.FoundData) -> DataItem:
-        files = [{"path": f, "size": (folder / f).stat().st_size, "sha256": datafiles.file_digest(folder / f)}
+        files = [{"path": f, "size": (folder / f).stat().st_size, "sha256": datafiles.digest_of(folder / f)}
                  for f in found.files]
         return {"path": found.path, "kind": found.kind, "files": files,  # type: ignore[typeddict-item]
                 "size": sum(f["size"] for f in files),

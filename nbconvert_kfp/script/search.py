@@ -9,7 +9,6 @@ The other Katib algorithms run on a cluster only (:mod:`.katib`). A sampler hand
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
 from typing import Any, Callable, Protocol
