@@ -222,8 +222,8 @@ def test_file_menu_on_a_bad_notebook_shows_the_error_and_downloads_nothing(lab, 
         error_tab = info.value
         error_tab.wait_for_load_state()
         text = error_tab.inner_text("body")
-        assert "500" in text
-        assert "nbconvert failed: cell 2: tag 'prev:lod' names step 'lod'" in text
+        assert "400" in text and "The notebook cannot become a KFP pipeline" in text
+        assert "cell 2: tag 'prev:lod' names step 'lod'" in text and "Internal Server Error" not in text
         assert not downloads
         error_tab.close()
     finally:
