@@ -251,3 +251,10 @@ def test_local_run_names_a_lazy_import_the_installs_lack_until_a_package_tag_add
     assert lines[0][0].startswith("note: step 'show' imported tabulate (distribution tabulate, through pandas.")
     assert lines[0][0].endswith(f"lack: tag a cell of the step 'package:tabulate=={_version('tabulate')}'")
     assert lines[1] == []
+
+
+def test_an_ipython_extension_the_step_loads_is_installed(pipeline_model):
+    installs = _installs(pipeline_model, [(["step:a"], "%load_ext line_profiler\ndef f():\n    return 1\n"
+                                                       "%lprun -f f f()")])
+    assert installs.get("line-profiler") == _pinned("line_profiler"), installs
+    assert installs.get("ipython") == _pinned("ipython"), installs

@@ -284,6 +284,10 @@ def _note_call(checker_: _Checker, node: ast.Call) -> None:
     checker_.mutated.update(_call_roots(node))
     func = node.func
     name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    if name == "run_line_magic" and len(node.args) >= 2 and _string(node.args[0]) == "load_ext":
+        # %load_ext line_profiler imports the extension's module: the step needs its distribution
+        checker_.modules.update(word for word in (_string(node.args[1]) or "").split()
+                                if all(part.isidentifier() for part in word.split(".")))
     path = kind = None
     if name == "open":
         path = _string(node.args[0]) if node.args else None
