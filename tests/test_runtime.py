@@ -367,3 +367,20 @@ def test_step_records_the_modules_first_imported_and_by_whom(tmp_path, monkeypat
     record = json.loads(status.read_text())
     assert record["state"] == "finished"
     assert record["imported"] == {"nbkfp_lazyrec_lib": "__main__", "nbkfp_lazyrec_lazy": "nbkfp_lazyrec_lib"}
+
+
+def test_the_step_runtimes_own_optional_imports_are_not_recorded(tmp_path, monkeypatch):
+    (tmp_path / "nbkfp_rec_optional.py").write_text("X = 1\n")
+    (tmp_path / "nbkfp_rec_user.py").write_text("Y = 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    status = tmp_path / "status.json"
+    monkeypatch.setenv("NBCONVERT_KFP_STEP_STATUS", str(status))
+    as_runtime = {"__name__": "nbconvert_kfp.runtime.report"}  # what the report module runs, as it would
+    try:
+        with Step("own") as step:
+            exec("import nbkfp_rec_optional", as_runtime)
+            step.run([(1, "import nbkfp_rec_user")])
+    finally:
+        for name in ("nbkfp_rec_optional", "nbkfp_rec_user"):
+            sys.modules.pop(name, None)
+    assert json.loads(status.read_text())["imported"] == {"nbkfp_rec_user": "__main__"}

@@ -59,6 +59,8 @@ class ImportRecorder:
             return None
         importer = _importer()
         top = importer.partition(".")[0]
+        if top == "nbconvert_kfp":
+            return None  # the step runtime's own optional imports (IPython, pygments for reports)
         spec = getattr(sys.modules.get(top), "__spec__", None)
         if top != "__main__" and getattr(spec, "_initializing", False):
             return None  # imported while its importer's package is itself being imported
