@@ -568,6 +568,8 @@ def _imported_modules(notebook: Path) -> set[str]:
     """Top-level names of the modules the notebook's code cells import (cells that do not parse left out)."""
     import nbformat
 
+    from nbconvert_kfp.analysis.parsedcell import imported_modules
+
     found: set[str] = set()
     for cell in nbformat.read(notebook, as_version=4).cells:
         if cell.cell_type != "code":
@@ -577,11 +579,7 @@ def _imported_modules(notebook: Path) -> set[str]:
             tree = ast.parse(source)
         except SyntaxError:
             continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                found.update(alias.name.split(".")[0] for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                found.add(node.module.split(".")[0])
+        found.update(module.partition(".")[0] for module in imported_modules(tree))
     return found
 
 
