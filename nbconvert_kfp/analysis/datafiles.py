@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from ..script.datastore import file_digest
 from .parsedcell import ParsedCell, top_level_statements
 from .scope import FILE_WRITERS, PATH_WRITERS
 
@@ -269,7 +268,3 @@ def item_digest(files: dict[str, str]) -> str:
     for name in sorted(files):
         digest.update(f"{name}\0{files[name]}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
-
-
-#: The SHA-256 of a data file, as a run checks it (the script's data store computes it the same way).
-digest_of = file_digest

@@ -14,6 +14,7 @@ from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool, Enum
 
 from ..analysis import datafiles
+from ..script.datastore import file_digest
 from ..analysis.artifacttype import ARTIFACT, imports_of, value_kinds
 from ..analysis.lazydependency import LazyDependency
 from ..analysis.parsedcell import Notebook, ParsedCell, collector_paused, module
@@ -142,7 +143,7 @@ class DependencyAnalyzer(Preprocessor):
 
     @staticmethod
     def _data_item(folder: Path, found: datafiles.FoundData) -> DataItem:
-        files = [{"path": f, "size": (folder / f).stat().st_size, "sha256": datafiles.digest_of(folder / f)}
+        files = [{"path": f, "size": (folder / f).stat().st_size, "sha256": file_digest(folder / f)}
                  for f in found.files]
         return {"path": found.path, "kind": found.kind, "files": files,  # type: ignore[typeddict-item]
                 "size": sum(f["size"] for f in files),
