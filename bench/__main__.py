@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m bench [conversion] [local_run] [step_overhead] [marshal]`` from the repo root."""
+"""Run the benchmarks: ``python -m bench [BENCHMARK ...]`` from the repo root (default: all)."""
 
 from __future__ import annotations
 
@@ -12,22 +12,23 @@ import traceback
 from datetime import datetime, timezone
 from importlib import metadata
 
-from . import bigcell, cached_rerun, clustersize, conversion, install, local_run, marshal, step_overhead
+from . import bigcell, cached_rerun, clustersize, conversion, install, local_run, marshal, step_overhead, tuning
 from .common import RESULTS, Result, progress, table
 
 BENCHMARKS = {
-    "conversion": ("1/8 conversion time of a 1,000-cell notebook", conversion.NAME),
-    "local_run": ("2/8 local run vs nbclient (model_comparison.ipynb)", local_run.NAME),
-    "step_overhead": ("3/8 overhead of an empty step in a local run", step_overhead.NAME),
-    "marshal": ("4/8 marshal: 1 GiB array vs np.save/np.load, 1M-row DataFrame vs dill, peak memory",
+    "conversion": ("1/9 conversion time of a 1,000-cell notebook", conversion.NAME),
+    "local_run": ("2/9 local run vs nbclient (model_comparison.ipynb)", local_run.NAME),
+    "step_overhead": ("3/9 overhead of an empty step in a local run", step_overhead.NAME),
+    "marshal": ("4/9 marshal: 1 GiB array vs np.save/np.load, 1M-row DataFrame vs dill, peak memory",
                 marshal.NAME),
-    "cluster_size": ("5/8 chains of 5, 50, 200 steps on a KFP cluster: IR, Workflow, compile time",
+    "cluster_size": ("5/9 chains of 5, 50, 200 steps on a KFP cluster: IR, Workflow, compile time",
                      clustersize.NAME),
-    "big_cell": ("6/8 conversion of a notebook with one 10 MB cell", bigcell.NAME),
-    "cached_rerun": ("7/8 rerun of an unchanged pipeline from the local cache vs a full local run",
+    "big_cell": ("6/9 conversion of a notebook with one 10 MB cell", bigcell.NAME),
+    "cached_rerun": ("7/9 rerun of an unchanged pipeline from the local cache vs a full local run",
                      cached_rerun.NAME),
-    "cold_install": ("8/8 cold install of a step's packages: uv-first install lines vs KFP's pip command (network)",
+    "cold_install": ("8/9 cold install of a step's packages: uv-first install lines vs KFP's pip command (network)",
                      install.NAME),
+    "tuning": ("9/9 local tuning: 8 trials of tuning.ipynb vs one uncached local run", tuning.NAME),
 }
 
 
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows = cached_rerun.run()
             elif key == "cold_install":
                 rows = install.run()
+            elif key == "tuning":
+                rows = tuning.run()
             else:
                 rows = step_overhead.run(repeat=args.step_repeat)
         except Exception as err:  # keep going: one broken benchmark must not hide the others

@@ -256,31 +256,51 @@ def test_cluster_only_algorithms_say_so(caplog):
 
 # --- the tuner, against a stand-in script that keeps the generated script's contract --------------------------
 
-#: A stand-in for a generated script: same constants, same command line, and it writes its metric where a
-#: kfp.local run does (RUN/TASK/executor_output.json); it sleeps a little so that trials overlap.
+#: A stand-in for a generated script: same constants, same command line (``--local -p NAME VALUE ...``, what a
+#: Katib trial runs) and trial-worker contract (``--local --trial-worker FD``: trials as JSON lines on standard
+#: input, a result line each on FD); it writes its metric where a kfp.local run does
+#: (RUN/TASK/executor_output.json) and sleeps a little so that trials overlap.
 STAND_IN = textwrap.dedent('''
     PIPELINE_NAME = "stand-in"
     PARAMETER_TYPES = {"LR": float, "DEPTH": int, "KIND": str, "FLAG": bool}
     GRAPH = {"steps": [{"name": "train", "task": "train", "metrics": "metrics"}]}
     TUNING = %r
 
-    if __name__ == "__main__":
-        import json, os, sys, time
-        args = sys.argv[1:]
-        values = {args[i + 1]: args[i + 2] for i, a in enumerate(args) if a == "-p"}
-        root = args[args.index("--pipeline-root") + 1] if "--pipeline-root" in args else "local_outputs"
-        with open(os.path.join(os.path.dirname(os.path.abspath(root)), "argv.json"), "w") as fh:
-            json.dump(args, fh)
-        with open(os.path.join(os.path.dirname(os.path.abspath(root)), "pid"), "w") as fh:
+    def trial(values, root, folder, record):
+        import json, os, time
+        with open(os.path.join(folder, "argv.json"), "w") as fh:
+            json.dump(record, fh)
+        with open(os.path.join(folder, "pid"), "w") as fh:
             fh.write(str(os.getpid()))
         time.sleep(float(os.environ.get("STAND_IN_SECONDS", "0.3")))
         if values.get("KIND") == "boom":
-            sys.exit("step 'train' failed")
+            return None
         task = os.path.join(root, "stand-in-1", "train")
         os.makedirs(task)
         score = float(values["LR"]) * int(values["DEPTH"])
         with open(os.path.join(task, "executor_output.json"), "w") as fh:
             json.dump({"artifacts": {"metrics": {"artifacts": [{"metadata": {"score": score}}]}}}, fh)
+        return score
+
+    if __name__ == "__main__":
+        import json, os, sys
+        args = sys.argv[1:]
+        if "--trial-worker" not in args:  # one run, as a Katib trial starts it
+            values = {args[i + 1]: args[i + 2] for i, a in enumerate(args) if a == "-p"}
+            root = args[args.index("--pipeline-root") + 1] if "--pipeline-root" in args else "local_outputs"
+            if trial(values, root, os.path.dirname(os.path.abspath(root)), args) is None:
+                sys.exit("step 'train' failed")
+            sys.exit(0)
+        results = os.fdopen(int(args[args.index("--trial-worker") + 1]), "w", buffering=1)
+        for line in sys.stdin:
+            request = json.loads(line)
+            score = trial(dict(request["parameters"]), request["pipeline_root"], os.path.dirname(request["log"]),
+                          {"argv": args, "request": request})
+            if score is None:
+                with open(request["log"], "w") as fh:
+                    fh.write("step 'train' failed\\n")
+            results.write(json.dumps({"number": request["number"], "status": 0 if score is not None else 1,
+                                      "metrics": {} if score is None else {"score": score}}) + "\\n")
 ''')
 
 
@@ -332,8 +352,10 @@ def test_tune_is_reproducible_with_a_seed_and_passes_fixed_parameters(tmp_path, 
     assert [t.assignment for t in runs[0].trials] == [t.assignment for t in runs[1].trials]
     assert len(runs[0].trials) == 6 and runs[0].folder != runs[1].folder
     assert f"up to 6 trials, {min(2, os.cpu_count() or 1)} at a time, seed 11" in (tmp_path / "out.txt").read_text()
-    argv = json.loads((runs[0].trials[0].folder / "argv.json").read_text())
-    assert argv[:2] == ["--local", "--workdir"] and ["-p", "FLAG", "false"] == argv[5:8]
+    started = json.loads((runs[0].trials[0].folder / "argv.json").read_text())
+    assert started["argv"][:3] == ["--local", "--trial-worker", started["argv"][2]]
+    assert started["request"]["parameters"][0] == ["FLAG", "false"]
+    assert started["request"]["cache_root"] == str(runs[0].folder / ".kfp_cache")  # one cache for all trials
     saved = json.loads((runs[0].folder / "trials.json").read_text())
     assert saved["seed"] == 11 and [t["parameters"] for t in saved["trials"]] == [t.assignment for t in runs[0].trials]
     best = (max if goal == "maximize" else min)(runs[0].trials, key=lambda t: t.objective)
@@ -518,6 +540,10 @@ def test_tune_runs_the_example_grid_locally_and_its_katib_experiment_validates(t
         assert float(shown) == pytest.approx(logged["accuracy"], rel=1e-5)
         [step_log] = outputs.glob("tree-tuning-*/train/step.log")  # what the trial's train step printed
         assert f"depth {depth}, leaf {leaf}: accuracy" in step_log.read_text()  # it ran with its own values
+    # two trial workers ran the 8 trials; the step upstream of the searched parameters ran once per worker at most
+    assert len(list(folder.glob("worker-*.log"))) == 2
+    trial_logs = [(folder / f"trial-{number:03d}" / "log.txt").read_text() for number in rows]
+    assert sum("(1 step ran, 1 reused from the cache)" in log for log in trial_logs) >= 6
     [best_line] = [line for line in lines if line.startswith("Best trial ")]
     best = int(best_line.split()[2].rstrip(":"))
     assert objectives[best] == max(objectives.values())

@@ -28,6 +28,7 @@ import them from here too.
 - ``tuning``: the hyperparameter search of the notebook's ``katib_metadata``, as typed records;
 - ``search``: the search algorithms of a local tuning run (grid, random, Optuna's TPE);
 - ``tuner``: local tuning (``--tune``): trials as local runs, several at a time, and the best one;
+- ``trialworker``: the process that runs tuning trials one after another with one warm launcher;
 - ``katib``: the Katib Experiment that runs the search on a cluster.
 """
 
@@ -38,7 +39,7 @@ from pathlib import Path
 #: The modules the generated script carries, besides this package's ``__init__``.
 MODULES = ("cli", "compiler", "dag", "datastore", "deployment", "endpoint", "katib", "launcher", "localrun",
            "metadata", "monitor", "notebookpod", "progress", "redaction", "search", "silence", "steplog",
-           "transport", "tuner", "tuning", "undeclaredimport")
+           "transport", "trialworker", "tuner", "tuning", "undeclaredimport")
 
 
 def sources() -> dict[str, str]:

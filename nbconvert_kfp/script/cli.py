@@ -173,6 +173,8 @@ def parse_arguments(script: Mapping[str, Any], argv: list[str] | None = None) ->
                         "relative paths resolve (default: this script's directory)")
     parser.add_argument("--pipeline-root", type=Path, default=None,
                         help="with --local, where step outputs are kept (default: WORKDIR/local_outputs)")
+    # what --tune starts: a process that runs trials read from its input (trialworker); not for users
+    parser.add_argument("--trial-worker", type=int, metavar="FD", help=argparse.SUPPRESS)
     parser.add_argument("--cold-start", action="store_true",
                         help="with --local, start every step in a new Python interpreter instead of "
                         "forking it from a warm process that has the notebook's imports loaded")
@@ -249,6 +251,8 @@ def parse_arguments(script: Mapping[str, Any], argv: list[str] | None = None) ->
         parser.error("--cold-start: only with --local or --tune")
     if args.tune and (args.local or deploying):
         parser.error("--tune runs its own local trials; it does not go with --local, --upload or --run")
+    if args.trial_worker is not None and not args.local:
+        parser.error("--trial-worker: only with --local")
     if args.katib_metrics and not args.local:
         parser.error("--katib-metrics: only with --local")
     katib = [f"--{n.replace('_', '-')}" for n in ("katib_image", "katib_script", "katib_name", "katib_namespace",
@@ -490,6 +494,10 @@ def main(script: Mapping[str, Any], argv: list[str] | None = None) -> int:
         options = LocalRunOptions(arguments=args.arguments, workdir=args.workdir, pipeline_root=args.pipeline_root,
                                   warm=not args.cold_start, cache=not args.no_cache, step=args.step,
                                   verbose=args.verbose)
+        if args.trial_worker is not None:
+            from .trialworker import serve
+
+            return serve(script, options, args.trial_worker)
         run = LocalRun(script, options)
         status = run.run()
         if args.katib_metrics and status == 0:

@@ -9,6 +9,7 @@ metrics, reports and the run's output folder. Uses the standard library and kfp 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import inspect
 import io
@@ -49,6 +50,8 @@ class LocalRunOptions:
     arguments: dict[str, Any] = field(default_factory=dict)
     workdir: Path = Path(".")
     pipeline_root: Path | None = None
+    #: kfp.local's cache folder (default: ``PIPELINE_ROOT/.kfp_cache``); tuning trials share one.
+    cache_root: Path | None = None
     warm: bool = True
     cache: bool = True
     step: str | None = None
@@ -130,8 +133,10 @@ class LocalRun:
     """One local run of a generated script's pipeline."""
 
     def __init__(self, script: Mapping[str, Any], options: LocalRunOptions, stdout: TextIO | None = None,
-                 stderr: TextIO | None = None):
+                 stderr: TextIO | None = None, launcher: StepLauncher | None = None):
         self.script = script
+        #: a launcher already started, shared by several runs (tuning trials); None: the run starts its own
+        self.launcher = launcher
         self.options = options
         self.name = script["PIPELINE_NAME"]
         self.stdout = stdout or sys.stdout
@@ -145,6 +150,8 @@ class LocalRun:
         self.cache_root = Path(".")
         #: The metrics the run logged (read from the steps' outputs once it succeeded): name -> value.
         self.metrics: dict[str, Any] = {}
+        #: The run's output folder, once it ended.
+        self.run_dir: Path | None = None
 
     def _say(self, text: str = "", error: bool = False) -> None:
         stream = self.stderr if error else self.stdout
@@ -181,7 +188,7 @@ class LocalRun:
         warnings.filterwarnings("ignore", message=r".*have no effect in the current local runner")
         workdir = options.workdir.resolve()
         self.pipeline_root = (options.pipeline_root or workdir / "local_outputs").resolve()
-        self.cache_root = self.pipeline_root / CACHE_FOLDER
+        self.cache_root = (options.cache_root or self.pipeline_root / CACHE_FOLDER).resolve()
         os.chdir(workdir)
         cache = options.cache and caching_supported()
         if options.cache and not cache:
@@ -199,13 +206,15 @@ class LocalRun:
                       f"{', cached steps reused' if cache else ', no cache'})")
         earlier = set(self.pipeline_root.glob(f"{self.name}-*")) if self.pipeline_root.is_dir() else set()
         settings: dict[str, Any] = {"enable_caching": cache} if caching_supported() else {}
+        if cache and options.cache_root is not None:
+            settings["cache_root"] = str(self.cache_root)
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(self.pipeline_root), **settings)
         started = time.monotonic()
         self.pipeline_root.mkdir(parents=True, exist_ok=True)
         log_fd, log_name = tempfile.mkstemp(prefix=".local-run-", suffix=".log", dir=self.pipeline_root)
         outcome, error = self._execute(pipeline, log_fd)
         seconds = time.monotonic() - started
-        run_dir = self._run_dir(earlier)
+        run_dir = self.run_dir = self._run_dir(earlier)
         run_log = run_dir / RUN_LOG_NAME
         shutil.move(log_name, run_log)
         return self._summary(outcome, error, seconds, run_dir, run_log)
@@ -228,8 +237,12 @@ class LocalRun:
         root.handlers = [handler]
         root.setLevel(logging.INFO)
         root.addFilter(watcher)
-        launcher = StepLauncher(self.script["PRELOAD_IMPORTS"], warm=self.options.warm, verbose=verbose,
-                                on_event=self.progress.event)
+        if self.launcher is not None:
+            launcher = self.launcher
+            launcher.on_event = self.progress.event
+        else:
+            launcher = StepLauncher(self.script["PRELOAD_IMPORTS"], warm=self.options.warm, verbose=verbose,
+                                    on_event=self.progress.event)
 
         def stop(signum: int, frame: Any) -> None:
             launcher.terminate()
@@ -242,7 +255,7 @@ class LocalRun:
             except ValueError:  # not the main thread: leave signals alone
                 pass
         try:
-            with launcher:
+            with contextlib.nullcontext(launcher) if self.launcher is not None else launcher:
                 pipeline(**self.options.arguments)
             return "succeeded", None
         except Interrupted as interrupted:

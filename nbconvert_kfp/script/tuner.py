@@ -1,8 +1,11 @@
 """Local hyperparameter tuning: the search's trials as local runs of the generated script, several at a time.
 
-:func:`tune` runs each trial as ``python SCRIPT --local -p NAME VALUE ...`` in a process of its own,
-with its own output folder, reads the trial's objective from the metrics its run logged (the
-executor outputs kfp.local writes, as ``--local`` reads them), and stops at ``maxTrialCount`` trials,
+:func:`tune` runs each trial as a local run of the generated script with the trial's ``-p NAME VALUE``
+pairs, in trial workers (``python SCRIPT --local --trial-worker FD``, see ``trialworker``): one per
+parallel slot, each running its trials one after another with one warm launcher, so a trial costs its
+steps rather than an interpreter and kfp's import. Each trial has its own output folder and log; all
+share one kfp.local cache, so the steps upstream of the searched parameters run once. The trial's
+objective is a metric its run logged. The tuning stops at ``maxTrialCount`` trials,
 when ``maxFailedTrialCount`` trials have failed, or when a trial reaches the objective's goal (as Katib
 does). It prints one line per trial event, then the table of trials and the best one. The generated
 script's ``--tune`` calls it; so can any other command, given the script's path. Standard library only.
@@ -14,6 +17,7 @@ import ast
 import json
 import os
 import random
+import select
 import shlex
 import signal
 import subprocess
@@ -27,6 +31,7 @@ from typing import Any, Mapping, TextIO
 
 from . import search as algorithms
 from .launcher import die_with_parent
+from .localrun import CACHE_FOLDER
 from .tuning import Search
 
 #: What :func:`tune` reads from the generated script (module-level literals; nothing is executed).
@@ -114,20 +119,6 @@ def script_constants(script: Path) -> dict[str, Any]:
     return found
 
 
-def _objective_metrics(folder: Path, pipeline: str, graph: Mapping[str, Any]) -> dict[str, float]:
-    """The metrics a trial's local run logged, read from kfp.local's executor outputs."""
-    from .localrun import task_outputs
-
-    metrics: dict[str, float] = {}
-    for run in sorted(folder.glob(f"{pipeline}-*")):
-        for step in graph["steps"]:
-            if step.get("metrics"):
-                for name, value in task_outputs(run / step["task"]).get(step["metrics"], {}).items():
-                    if isinstance(value, (int, float)) and not isinstance(value, bool):
-                        metrics[name] = float(value)
-    return metrics
-
-
 def _last_line(log: Path) -> str:
     try:
         lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace").splitlines()]
@@ -157,17 +148,61 @@ def table(tuning: Tuning) -> list[str]:
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
 
 
-def _command(python: str, script: Path, workdir: Path, folder: Path, fixed: Mapping[str, str],
-             assignment: Mapping[str, str], search: Search, cold_start: bool) -> list[str]:
-    command = [python, str(script), "--local", "--workdir", str(workdir), "--pipeline-root", str(folder / "outputs")]
+@dataclass
+class _Worker:
+    """A trial worker process (``trialworker``): its result pipe, and the trial it runs (None: idle)."""
+
+    process: subprocess.Popen
+    results: int
+    log: Path
+    buffer: bytes = b""
+    trial: Trial | None = None
+    started: float = 0.0
+
+
+def _start_worker(python: str, script: Path, workdir: Path, log: Path, cold_start: bool) -> _Worker:
+    """Start a trial worker: the script with ``--local --trial-worker FD``, in a process group of its own."""
+    read, write = os.pipe()
+    command = [python, str(script), "--local", "--trial-worker", str(write), "--workdir", str(workdir)]
     if cold_start:
         command.append("--cold-start")
-    for name, text in fixed.items():
-        command += ["-p", name, text]
+    try:
+        with log.open("wb") as output:
+            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=output, stderr=subprocess.STDOUT,
+                                       pass_fds=(write,), start_new_session=True,
+                                       preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
+    except BaseException:
+        os.close(read)
+        raise
+    finally:
+        os.close(write)
+    return _Worker(process, read, log)
+
+
+def _request(trial: Trial, folder: Path, fixed: Mapping[str, str], search: Search) -> dict[str, Any]:
+    """What a worker is told to run for ``trial``: every ``-p`` pair, its folders and its log."""
     arguments = {p.name: p.argument for p in search.parameters}
-    for name, value in assignment.items():
-        command += ["-p", arguments[name], value]
-    return command
+    pairs = [[name, text] for name, text in fixed.items()]
+    pairs += [[arguments[name], value] for name, value in trial.assignment.items()]
+    return {"number": trial.number, "parameters": pairs, "pipeline_root": str(trial.folder / "outputs"),
+            "cache_root": str(folder / CACHE_FOLDER), "log": str(trial.folder / "log.txt")}
+
+
+def _read_results(worker: _Worker) -> list[dict[str, Any]]:
+    """The result lines a worker has written so far (none when it has not finished a line)."""
+    try:
+        data = os.read(worker.results, 1 << 16)
+    except BlockingIOError:
+        return []
+    worker.buffer += data
+    *lines, worker.buffer = worker.buffer.split(b"\n")
+    results = []
+    for line in lines:
+        try:
+            results.append(json.loads(line))
+        except ValueError:
+            continue
+    return results
 
 
 #: Signals that stop a tuning run: its trials are stopped and the table of what ran is still shown.
@@ -179,6 +214,7 @@ def _stop(process: subprocess.Popen) -> None:
     try:
         os.killpg(process.pid, signal.SIGTERM)
     except (ProcessLookupError, PermissionError):
+        process.wait()
         return
     try:
         process.wait(timeout=10)
@@ -247,7 +283,7 @@ def tune(script: str | Path, *, parallel: int | None = None, seed: int | None = 
         + (f" (goal {objective.goal:g})" if objective.goal is not None else ""))
     say(f"Trial outputs and logs: {folder}")
     trials: list[Trial] = []
-    running: dict[subprocess.Popen, tuple[Trial, float, Any]] = {}
+    workers: list[_Worker] = []
     failed = 0
     stopped = ""
     exhausted = False
@@ -261,11 +297,60 @@ def tune(script: str | Path, *, parallel: int | None = None, seed: int | None = 
         received.append(signum)
         interrupted.set()
 
+    def finish(worker: _Worker, result: Mapping[str, Any] | None) -> None:
+        nonlocal failed, stopped
+        trial, worker.trial = worker.trial, None
+        assert trial is not None
+        trial.seconds = time.monotonic() - worker.started
+        if result is None:  # the worker ended before it said how the trial went
+            code = worker.process.wait()
+            trial.status = "failed"
+            trial.message = (f"exit status {code}: "
+                             f"{_last_line(trial.folder / 'log.txt') or _last_line(worker.log)}")
+        else:
+            trial.metrics = {name: float(value) for name, value in (result.get("metrics") or {}).items()}
+            if result.get("status") != 0:
+                trial.status = "failed"
+                trial.message = (f"exit status {result.get('status')}: "
+                                 f"{result.get('message') or _last_line(trial.folder / 'log.txt')}")
+            elif objective.variable not in trial.metrics:
+                trial.status = "failed"
+                trial.message = f"the run logged no metric {objective.variable!r}"
+            else:
+                trial.status = "succeeded"
+                trial.objective = trial.metrics[objective.variable]
+        sampler.tell(trial.assignment, trial.objective)
+        if trial.objective is not None:
+            say(f"trial {trial.number}/{limit} succeeded in {_seconds(trial.seconds)}: "
+                f"{objective.metric} = {trial.objective:.6g}")
+            if objective.reached(trial.objective) and not stopped:
+                stopped = f"trial {trial.number} reached the goal {objective.goal:g}"
+        else:
+            failed += 1
+            say(f"trial {trial.number}/{limit} failed in {_seconds(trial.seconds)}: {trial.message} "
+                f"(log: {trial.folder / 'log.txt'})")
+            if failed >= search.max_failed and not stopped:
+                stopped = f"{failed} trials failed (maxFailedTrialCount {search.max_failed})"
+
+    def idle_worker() -> _Worker | None:
+        for worker in workers:
+            if worker.trial is None and worker.process.poll() is None:
+                return worker
+        if sum(worker.process.poll() is None for worker in workers) >= parallel:
+            return None
+        worker = _start_worker(python or sys.executable, script, workdir, folder / f"worker-{len(workers) + 1}.log",
+                               cold_start)
+        workers.append(worker)
+        return worker
+
     if threading.current_thread() is threading.main_thread():
         previous = {signum: signal.signal(signum, note) for signum in STOP_SIGNALS}
     try:
         while not interrupted.is_set():
-            while not stopped and not exhausted and len(running) < parallel and len(trials) < limit:
+            while not stopped and not exhausted and len(trials) < limit:
+                worker = idle_worker()
+                if worker is None:
+                    break
                 assignment = sampler.ask()
                 if assignment is None:
                     exhausted = True
@@ -273,59 +358,52 @@ def tune(script: str | Path, *, parallel: int | None = None, seed: int | None = 
                 trial = Trial(len(trials) + 1, assignment, folder / f"trial-{len(trials) + 1:03d}")
                 trial.folder.mkdir()
                 trials.append(trial)
-                log = (trial.folder / "log.txt").open("wb")
-                command = _command(python or sys.executable, script, workdir, trial.folder, fixed, assignment,
-                                   search, cold_start)
-                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                           start_new_session=True,
-                                           preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
-                running[process] = (trial, time.monotonic(), log)
+                worker.trial, worker.started = trial, time.monotonic()
                 say(f"trial {trial.number}/{limit} started: {_values(assignment)}")
-            if not running:
+                try:
+                    worker.process.stdin.write((json.dumps(_request(trial, folder, fixed, search)) + "\n").encode())
+                    worker.process.stdin.flush()
+                except OSError:  # the worker is gone; its exit status says why
+                    finish(worker, None)
+            busy = [worker for worker in workers if worker.trial is not None]
+            if not busy:
                 break
-            done = [process for process in running if process.poll() is not None]
-            if not done:
-                interrupted.wait(POLL)
+            try:
+                ready, _, _ = select.select([worker.results for worker in busy], [], [], POLL)
+            except InterruptedError:
                 continue
-            for process in done:
-                trial, started, log = running.pop(process)
-                log.close()
-                trial.seconds = time.monotonic() - started
-                trial.metrics = _objective_metrics(trial.folder / "outputs", pipeline, graph)
-                if process.returncode != 0:
-                    trial.status = "failed"
-                    trial.message = f"exit status {process.returncode}: {_last_line(trial.folder / 'log.txt')}"
-                elif objective.variable not in trial.metrics:
-                    trial.status = "failed"
-                    trial.message = f"the run logged no metric {objective.variable!r}"
-                else:
-                    trial.status = "succeeded"
-                    trial.objective = trial.metrics[objective.variable]
-                sampler.tell(trial.assignment, trial.objective)
-                if trial.objective is not None:
-                    say(f"trial {trial.number}/{limit} succeeded in {_seconds(trial.seconds)}: "
-                        f"{objective.metric} = {trial.objective:.6g}")
-                    if objective.reached(trial.objective) and not stopped:
-                        stopped = f"trial {trial.number} reached the goal {objective.goal:g}"
-                else:
-                    failed += 1
-                    say(f"trial {trial.number}/{limit} failed in {_seconds(trial.seconds)}: {trial.message} "
-                        f"(log: {trial.folder / 'log.txt'})")
-                    if failed >= search.max_failed and not stopped:
-                        stopped = f"{failed} trials failed (maxFailedTrialCount {search.max_failed})"
+            for worker in busy:
+                results = _read_results(worker) if worker.results in ready else []
+                for result in results:
+                    if worker.trial is not None and result.get("number") == worker.trial.number:
+                        finish(worker, result)
+                if worker.trial is not None and worker.process.poll() is not None and not results:
+                    results = _read_results(worker) if select.select([worker.results], [], [], 0)[0] else []
+                    finish(worker, results[-1] if results else None)
     except KeyboardInterrupt:  # a SIGINT handler could not be installed (not the main thread)
         interrupted.set()
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    if interrupted.is_set():
-        stopped = "interrupted"
-        for process, (trial, started, log) in running.items():
-            _stop(process)
-            log.close()
-            trial.status, trial.seconds = "stopped", time.monotonic() - started
-            sampler.tell(trial.assignment, None)
-        running.clear()
+        if interrupted.is_set():
+            stopped = "interrupted"
+            for worker in workers:
+                _stop(worker.process)
+                if worker.trial is not None:
+                    worker.trial.status, worker.trial.seconds = "stopped", time.monotonic() - worker.started
+                    sampler.tell(worker.trial.assignment, None)
+                    worker.trial = None
+        for worker in workers:  # the end of its input ends an idle worker
+            try:
+                worker.process.stdin.close()
+            except OSError:
+                pass
+        for worker in workers:
+            try:
+                worker.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                _stop(worker.process)
+            os.close(worker.results)
     if not stopped:
         stopped = "all grid points ran" if exhausted else f"{len(trials)} trials ran"
     tuning = Tuning(search, trials, folder, seed, stopped, received[0] if received else None)
