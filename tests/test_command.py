@@ -337,16 +337,16 @@ def test_upload_adds_a_version_only_for_a_changed_pipeline(fake_kfp, notebook):
 
 
 def test_the_exit_statuses_are_documented_where_users_look():
-    """``run --help`` and the README list the exit status of every way a run can end."""
+    """``run --help`` and docs/command.md list the exit status of every way a run can end."""
     from nbconvert_kfp.command.pipeline import EXIT_STATUSES
     from nbconvert_kfp.script.monitor import EXIT_ERROR, EXIT_STATUS
 
     from helpers import REPO
 
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    page = (REPO / "docs" / "command.md").read_text(encoding="utf-8")
     for state, code in [*EXIT_STATUS.items(), ("error", EXIT_ERROR)]:
         assert re.search(rf"^  {code}  ", EXIT_STATUSES, re.MULTILINE) or f"    {code}  " in EXIT_STATUSES, state
-        assert re.search(rf"^\| {code} \| ", readme, re.MULTILINE), state
+        assert re.search(rf"^\| {code} \| ", page, re.MULTILINE), state
     for state in ("FAILED", "CANCELED", "ERROR", "TIMEOUT"):
         assert re.search(rf"^\| {EXIT_STATUS[state]} \| .*{state.lower() if state == 'TIMEOUT' else state}",
-                         readme.replace("--timeout", "timeout"), re.MULTILINE), state
+                         page.replace("--timeout", "timeout"), re.MULTILINE), state

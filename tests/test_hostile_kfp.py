@@ -100,7 +100,7 @@ def hostile(kfp):
 
 
 #: mode -> the exit status of (status, logs, list --all): 0 where the answer still says what is asked,
-#: 1 where it cannot (the README's "KFP API failure").
+#: 1 where it cannot (docs/command.md's "KFP API failure").
 EXPECTED = {
     "ansi": (0, 0, 0), "naive-times": (0, 0, 0), "no-run-id": (1, 1, 1), "bare-tasks": (0, 0, 0),
     "bad-spec": (1, 1, 0), "wrong-types": (1, 1, 1), "truncated-metrics": (0, 0, 0), "odd-metrics": (0, 0, 0),

@@ -115,7 +115,7 @@ _NETWORKX_DRAW = frozenset({"draw", "draw_networkx", "draw_networkx_nodes", "dra
                             "draw_networkx_labels", "draw_networkx_edge_labels", "draw_circular", "draw_kamada_kawai",
                             "draw_random", "draw_shell", "draw_spectral", "draw_spring", "draw_planar"})
 
-#: The lazy dependencies nbconvert-kfp knows: every entry is listed in the README's table.
+#: The lazy dependencies nbconvert-kfp knows: every entry is listed in docs/packages.md's table.
 LAZY_DEPENDENCIES: tuple[LazyDependency, ...] = (
     LazyDependency(_PLOTTING, "DataFrame.plot / Series.plot (and scikit-learn's Display.plot)", ("matplotlib",),
                    ast.Attribute, frozenset({"plot"})),

@@ -11,7 +11,7 @@ even that does not fit; etcd refuses a Workflow over 1.5 MiB when the run is cre
 This module estimates those sizes from the compiled pipeline spec (:func:`estimate_ir`) or,
 during a conversion, from the generated script (:func:`estimate_script`), and says whether a run
 completes on a default install. The figures are estimates for a warning, within about 10% of
-the backend's: the supported size is stated in the README.
+the backend's: the supported size is stated in docs/cluster.md.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ EXPORTER_FLAGS = {"--pipeline_name": "pipeline_name", "--pipeline_description": 
                   "--experiment_name": "experiment"}
 #: Kale's flags that override a notebook metadata key: flag -> ``kubeflow_notebook`` key.
 METADATA_FLAGS = {"--storage-class-name": "storage_class_name", "--volume-access-mode": "volume_access_mode"}
-#: What Kale's other flags become here, for the README's table and the help.
+#: What Kale's other flags become here, for the help (docs/command.md has the same table).
 FLAGS = {
     "--nb X.ipynb": "the notebook (nbconvert-kfp compile X.ipynb)",
     **{flag: f"--KFPExporter.{trait}" for flag, trait in EXPORTER_FLAGS.items()},

@@ -185,7 +185,7 @@ def _dag(args: argparse.Namespace) -> int:
     return 0
 
 
-#: The exit statuses of ``run``, for its --help (the README has the same table).
+#: The exit statuses of ``run``, for its --help (docs/command.md has the same table).
 EXIT_STATUSES = """exit status:
   0  the run succeeded (with --no-wait: it started)
   1  conversion error, or the upload or the KFP API failed

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 #: States in which a run or a step changes no more.
 FINAL_STATES = ("SUCCEEDED", "SKIPPED", "FAILED", "CANCELED", "ERROR")
-#: The exit status of a command that waited for a run, by how the run ended (the README lists them).
+#: The exit status of a command that waited for a run, by how the run ended (docs/command.md lists them).
 EXIT_STATUS = {"SUCCEEDED": 0, "SKIPPED": 0, "FAILED": 3, "CANCELED": 4, "ERROR": 5, "TIMEOUT": 6}
 #: Exit status when the command could not do its job (conversion, upload, the KFP API failing).
 EXIT_ERROR = 1
