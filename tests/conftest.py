@@ -75,3 +75,8 @@ def compile_script():
         return yaml.safe_load(script_path.with_suffix(".yaml").read_text(encoding="utf-8"))
 
     return _compile
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true",
+                     help="rewrite tests/golden/ from the scripts the notebooks convert to (then review the diff)")
