@@ -12,6 +12,7 @@ review ``git diff tests/golden`` as a user's script would change.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import nbformat
@@ -47,6 +48,7 @@ def normalised(script: str) -> str:
     text = "\n".join(lines) + "\n"
     text = text.replace(f"nbconvert-kfp {__version__}", "nbconvert-kfp VERSION")
     text = text.replace(f"nbconvert-kfp-runtime=={__version__}", "nbconvert-kfp-runtime==VERSION")
+    text = text.replace(f"python:{sys.version_info.major}.{sys.version_info.minor}", "python:X.Y")  # this Python's
     return _PIN.sub(r"\1==VERSION", text)
 
 
