@@ -13,7 +13,7 @@ EXAMPLE ?= examples/model_comparison.ipynb
 help:
 	@echo "make demo    convert $(EXAMPLE) and run the pipeline locally with kfp.local"
 	@echo "make test    run the test suite (test-floors first)"
-	@echo "make test-fast  the tests that run in-process (no pipelines run, no subprocesses, no browser): under a minute"
+	@echo "make test-fast  the in-process tier: no process started, no pipeline run, no browser (about 90 s)"
 	@echo "make test-floors  run the tests marked floors against the declared minimum dependency versions"
 	@echo "make bench   run the benchmarks in bench/ (ratios against baselines measured in the same run)"
 	@echo "make clean   remove the virtual environment and generated files"

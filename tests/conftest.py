@@ -17,6 +17,25 @@ def _outside_a_notebook_server(monkeypatch):
     monkeypatch.delenv("NB_PREFIX", raising=False)
 
 
+#: The markers of the tiers that may start processes; every other test is in-process (``make test-fast``).
+PROCESS_TIERS = ("slow", "e2e", "browser", "floors")
+
+
+@pytest.fixture(autouse=True)
+def _in_process_tier_starts_no_process(request, monkeypatch):
+    """A test of the in-process tier that starts a process fails, saying so: the fast tier stays fast by rule,
+    not by luck. Tests that must start one are marked ``slow`` (or ``e2e``, ``browser``, ``floors``)."""
+    if any(request.node.get_closest_marker(name) for name in PROCESS_TIERS):
+        return
+    node = request.node.nodeid
+
+    def refuse(self, args, *rest, **kwargs):
+        raise AssertionError(f"{node} is in the in-process tier but started a process ({args!r:.120}); "
+                             f"mark it slow, or test in-process")
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
+
+
 @pytest.fixture
 def make_nb():
     """``make_nb([(tags, source), ...], metadata=None)`` -> a v4 notebook node."""

@@ -296,6 +296,7 @@ def test_a_rebound_variable_is_judged_by_its_last_value():
 
 # --- wired into the conversion: the compiled IR types each output, and the conversion warns --------
 
+@pytest.mark.slow
 def test_compiled_outputs_carry_the_inferred_artifact_types(tmp_path):
     from compiledir import compile_all
     from helpers import build_notebook

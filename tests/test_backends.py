@@ -396,6 +396,7 @@ def test_lightgbm_sklearn_model_uses_joblib():
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64", "int8", "int64", "bool",
                                    "complex64", "uint8"])
+@pytest.mark.slow
 def test_torch_tensors_round_trip_exactly(dtype):
     torch = need("torch")
     tensor = (torch.arange(24, dtype=torch.float64).reshape(4, 6) - 7.5).to(getattr(torch, dtype))
@@ -404,6 +405,7 @@ def test_torch_tensors_round_trip_exactly(dtype):
     assert loaded.dtype == tensor.dtype and loaded.shape == tensor.shape and torch.equal(loaded, tensor)
 
 
+@pytest.mark.slow
 def test_torch_views_parameters_and_requires_grad_are_kept():
     torch = need("torch")
     base = torch.randn(5, 4)
@@ -433,6 +435,7 @@ def _tiny_net_class():
     return TinyNet
 
 
+@pytest.mark.slow
 def test_torch_module_round_trips_whole_with_its_class_and_state():
     torch = need("torch")
     torch.manual_seed(0)
@@ -446,6 +449,7 @@ def test_torch_module_round_trips_whole_with_its_class_and_state():
     assert loaded.training is False
 
 
+@pytest.mark.slow
 def test_torch_module_class_defined_in_a_step_loads_where_the_step_redefines_it(tmp_path):
     need("torch")
     definition = textwrap.dedent("""
@@ -475,6 +479,7 @@ def test_torch_module_class_defined_in_a_step_loads_where_the_step_redefines_it(
 # --- Keras -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_keras_model_round_trips_as_keras_with_exact_predictions():
     keras = need("keras")
     keras.utils.set_random_seed(0)
@@ -491,6 +496,7 @@ def test_keras_model_round_trips_as_keras_with_exact_predictions():
     assert loaded.optimizer.__class__ is model.optimizer.__class__
 
 
+@pytest.mark.slow
 def test_keras_custom_layer_defined_in_the_notebook_loads_without_registration(tmp_path):
     need("keras")
     definition = textwrap.dedent("""
@@ -514,6 +520,7 @@ def test_keras_custom_layer_defined_in_the_notebook_loads_without_registration(t
         assert all(np.array_equal(a, b) for a, b in zip(step.namespace["model"].get_weights(), weights))
 
 
+@pytest.mark.slow
 def test_tensorflow_module_round_trips_as_a_savedmodel():
     tf = need("tensorflow", "tensorflow is not installed (make test installs tensorflow-cpu)")
 

@@ -355,6 +355,7 @@ def test_steps_are_in_topological_order(pipeline_model):
     assert model["step_order"] == ["a", "b", "c"]
 
 
+@pytest.mark.slow
 def test_inferred_order_is_one_info_line_per_step_with_details_at_debug(tmp_path, make_nb, run_nbconvert):
     nb = make_nb([
         (["step:a"], "x = 1\ny = 2"),

@@ -61,6 +61,7 @@ def test_script_suffix_is_configurable(make_nb):
     assert resources["output_extension"] == "_kfp.py"
 
 
+@pytest.mark.slow
 def test_cli_writes_stem_pipeline_py_that_compiles(tmp_path, run_nbconvert, compile_script):
     source = HERE / "notebooks" / "sklearn_fan.ipynb"
     path = tmp_path / "sklearn_fan.ipynb"
@@ -246,6 +247,7 @@ HOSTILE_SOURCE = (
 )
 
 
+@pytest.mark.slow
 def test_hostile_text_survives_into_script_and_ir(tmp_path, make_nb, compile_script):
     ast.parse(HOSTILE_SOURCE)
     nb = make_nb([
@@ -276,6 +278,7 @@ def test_hostile_text_survives_into_script_and_ir(tmp_path, make_nb, compile_scr
     assert ir["root"]["inputDefinitions"]["parameters"]["GREETING"]["defaultValue"] == HOSTILE
 
 
+@pytest.mark.slow
 def test_step_names_get_distinct_identifiers_and_display_names(tmp_path, make_nb, compile_script):
     nb = make_nb([
         (["pipeline-parameters"], "REPEAT = 2"),

@@ -110,6 +110,7 @@ def test_the_command_is_one_shell_program_that_installs_then_runs_the_component(
     assert "def a(" in command[3]  # the component's source stays the program's $0
 
 
+@pytest.mark.slow
 def test_an_image_with_uv_installs_with_uv_only_and_every_value_is_one_argument(tmp_path, command):
     result, calls = _run_step(tmp_path, command, FAKE_IMAGE_HAS_UV="1")
     assert result.returncode == 0, result.stderr
@@ -119,6 +120,7 @@ def test_an_image_with_uv_installs_with_uv_only_and_every_value_is_one_argument(
     assert _executed(calls[3:]) and not list(tmp_path.glob("canary*"))
 
 
+@pytest.mark.slow
 def test_pip_installs_uv_when_the_image_lacks_it(tmp_path, command):
     result, calls = _run_step(tmp_path, command, FAKE_INDEX_HAS_UV="1")
     assert result.returncode == 0, result.stderr
@@ -127,6 +129,7 @@ def test_pip_installs_uv_when_the_image_lacks_it(tmp_path, command):
     assert _executed(calls[4:])
 
 
+@pytest.mark.slow
 def test_pip_installs_everything_when_uv_cannot_be_had(tmp_path, command):
     result, calls = _run_step(tmp_path, command)  # no uv in the image, none on the index
     assert result.returncode == 0, result.stderr
@@ -135,6 +138,7 @@ def test_pip_installs_everything_when_uv_cannot_be_had(tmp_path, command):
     assert _executed(calls)
 
 
+@pytest.mark.slow
 def test_pip_takes_over_an_install_uv_fails(tmp_path, command):
     result, calls = _run_step(tmp_path, command, FAKE_IMAGE_HAS_UV="1", FAKE_UV_FAILS="1")
     assert result.returncode == 0, result.stderr
@@ -142,6 +146,7 @@ def test_pip_takes_over_an_install_uv_fails(tmp_path, command):
     assert _executed(calls)
 
 
+@pytest.mark.slow
 def test_a_failed_install_stops_the_step_before_its_code_runs(tmp_path, command):
     result, calls = _run_step(tmp_path, command, FAKE_IMAGE_HAS_UV="1", FAKE_UV_FAILS="1", FAKE_PIP_FAILS="1")
     assert result.returncode != 0
@@ -156,6 +161,7 @@ def test_kfp_locals_venv_runner_swaps_every_python3_of_the_installer(command):
     assert swapped[3] == command[3]
 
 
+@pytest.mark.slow
 def test_default_indexes_and_no_kfp_install(tmp_path):
     commands = _commands(install_kfp_package=False)
     for name, command in commands.items():

@@ -88,6 +88,7 @@ ISOLATED = textwrap.dedent(r"""
              "nbconvert_kfp.script.metadata,nbconvert_kfp.script.monitor,nbconvert_kfp.script.steplog,"
              "nbconvert_kfp.script.deployment,nbconvert_kfp.script.launcher"),
 ], ids=["runtime", "script"])
+@pytest.mark.slow
 def test_shipped_archive_imports_in_an_interpreter_without_site_packages(tmp_path, package, modules):
     """-I -S: no site-packages at all, so not even kfp; importing loads the standard library only."""
     path = tmp_path / "shipped.zip"

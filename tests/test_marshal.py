@@ -498,6 +498,7 @@ print(json.dumps({"import": after_import, "dict": after_dict, "lazy": sorted(mod
 """
 
 
+@pytest.mark.slow
 def test_marshal_imports_only_the_standard_library_until_a_value_needs_more(tmp_path):
     import json
     import subprocess
@@ -650,6 +651,7 @@ resource_save(Big(), sys.argv[1])
 """
 
 
+@pytest.mark.slow
 def test_a_step_killed_mid_write_leaves_no_value_to_load(tmp_path):
     import subprocess
     import sys

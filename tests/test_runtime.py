@@ -272,6 +272,7 @@ GET_IPYTHON_PROBE = textwrap.dedent(r"""
 """)
 
 
+@pytest.mark.slow
 def test_get_ipython_is_provided_lazily_and_runs_shell_commands(tmp_path):
     pytest.importorskip("IPython")
     result = subprocess.run([sys.executable, "-c", GET_IPYTHON_PROBE], cwd=tmp_path,
@@ -305,6 +306,7 @@ REPORT_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("image", ["full", "bare"])
 def test_report_formats_with_ipython_and_pygments_when_the_step_has_them(tmp_path, image):
     page_path = tmp_path / "report"

@@ -151,6 +151,7 @@ def test_a_search_that_cannot_run_stops_the_conversion_naming_the_metadata_key(p
     assert caught.value.cell_index is None
 
 
+@pytest.mark.slow
 def test_a_bad_search_is_one_line_from_jupyter_nbconvert_and_writes_nothing(tmp_path):
     path = tmp_path / "bad_search.ipynb"
     path.write_text(json.dumps(build_notebook(CELLS, metadata=metadata(changed("parameters.0.name", "LRATE")))),
@@ -163,6 +164,7 @@ def test_a_bad_search_is_one_line_from_jupyter_nbconvert_and_writes_nothing(tmp_
     assert not (tmp_path / "bad_search_pipeline.py").exists()
 
 
+@pytest.mark.slow
 def test_without_katib_run_a_bad_search_is_a_warning_and_tune_says_there_is_none(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         script, resources = convert(CELLS, changed("objective.objectiveMetricName", "val-loss"), run=False)
@@ -310,6 +312,7 @@ def stand_in(tmp_path, katib_metadata) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_tune_stops_once_a_trial_reaches_the_goal(tmp_path):
     grid = changed("algorithm.algorithmName", "grid")
     grid["parameters"][0]["feasibleSpace"].update(min="0.1", max="0.3", step="0.1")
@@ -326,6 +329,7 @@ def test_tune_stops_once_a_trial_reaches_the_goal(tmp_path):
     assert "trial 3/9 succeeded" in out.read_text()
 
 
+@pytest.mark.slow
 def test_tune_stops_after_max_failed_trials_and_reports_no_best(tmp_path):
     failing = changed("parameters.2.feasibleSpace.list", ["boom"])
     failing["objective"].pop("goal")
@@ -340,6 +344,7 @@ def test_tune_stops_after_max_failed_trials_and_reports_no_best(tmp_path):
                                                                    for t in tuning.trials)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("goal", ["maximize", "minimize"])
 def test_tune_is_reproducible_with_a_seed_and_passes_fixed_parameters(tmp_path, goal):
     spec = changed("objective.goal", None)
@@ -363,6 +368,7 @@ def test_tune_is_reproducible_with_a_seed_and_passes_fixed_parameters(tmp_path, 
     assert len({t.objective for t in runs[0].trials}) > 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM", "SIGKILL"])
 def test_an_interrupted_tune_stops_its_trials_and_still_reports(tmp_path, signum):
     script = stand_in(tmp_path, changed("objective.goal", None))
@@ -472,6 +478,7 @@ def collected(log: str, manifest: dict) -> dict[str, str]:
     return found
 
 
+@pytest.mark.slow
 def test_katib_values_reach_the_script_as_data_whatever_they_hold(tmp_path):
     spec = changed("parameters.2.feasibleSpace.list", ["a b", "$(touch pwned)", "it's; rm -rf x", "`id`"])
     script = stand_in(tmp_path, spec)
@@ -493,6 +500,7 @@ def test_katib_values_that_its_template_cannot_carry_are_refused(value):
         katib.experiment(search, "x", image="example.org/x:1", script="/app/x.py")
 
 
+@pytest.mark.slow
 def test_katib_experiment_options_come_as_a_set(tmp_path):
     script, _ = convert(CELLS, KATIB)
     path = tmp_path / "x_pipeline.py"
@@ -616,6 +624,7 @@ class KubernetesStandIn:
         return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("status", [201, 403])
 def test_katib_submit_creates_the_experiment_in_the_context_namespace(tmp_path, status):
     script, _ = convert(CELLS, KATIB)
