@@ -14,18 +14,19 @@ with the XSRF check for cookie-authenticated requests):
     ``{"pipeline_id", "version_id", "version_name", "created", "pipeline_url", "run_id",
     "run_url", "experiment_id", "filename", "warnings"}``.
 
-A problem in the notebook answers 400 with ``{"message", "cell_index", "cell_number", "subject"}``; a bad
-request body 400 with ``{"message"}``; a ``host`` the server may not send its credentials to 403;
-a failed deployment 502 and one that takes longer than ``DeployPolicy.timeout`` 504, with
-``{"message"}``. KFP credentials are the Jupyter server's (see ``nbconvert_kfp.script.deployment``),
+A problem in the notebook answers 400 with ``{"message", "cell_index", "cell_number", "subject"}`` (a
+notebook of more steps than ``ConvertPolicy.max_steps`` is one); a bad request body 400 with
+``{"message"}``; a ``host`` the server may not send its credentials to 403; a failed deployment 502
+and one that takes longer than ``DeployPolicy.timeout`` 504, with ``{"message"}``. KFP credentials are the Jupyter server's (see ``nbconvert_kfp.script.deployment``),
 never the request's, and go only to the configured host (``KF_PIPELINES_ENDPOINT`` or
 ``DeployPolicy.host``) or to the https hosts of ``DeployPolicy.allowed_hosts``. The request's ``host`` is
 read strictly (``script.endpoint``: no user info, backslash, percent-encoding, control character) and
 the deployment connects to the URL rebuilt from its checked parts, so the host the policy compares is
 the host the HTTP library connects to.
 
-Conversions run one at a time (kfp's compiler keeps global state); a deployment's network
-I/O runs in its own threads, so a slow KFP host never holds up a conversion.
+Conversions run in worker threads side by side; only their last part, kfp's compiler (which keeps
+global state), runs one at a time. A deployment's network I/O runs in its own threads, so a slow KFP
+host never holds up a conversion.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
-from traitlets import Float, List, Unicode
+from traitlets import Float, Int, List, Unicode
 from traitlets.config import Configurable
 
 #: The URL prefix of the API, under the server's base URL.
@@ -63,8 +64,8 @@ MAX_DEPTH = 100
 #: The longest notebook file name a request may give.
 MAX_NAME = 255
 
-# kfp's compiler builds a pipeline in module-level state: one conversion at a time.
-_CONVERT_LOCK = threading.Lock()
+# kfp's compiler builds a pipeline in module-level state: one compilation at a time.
+_COMPILE_LOCK = threading.Lock()
 # Deployments wait on the network: their own threads, never the conversions'.
 _DEPLOYS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="nbconvert-kfp-deploy")
 
@@ -79,6 +80,15 @@ class HostRefused(Exception):
 
 class DeployTimeout(Exception):
     """A deployment took longer than ``DeployPolicy.timeout`` (504)."""
+
+
+class ConvertPolicy(Configurable):
+    """How large a notebook the API converts."""
+
+    max_steps = Int(
+        500, help="The most steps a notebook may have for the API to convert it (0: no limit); more is a 400. "
+                  "Argo's 1 MiB Workflow limit stops a run of a few hundred steps on a KFP cluster anyway "
+                  "(about 200 trivial ones), and the conversion's time grows with the steps.").tag(config=True)
 
 
 class DeployPolicy(Configurable):
@@ -244,18 +254,19 @@ def convert(body: Any, config: Any = None, log: logging.Logger | None = None) ->
     stem = stem[:-len(".ipynb")] if stem.endswith(".ipynb") else Path(stem).stem
     merged = Config(config) if config is not None else Config()
     merged.merge(Config({"KFPExporter": options}))
-    with _CONVERT_LOCK:
-        return _convert(notebook, name, stem, merged, parameters, log)
+    limit = ConvertPolicy(config=merged).max_steps
+    merged.merge(Config({"TagParser": {"max_steps": limit}}))
+    return _convert(notebook, name, stem, merged, parameters, log)
 
 
 def _convert(notebook: Any, name: str, stem: str, merged: Any, parameters: dict[str, Any],
              log: logging.Logger | None) -> dict[str, Any]:
-    """The conversion itself; one at a time (see ``_CONVERT_LOCK``)."""
+    """The conversion itself, side by side with others; its compilation one at a time (``_COMPILE_LOCK``)."""
     from .exporters import KFPExporter, compile_script
     from .script import dag
 
     warnings: list[str] = []
-    collector = _Collector(warnings)
+    collector = _Collector(warnings, threading.get_ident())
     logger = logging.getLogger(f"{__name__}.convert")  # the exporter's warnings go to the reply
     logger.propagate = False
     logger.addHandler(collector)
@@ -274,7 +285,8 @@ def _convert(notebook: Any, name: str, stem: str, merged: Any, parameters: dict[
         # the pipeline's own parameter names (a name that is a Python keyword gets a trailing '_')
         kfp_names = model["script"]["parameter_names"]
         arguments = {kfp_names[n]: _coerce(n, types[n], v) for n, v in parameters.items()}
-        yaml_text = compile_script(script, arguments, stem=re.sub(r"\W", "_", stem) or "pipeline")
+        with _COMPILE_LOCK:
+            yaml_text = compile_script(script, arguments, stem=re.sub(r"\W", "_", stem) or "pipeline")
     finally:
         logger.removeHandler(collector)
         for warning in warnings:
@@ -333,14 +345,15 @@ def deploy(body: Any, config: Any = None, log: logging.Logger | None = None) -> 
 
 
 class _Collector(logging.Handler):
-    """Keeps the warnings of one conversion for the reply."""
+    """Keeps the warnings of one conversion (the records of the thread that runs it) for the reply."""
 
-    def __init__(self, into: list[str]):
+    def __init__(self, into: list[str], thread: int):
         super().__init__(logging.WARNING)
-        self.into = into
+        self.into, self.thread = into, thread
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.into.append(record.getMessage())
+        if record.thread == self.thread:
+            self.into.append(record.getMessage())
 
 
 class _Handler(APIHandler):

@@ -442,3 +442,101 @@ def test_the_file_menu_export_of_a_bad_notebook_is_a_400_naming_the_cell(server)
         else:
             assert "The notebook cannot become a KFP pipeline" in text
             assert "cell 3" in text and "nowhere" in text and "Internal Server Error" not in text
+
+
+# --- conversions side by side ----------------------------------------------------------------------------
+
+
+def _hold_analysis(monkeypatch, hold) -> None:
+    """Run ``hold(notebook)`` in each conversion as its dependency analysis starts (outside kfp's compiler)."""
+    from nbconvert_kfp.preprocessors.dependencyanalyzer import DependencyAnalyzer
+
+    analyse = DependencyAnalyzer.preprocess
+
+    def held(self, nb, resources):
+        hold(nb)
+        return analyse(self, nb, resources)
+
+    monkeypatch.setattr(DependencyAnalyzer, "preprocess", held)
+
+
+def _marked(marker: str) -> dict:
+    return _notebook_with(lambda nb: nb["cells"][1]["source"].extend([f"\nimport nosuchmodule_{marker}\n"]))
+
+
+def test_a_long_conversion_does_not_hold_up_a_small_one(monkeypatch):
+    """Conversions run side by side: only kfp's compiler runs one at a time."""
+    import threading
+
+    from nbconvert_kfp import serverextension
+
+    holding, release = threading.Event(), threading.Event()
+    _hold_analysis(monkeypatch, lambda nb: "nosuchmodule_long" in str(nb.cells) and (holding.set(), release.wait(60)))
+    long_reply: list[dict] = []
+    long = threading.Thread(target=lambda: long_reply.append(serverextension.convert(
+        {"notebook": _marked("long"), "name": "long.ipynb"})), daemon=True)
+    long.start()
+    try:
+        assert holding.wait(60), "the long conversion never started its analysis"
+        small: dict = {}
+        converting = threading.Thread(target=lambda: small.update(serverextension.convert(
+            {"notebook": _notebook(), "name": "small.ipynb"})), daemon=True)
+        converting.start()
+        converting.join(30)
+        assert small.get("yaml"), "the small conversion waited for the long one"
+        assert long.is_alive() and not long_reply
+    finally:
+        release.set()
+        long.join(60)
+    [reply] = long_reply
+    assert "nosuchmodule_long" in " ".join(reply["warnings"]) and reply["yaml"]
+
+
+def test_side_by_side_conversions_each_reply_with_their_own_warnings(monkeypatch):
+    import threading
+
+    from nbconvert_kfp import serverextension
+
+    first_done = threading.Event()
+    # the second conversion waits in its analysis until the first has warned, compiled and replied
+    _hold_analysis(monkeypatch, lambda nb: "nosuchmodule_second" in str(nb.cells) and first_done.wait(60))
+    replies: dict[str, dict] = {}
+
+    def convert(marker: str) -> None:
+        replies[marker] = serverextension.convert({"notebook": _marked(marker), "name": f"{marker}.ipynb"})
+        if marker == "first":
+            first_done.set()
+
+    second = threading.Thread(target=convert, args=("second",), daemon=True)
+    second.start()
+    time.sleep(0.5)
+    first = threading.Thread(target=convert, args=("first",), daemon=True)
+    first.start()
+    assert first_done.wait(30), "the first conversion waited for the second"
+    second.join(60)
+    for marker, other in (("first", "second"), ("second", "first")):
+        warnings = " ".join(replies[marker]["warnings"])
+        assert f"nosuchmodule_{marker}" in warnings and f"nosuchmodule_{other}" not in warnings, warnings
+
+
+def test_a_notebook_of_more_steps_than_the_server_converts_is_refused_at_once_naming_the_step():
+    """ConvertPolicy.max_steps: a NotebookError, which the API answers with 400 and the cell."""
+    from traitlets.config import Config
+
+    from nbconvert_kfp import serverextension
+    from nbconvert_kfp.errors import NotebookError
+
+    notebook = _notebook()
+    for index in range(6):
+        cell = copy.deepcopy(notebook["cells"][2])
+        cell.update(id=f"more{index}", source=[f"model_{index} = model + {index}"],
+                    metadata={"tags": [f"step:more{index}"]})
+        notebook["cells"].append(cell)
+    config = Config({"ConvertPolicy": {"max_steps": 5}})
+    start = time.monotonic()
+    with pytest.raises(NotebookError) as caught:
+        serverextension.convert({"notebook": notebook}, config)
+    assert time.monotonic() - start < 5
+    assert str(caught.value).startswith("cell 7: the notebook has 8 steps, more than the 5 this conversion takes")
+    assert caught.value.subject == "more3"
+    assert serverextension.convert({"notebook": notebook}, Config({"ConvertPolicy": {"max_steps": 8}}))["yaml"]
