@@ -14,18 +14,23 @@ with the XSRF check for cookie-authenticated requests):
     ``{"pipeline_id", "version_id", "version_name", "created", "pipeline_url", "run_id",
     "run_url", "experiment_id", "filename", "warnings"}``.
 
-A problem in the notebook answers 400 with ``{"message", "cell_index", "cell_number", "subject"}``; a bad
-request body 400 with ``{"message"}``; a ``host`` the server may not send its credentials to 403;
-a failed deployment 502 and one that takes longer than ``DeployPolicy.timeout`` 504, with
-``{"message"}``. KFP credentials are the Jupyter server's (see ``nbconvert_kfp.script.deployment``),
-never the request's, and go only to the configured host (``KF_PIPELINES_ENDPOINT`` or
-``DeployPolicy.host``) or to the https hosts of ``DeployPolicy.allowed_hosts``. The request's ``host`` is
-read strictly (``script.endpoint``: no user info, backslash, percent-encoding, control character) and
-the deployment connects to the URL rebuilt from its checked parts, so the host the policy compares is
-the host the HTTP library connects to.
+A problem in the notebook answers 400 with ``{"message", "cell_index", "cell_number", "subject"}`` (a
+notebook of more steps than ``ConvertPolicy.max_steps`` is one); a bad request body 400 with
+``{"message"}``; a ``host`` the server may not send its credentials to 403; a failed deployment 502,
+one that takes longer than ``DeployPolicy.timeout`` 504, and one to a host that already has
+``DeployPolicy.per_host`` deployments in progress 503 at once, with ``{"message"}``. KFP credentials
+are the Jupyter server's (see ``nbconvert_kfp.script.deployment``), never the request's, and go only
+to the configured host (``KF_PIPELINES_ENDPOINT`` or ``DeployPolicy.host``) or to the https hosts of
+``DeployPolicy.allowed_hosts``. The request's ``host`` is read strictly (``script.endpoint``: no user
+info, backslash, percent-encoding, control character) and the deployment connects to the URL rebuilt
+from its checked parts, so the host the policy compares is the host the HTTP library connects to.
 
-Conversions run one at a time (kfp's compiler keeps global state); a deployment's network
-I/O runs in its own threads, so a slow KFP host never holds up a conversion.
+Conversions run in worker threads side by side; only their last part, kfp's compiler (which keeps
+global state), runs one at a time. A deploy request has ``DeployPolicy.timeout`` seconds from its
+arrival: its conversion, and its talk to KFP in a thread of its own, whose every request to the host
+is cut to the time left (``script.transport.within``), so the thread ends when the time does. Each
+KFP host has ``DeployPolicy.per_host`` such threads at most: a host that does not answer holds only
+its own, never a conversion or a deployment to another host.
 """
 
 from __future__ import annotations
@@ -38,15 +43,16 @@ import os
 import re
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
-from traitlets import Float, List, Unicode
+from traitlets import Float, Int, List, Unicode
 from traitlets.config import Configurable
 
 #: The URL prefix of the API, under the server's base URL.
@@ -63,10 +69,10 @@ MAX_DEPTH = 100
 #: The longest notebook file name a request may give.
 MAX_NAME = 255
 
-# kfp's compiler builds a pipeline in module-level state: one conversion at a time.
-_CONVERT_LOCK = threading.Lock()
-# Deployments wait on the network: their own threads, never the conversions'.
-_DEPLOYS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="nbconvert-kfp-deploy")
+# kfp's compiler builds a pipeline in module-level state: one compilation at a time.
+_COMPILE_LOCK = threading.Lock()
+#: Seconds a deploy request waits past its budget for its thread to report (its requests end by the budget).
+GRACE = 5.0
 
 
 class RequestError(Exception):
@@ -81,6 +87,19 @@ class DeployTimeout(Exception):
     """A deployment took longer than ``DeployPolicy.timeout`` (504)."""
 
 
+class DeployBusy(Exception):
+    """The KFP host has ``DeployPolicy.per_host`` deployments in progress already (503)."""
+
+
+class ConvertPolicy(Configurable):
+    """How large a notebook the API converts."""
+
+    max_steps = Int(
+        500, help="The most steps a notebook may have for the API to convert it (0: no limit); more is a 400. "
+                  "Argo's 1 MiB Workflow limit stops a run of a few hundred steps on a KFP cluster anyway "
+                  "(about 200 trivial ones), and the conversion's time grows with the steps.").tag(config=True)
+
+
 class DeployPolicy(Configurable):
     """Where the deploy endpoint may send the Jupyter server's KFP credentials, and how long it waits."""
 
@@ -91,8 +110,12 @@ class DeployPolicy(Configurable):
         Unicode(), help="Other KFP hosts a deploy request may name, as kfp.example.com[:PORT] or an https URL. "
                         "Only https: the server's KFP credentials travel to them.").tag(config=True)
     timeout = Float(
-        300.0, help="Seconds a deploy request waits for KFP before it answers 504 (the upload may still "
-                    "finish).").tag(config=True)
+        300.0, help="Seconds a deploy request may take from its arrival (conversion and talk to KFP); then it "
+                    "answers 504 and its work stops (an upload KFP already received may still finish).").tag(
+        config=True)
+    per_host = Int(
+        2, help="Deployments to one KFP host at a time; a request for one more answers 503 at once. A host that "
+                "does not answer holds only these, never a deployment to another host.").tag(config=True)
 
     def target(self, host: str | None) -> str | None:
         """The URL a deployment connects to; ``HostRefused`` for a host the credentials must not reach.
@@ -244,18 +267,19 @@ def convert(body: Any, config: Any = None, log: logging.Logger | None = None) ->
     stem = stem[:-len(".ipynb")] if stem.endswith(".ipynb") else Path(stem).stem
     merged = Config(config) if config is not None else Config()
     merged.merge(Config({"KFPExporter": options}))
-    with _CONVERT_LOCK:
-        return _convert(notebook, name, stem, merged, parameters, log)
+    limit = ConvertPolicy(config=merged).max_steps
+    merged.merge(Config({"TagParser": {"max_steps": limit}}))
+    return _convert(notebook, name, stem, merged, parameters, log)
 
 
 def _convert(notebook: Any, name: str, stem: str, merged: Any, parameters: dict[str, Any],
              log: logging.Logger | None) -> dict[str, Any]:
-    """The conversion itself; one at a time (see ``_CONVERT_LOCK``)."""
+    """The conversion itself, side by side with others; its compilation one at a time (``_COMPILE_LOCK``)."""
     from .exporters import KFPExporter, compile_script
     from .script import dag
 
     warnings: list[str] = []
-    collector = _Collector(warnings)
+    collector = _Collector(warnings, threading.get_ident())
     logger = logging.getLogger(f"{__name__}.convert")  # the exporter's warnings go to the reply
     logger.propagate = False
     logger.addHandler(collector)
@@ -274,7 +298,8 @@ def _convert(notebook: Any, name: str, stem: str, merged: Any, parameters: dict[
         # the pipeline's own parameter names (a name that is a Python keyword gets a trailing '_')
         kfp_names = model["script"]["parameter_names"]
         arguments = {kfp_names[n]: _coerce(n, types[n], v) for n, v in parameters.items()}
-        yaml_text = compile_script(script, arguments, stem=re.sub(r"\W", "_", stem) or "pipeline")
+        with _COMPILE_LOCK:
+            yaml_text = compile_script(script, arguments, stem=re.sub(r"\W", "_", stem) or "pipeline")
     finally:
         logger.removeHandler(collector)
         for warning in warnings:
@@ -325,22 +350,96 @@ def upload(converted: dict[str, Any], host: str | None, namespace: str | None, r
     return result
 
 
+def upload_within(converted: dict[str, Any], host: str | None, namespace: str | None, run: bool,
+                  deadline: float, timeout: float) -> dict[str, Any]:
+    """``upload`` with every request to KFP ending by ``deadline`` (``time.monotonic()``); ``DeployTimeout``
+    when the time runs out (``timeout``: the seconds the deployment had in all, for the message)."""
+    from .script import deployment, transport
+
+    if time.monotonic() >= deadline:
+        raise _too_late(host, timeout)
+    with transport.within(deadline):
+        try:
+            return upload(converted, host, namespace, run)
+        except deployment.DeploymentError:
+            if transport.time_left() == 0:
+                raise _too_late(host, timeout) from None
+            raise
+
+
+def _too_late(host: str | None, timeout: float) -> DeployTimeout:
+    return DeployTimeout(f"deploying to {host or 'KFP'} took longer than {timeout:g} s, so it stopped; an upload "
+                         "KFP received may still finish (look in the KFP UI), or the host is too slow")
+
+
 def deploy(body: Any, config: Any = None, log: logging.Logger | None = None) -> dict[str, Any]:
-    """Convert, compile, upload and (with ``"run": true``) run, in this thread."""
+    """Convert, compile, upload and (with ``"run": true``) run, in this thread, within ``DeployPolicy.timeout``."""
     policy = DeployPolicy(config=config) if config is not None else DeployPolicy()
+    deadline = time.monotonic() + policy.timeout
     host, namespace, run = deploy_target(body, policy)
-    return upload(convert(body, config, log), host, namespace, run)
+    return upload_within(convert(body, config, log), host, namespace, run, deadline, policy.timeout)
+
+
+class HostSlots:
+    """The deployments in progress to each KFP host, at most a given number per host."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._busy: dict[Any, int] = {}
+
+    def take(self, host: Any, limit: int) -> bool:
+        """Take a slot of ``host``; False when its ``limit`` slots are all taken."""
+        with self._lock:
+            if self._busy.get(host, 0) >= max(limit, 1):
+                return False
+            self._busy[host] = self._busy.get(host, 0) + 1
+            return True
+
+    def give_back(self, host: Any) -> None:
+        """Free a slot ``take`` gave."""
+        with self._lock:
+            self._busy[host] -= 1
+            if not self._busy[host]:
+                del self._busy[host]
+
+
+#: The deployments in progress, by KFP host (``host_key``).
+_SLOTS = HostSlots()
+
+
+def host_key(url: str | None) -> Any:
+    """What tells KFP hosts apart: the origin of the URL a deployment connects to (None: the default host)."""
+    from .script import endpoint
+
+    return endpoint.parse(url).origin if url else None
+
+
+def _in_own_thread(work: Callable[..., Any], *args: Any) -> Future:
+    """Run ``work(*args)`` in a new thread of its own; its future."""
+    future: Future = Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(work(*args))
+        except BaseException as error:  # handed to the request's coroutine
+            future.set_exception(error)
+
+    threading.Thread(target=run, name="nbconvert-kfp-deploy", daemon=True).start()
+    return future
 
 
 class _Collector(logging.Handler):
-    """Keeps the warnings of one conversion for the reply."""
+    """Keeps the warnings of one conversion (the records of the thread that runs it) for the reply."""
 
-    def __init__(self, into: list[str]):
+    def __init__(self, into: list[str], thread: int):
         super().__init__(logging.WARNING)
-        self.into = into
+        self.into, self.thread = into, thread
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.into.append(record.getMessage())
+        if record.thread == self.thread:
+            self.into.append(record.getMessage())
 
 
 class _Handler(APIHandler):
@@ -352,6 +451,8 @@ class _Handler(APIHandler):
 
     def _reply(self, status: int, reply: dict[str, Any]) -> None:
         self.set_status(status)
+        if status == 503:
+            self.set_header("Retry-After", "10")
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(reply))
 
@@ -370,6 +471,8 @@ class _Handler(APIHandler):
             return self._reply(403, {"message": str(error)})
         except DeployTimeout as error:
             return self._reply(504, {"message": str(error)})
+        except DeployBusy as error:
+            return self._reply(503, {"message": str(error)})
         except KFPExportError as error:
             number = cell_number(error.cell_index) if error.cell_index is not None else None
             return self._reply(400, {"message": str(error), "cell_index": error.cell_index,
@@ -391,17 +494,27 @@ class DeployHandler(_Handler):
     """``POST nbconvert-kfp/api/deploy``: upload to KFP, and run when asked."""
 
     async def work(self, body: Any) -> dict[str, Any]:
-        """Check the host, convert in a worker thread, then upload in a deployment thread, for at most
-        ``DeployPolicy.timeout`` seconds."""
+        """Check the host and take one of its slots, convert in a worker thread, then upload in a thread of
+        its own; all within ``DeployPolicy.timeout`` seconds of the request's arrival."""
         policy = DeployPolicy(config=self.config)
+        deadline = time.monotonic() + policy.timeout - self.request.request_time()
         host, namespace, run = deploy_target(body, policy)
-        converted = await asyncio.to_thread(convert, body, self.config, self.log)
-        future = _DEPLOYS.submit(upload, converted, host, namespace, run)
+        key = host_key(host)
+        if not _SLOTS.take(key, policy.per_host):
+            raise DeployBusy(f"{max(policy.per_host, 1)} deployments to {host or 'the KFP host'} are in progress, "
+                             f"the most DeployPolicy.per_host allows; retry when one ends (each ends within "
+                             f"{policy.timeout:g} s)")
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), policy.timeout)
-        except asyncio.TimeoutError:
-            raise DeployTimeout(f"deploying to {host or 'KFP'} took longer than {policy.timeout:g} s; the upload "
-                                "may still finish (look in the KFP UI), or the host is too slow") from None
+            converted = await asyncio.to_thread(convert, body, self.config, self.log)
+            future = _in_own_thread(upload_within, converted, host, namespace, run, deadline, policy.timeout)
+        except BaseException:
+            _SLOTS.give_back(key)
+            raise
+        future.add_done_callback(lambda _: _SLOTS.give_back(key))  # when the thread ends, not before
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), max(0.0, deadline - time.monotonic()) + GRACE)
+        except asyncio.TimeoutError:  # the thread did not report in time (its requests end by the deadline)
+            raise _too_late(host, policy.timeout) from None
 
 
 def _export_handler() -> type:

@@ -21,6 +21,8 @@ for a Metrics output, an ML Metadata artifact id whose values ``metric_values`` 
 are served as the API server serves them (``/apis/v1alpha1/runs/{id}/nodes/{pod}/log``) or as
 the KFP UI's server does (``/k8s/pod/logs``), per ``log_endpoint``; ML Metadata answers
 ``GetArtifactsByID`` over gRPC-web when ``metadata_enabled``.
+
+``SilentHost`` is a host that accepts connections and never answers, not even a TLS handshake.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import email.parser
 import email.policy
 import itertools
 import json
+import selectors
+import socket
 import struct
 import threading
 import time
@@ -695,6 +699,70 @@ class FakeKFP(ThreadingHTTPServer):
         if any(v["display_name"] == name for v in self.versions[pipeline_id]):
             return self.error(409, f"Failed to create a pipeline version: version name {name!r} already exists")
         return 200, self._add_version(pipeline_id, name, r.query.get("description"), package)
+
+
+class SilentHost:
+    """A TCP server on 127.0.0.1 that accepts every connection, reads what comes and never answers: a KFP
+    host that hangs (also before a TLS handshake). ``url`` is its https URL; ``accepted`` counts the
+    connections, ``open`` those the client has not closed yet."""
+
+    def __init__(self):
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self._listener.setblocking(False)
+        self.url = f"https://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.accepted = 0
+        self._clients: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def open(self) -> int:
+        """Connections the client has not closed."""
+        with self._lock:
+            return len(self._clients)
+
+    def _serve(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._listener, selectors.EVENT_READ)
+            while not self._stop.is_set():
+                for key, _ in selector.select(0.05):
+                    if key.fileobj is self._listener:
+                        try:
+                            client, _ = self._listener.accept()
+                        except BlockingIOError:
+                            continue
+                        client.setblocking(False)
+                        selector.register(client, selectors.EVENT_READ)
+                        with self._lock:
+                            self.accepted += 1
+                            self._clients.add(client)
+                        continue
+                    client = key.fileobj
+                    try:
+                        data = client.recv(65536)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        data = b""
+                    if not data:  # the client closed it
+                        selector.unregister(client)
+                        client.close()
+                        with self._lock:
+                            self._clients.discard(client)
+            with self._lock:
+                for client in self._clients:
+                    client.close()
+                self._clients.clear()
+
+    def __enter__(self) -> "SilentHost":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._listener.close()
 
 
 @pytest.fixture

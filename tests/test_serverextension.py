@@ -7,6 +7,7 @@ JUPYTER_CONFIG_DIR. Deployments go to the fake KFP API of tests/fakekfp.py.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import http.cookiejar
 import json
@@ -27,7 +28,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
-from fakekfp import FakeKFP
+from fakekfp import FakeKFP, SilentHost
 
 from nbconvert_kfp.exporters import compile_script
 from helpers import free_port, stop_process
@@ -72,9 +73,9 @@ def fake_kfp_module():
         yield server
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, fake_kfp_module):
-    base = tmp_path_factory.mktemp("jupyter")
+@contextlib.contextmanager
+def _jupyter_server(base: Path, kfp_url: str, policy: dict):
+    """A `jupyter server` with the extension enabled, deploying to ``kfp_url`` under ``policy`` (DeployPolicy)."""
     config = base / "config" / "jupyter_server_config.d"
     config.mkdir(parents=True)
     shutil.copy(ENABLE_FILE, config)  # what installing the package puts in etc/jupyter
@@ -83,10 +84,8 @@ def server(tmp_path_factory, fake_kfp_module):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KF_PIPELINES", "JUPYTER"))}
     env.update(HOME=str(base / "home"), JUPYTER_CONFIG_DIR=str(base / "config"),
                JUPYTER_RUNTIME_DIR=str(base / "runtime"), KF_PIPELINES_TOKEN=KFP_TOKEN,
-               KF_PIPELINES_ENDPOINT=fake_kfp_module.url)
-    # Deployments may also go to this https host; a slow one gives up after DEPLOY_TIMEOUT seconds.
-    (config.parent / "jupyter_server_config.json").write_text(json.dumps(
-        {"DeployPolicy": {"allowed_hosts": [ALLOWED_HOST], "timeout": DEPLOY_TIMEOUT}}))
+               KF_PIPELINES_ENDPOINT=kfp_url)
+    (config.parent / "jupyter_server_config.json").write_text(json.dumps({"DeployPolicy": policy}))
     log = base / "server.log"
     with open(log, "wb") as output:
         process = subprocess.Popen(
@@ -108,6 +107,14 @@ def server(tmp_path_factory, fake_kfp_module):
         yield Server(url, token, process, log)
     finally:
         stop_process(process)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, fake_kfp_module):
+    # Deployments may also go to this https host; a slow one gives up after DEPLOY_TIMEOUT seconds.
+    with _jupyter_server(tmp_path_factory.mktemp("jupyter"), fake_kfp_module.url,
+                         {"allowed_hosts": [ALLOWED_HOST], "timeout": DEPLOY_TIMEOUT}) as running:
+        yield running
 
 
 def _notebook(tags_of_cell_2=("step:train", "prev:load")) -> dict:
@@ -442,3 +449,212 @@ def test_the_file_menu_export_of_a_bad_notebook_is_a_400_naming_the_cell(server)
         else:
             assert "The notebook cannot become a KFP pipeline" in text
             assert "cell 3" in text and "nowhere" in text and "Internal Server Error" not in text
+
+
+# --- conversions side by side ----------------------------------------------------------------------------
+
+
+def _hold_analysis(monkeypatch, hold) -> None:
+    """Run ``hold(notebook)`` in each conversion as its dependency analysis starts (outside kfp's compiler)."""
+    from nbconvert_kfp.preprocessors.dependencyanalyzer import DependencyAnalyzer
+
+    analyse = DependencyAnalyzer.preprocess
+
+    def held(self, nb, resources):
+        hold(nb)
+        return analyse(self, nb, resources)
+
+    monkeypatch.setattr(DependencyAnalyzer, "preprocess", held)
+
+
+def _marked(marker: str) -> dict:
+    return _notebook_with(lambda nb: nb["cells"][1]["source"].extend([f"\nimport nosuchmodule_{marker}\n"]))
+
+
+def test_a_long_conversion_does_not_hold_up_a_small_one(monkeypatch):
+    """Conversions run side by side: only kfp's compiler runs one at a time."""
+    import threading
+
+    from nbconvert_kfp import serverextension
+
+    holding, release = threading.Event(), threading.Event()
+    _hold_analysis(monkeypatch, lambda nb: "nosuchmodule_long" in str(nb.cells) and (holding.set(), release.wait(60)))
+    long_reply: list[dict] = []
+    long = threading.Thread(target=lambda: long_reply.append(serverextension.convert(
+        {"notebook": _marked("long"), "name": "long.ipynb"})), daemon=True)
+    long.start()
+    try:
+        assert holding.wait(60), "the long conversion never started its analysis"
+        small: dict = {}
+        converting = threading.Thread(target=lambda: small.update(serverextension.convert(
+            {"notebook": _notebook(), "name": "small.ipynb"})), daemon=True)
+        converting.start()
+        converting.join(30)
+        assert small.get("yaml"), "the small conversion waited for the long one"
+        assert long.is_alive() and not long_reply
+    finally:
+        release.set()
+        long.join(60)
+    [reply] = long_reply
+    assert "nosuchmodule_long" in " ".join(reply["warnings"]) and reply["yaml"]
+
+
+def test_side_by_side_conversions_each_reply_with_their_own_warnings(monkeypatch):
+    import threading
+
+    from nbconvert_kfp import serverextension
+
+    first_done = threading.Event()
+    # the second conversion waits in its analysis until the first has warned, compiled and replied
+    _hold_analysis(monkeypatch, lambda nb: "nosuchmodule_second" in str(nb.cells) and first_done.wait(60))
+    replies: dict[str, dict] = {}
+
+    def convert(marker: str) -> None:
+        replies[marker] = serverextension.convert({"notebook": _marked(marker), "name": f"{marker}.ipynb"})
+        if marker == "first":
+            first_done.set()
+
+    second = threading.Thread(target=convert, args=("second",), daemon=True)
+    second.start()
+    time.sleep(0.5)
+    first = threading.Thread(target=convert, args=("first",), daemon=True)
+    first.start()
+    assert first_done.wait(30), "the first conversion waited for the second"
+    second.join(60)
+    for marker, other in (("first", "second"), ("second", "first")):
+        warnings = " ".join(replies[marker]["warnings"])
+        assert f"nosuchmodule_{marker}" in warnings and f"nosuchmodule_{other}" not in warnings, warnings
+
+
+def test_a_notebook_of_more_steps_than_the_server_converts_is_refused_at_once_naming_the_step():
+    """ConvertPolicy.max_steps: a NotebookError, which the API answers with 400 and the cell."""
+    from traitlets.config import Config
+
+    from nbconvert_kfp import serverextension
+    from nbconvert_kfp.errors import NotebookError
+
+    notebook = _notebook()
+    for index in range(6):
+        cell = copy.deepcopy(notebook["cells"][2])
+        cell.update(id=f"more{index}", source=[f"model_{index} = model + {index}"],
+                    metadata={"tags": [f"step:more{index}"]})
+        notebook["cells"].append(cell)
+    config = Config({"ConvertPolicy": {"max_steps": 5}})
+    start = time.monotonic()
+    with pytest.raises(NotebookError) as caught:
+        serverextension.convert({"notebook": notebook}, config)
+    assert time.monotonic() - start < 5
+    assert str(caught.value).startswith("cell 7: the notebook has 8 steps, more than the 5 this conversion takes")
+    assert caught.value.subject == "more3"
+    assert serverextension.convert({"notebook": notebook}, Config({"ConvertPolicy": {"max_steps": 8}}))["yaml"]
+
+
+# --- deployments to a host that hangs --------------------------------------------------------------------
+
+#: The time a deploy request has in the tests of hanging hosts, and how late its work may end.
+BUDGET = 4.0
+MARGIN = 1.5
+
+
+def _work_threads() -> list:
+    """The threads of deployments and of their requests to KFP still alive in this process."""
+    import threading
+
+    return [t for t in threading.enumerate() if t.name.startswith(("nbconvert-kfp-deploy", "nbconvert-kfp-request"))]
+
+
+def _wait(condition, seconds: float) -> bool:
+    end = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_deploy_to_a_silent_host_stops_with_its_budget_and_frees_its_threads(monkeypatch):
+    """In process: each deploy has DeployPolicy.timeout from its start, and its requests end with it."""
+    import threading
+
+    from traitlets.config import Config
+
+    from nbconvert_kfp import serverextension
+
+    monkeypatch.setenv("KF_PIPELINES_TOKEN", KFP_TOKEN)
+    serverextension.convert({"notebook": _notebook()})  # imports kfp, so the budgets below are the deploys'
+    with SilentHost() as silent, FakeKFP() as healthy:
+        config = Config({"DeployPolicy": {"host": healthy.url, "allowed_hosts": [silent.url], "timeout": BUDGET}})
+        outcomes: list[tuple[str, object, float]] = []
+
+        def deploy(host: str | None) -> None:
+            start = time.monotonic()
+            try:
+                result: object = serverextension.deploy({"notebook": _notebook(), "name": "x.ipynb", "host": host},
+                                                        config)
+            except Exception as error:  # the outcome is checked below
+                result = error
+            outcomes.append((host or "healthy", result, time.monotonic() - start))
+
+        threads = [threading.Thread(target=deploy, args=(silent.url,), daemon=True) for _ in range(3)]
+        threads.append(threading.Thread(target=deploy, args=(None,), daemon=True))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(BUDGET + 10)
+        assert not any(t.is_alive() for t in threads), "a deploy outlived its budget by more than 10 s"
+        by_host = {host: [(r, s) for h, r, s in outcomes if h == host] for host in (silent.url, "healthy")}
+        [(healthy_result, _)] = by_host["healthy"]
+        assert isinstance(healthy_result, dict) and healthy_result["version_id"], healthy_result
+        for result, seconds in by_host[silent.url]:
+            assert isinstance(result, serverextension.DeployTimeout), result
+            assert "longer than 4 s" in str(result) and "\n" not in str(result)
+            assert seconds < BUDGET + MARGIN, seconds
+        assert silent.accepted >= 3
+        # nothing of theirs goes on: no request thread, no connection to the silent host
+        assert _wait(lambda: not _work_threads() and not silent.open, MARGIN), (_work_threads(), silent.open)
+
+
+@pytest.fixture(scope="module")
+def hanging(tmp_path_factory):
+    """A server whose deploys have BUDGET seconds, a KFP host that answers, and an allowed one that hangs."""
+    with SilentHost() as silent, FakeKFP() as healthy, _jupyter_server(
+            tmp_path_factory.mktemp("jupyter-hanging"), healthy.url,
+            {"allowed_hosts": [silent.url], "timeout": BUDGET}) as running:
+        yield running, silent, healthy
+
+
+def test_deploys_to_a_hanging_host_never_hold_up_a_deploy_to_another(hanging):
+    import threading
+
+    server, silent, healthy = hanging
+    assert server.post(CONVERT, {"notebook": _notebook()})[0] == 200  # the server has imported kfp
+    replies: list[tuple[int, dict, float]] = []
+
+    def deploy() -> None:
+        start = time.monotonic()
+        status, reply = server.post(DEPLOY, {"notebook": _notebook(), "name": "hangs.ipynb", "host": silent.url})
+        replies.append((status, reply, time.monotonic() - start))
+
+    threads = [threading.Thread(target=deploy, daemon=True) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    assert _wait(lambda: silent.accepted >= 2, BUDGET), "no deployment reached the hanging host"
+    start = time.monotonic()
+    status, reply = server.post(DEPLOY, {"notebook": _notebook(), "name": "healthy.ipynb"})
+    took = time.monotonic() - start
+    assert status == 200, reply
+    assert took < BUDGET and reply["version_id"] and len(healthy.pipelines) == 1
+    for thread in threads:
+        thread.join(BUDGET + 15)
+    assert sorted(status for status, _, _ in replies) == [503, 503, 504, 504], replies
+    for status, reply, seconds in replies:
+        assert "\n" not in reply["message"]
+        if status == 503:  # the host's 2 slots (DeployPolicy.per_host) are taken: at once, no waiting
+            assert "2 deployments to https://127.0.0.1" in reply["message"] and "in progress" in reply["message"]
+            assert seconds < BUDGET / 2, seconds
+        else:
+            assert f"longer than {BUDGET:g} s" in reply["message"] and seconds < BUDGET + MARGIN, seconds
+    # their work ended with their budget: the server closed every connection to the hanging host
+    assert _wait(lambda: not silent.open, MARGIN), silent.open
+    status, reply = server.post(DEPLOY, {"notebook": _notebook(), "name": "hangs.ipynb", "host": silent.url})
+    assert status == 504, reply  # the slots are free again

@@ -72,8 +72,9 @@ def distribution_of(module: str) -> str | None:
     return sorted(candidates, key=str.lower)[0]
 
 
+@lru_cache(maxsize=1024)
 def installed_version(distribution: str) -> str | None:
-    """The version of an installed distribution, or None."""
+    """The version of an installed distribution, or None (read once: each reading parses its metadata)."""
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:

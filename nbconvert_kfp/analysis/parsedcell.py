@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import gc
+import threading
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -126,16 +127,28 @@ class Notebook:
         return found
 
 
+#: Analyses in progress in this process (threads of a server convert side by side), and the collector's
+#: state before the first of them.
+_PAUSES = {"depth": 0, "enabled": False}
+_PAUSES_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector (see the module's docstring)."""
-    enabled = gc.isenabled()
-    gc.disable()
+    """Pause Python's cyclic garbage collector (see the module's docstring) until the last analysis in
+    progress ends; then it is as it was before the first."""
+    with _PAUSES_LOCK:
+        if not _PAUSES["depth"]:
+            _PAUSES["enabled"] = gc.isenabled()
+            gc.disable()
+        _PAUSES["depth"] += 1
     try:
         yield
     finally:
-        if enabled:
-            gc.enable()
+        with _PAUSES_LOCK:
+            _PAUSES["depth"] -= 1
+            if not _PAUSES["depth"] and _PAUSES["enabled"]:
+                gc.enable()
 
 
 def module(cells: list[ParsedCell]) -> ast.Module:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ast
+import bisect
 import builtins
 import difflib
 import re
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +17,12 @@ from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool, Enum
 
 from ..analysis import datafiles
+from ..analysis.ancestry import Ancestry
 from ..script.datastore import file_digest
 from ..analysis.artifacttype import ARTIFACT, imports_of, value_kinds
 from ..analysis.lazydependency import LazyDependency
 from ..analysis.parsedcell import Notebook, ParsedCell, collector_paused, module
-from ..analysis.scope import NOTEBOOK_BUILTINS, Symbols, analyse
+from ..analysis.scope import NOTEBOOK_BUILTINS, Definition, Symbols, analyse
 from ..errors import MetricError, PipelineGraphError
 from ..model import RESOURCE_KEY, DataItem, LazyUse, Pipeline, Step, cell_number
 
@@ -30,6 +34,56 @@ DYNAMIC_DEFINITIONS = re.compile(r"\b(exec|eval|globals|locals|vars|__import__)\
 
 #: Code that reads names by their text (``globals()["LR"]``, ``eval("LR")``): such a step gets every parameter.
 READS_NAMES_AT_RUN_TIME = re.compile(r"\b(exec|eval|globals|locals|vars)\s*\(")
+
+
+@dataclass
+class _Index:
+    """What the analysis of each step looks up about the others, built once per notebook, so that a
+    pipeline of many steps costs time in proportion to its size, not to its square."""
+
+    ancestry: Ancestry
+    #: name -> the steps analysed so far that write it (data, imports, definitions), in topological order
+    writers: dict[str, list[str]] = field(default_factory=dict)
+    #: name -> the steps that bind it, in topological order
+    binders: dict[str, list[str]] = field(default_factory=dict)
+    #: every name a step binds
+    bound: set[str] = field(default_factory=set)
+    #: the steps with a star import, in topological order
+    star_steps: list[str] = field(default_factory=list)
+    #: the classes each step that defines one defines, in topological order
+    classes: list[tuple[str, list[str]]] = field(default_factory=list)
+    #: a definition's source -> the definitions with that source, numbered in topological order
+    definitions: dict[str, list[tuple[int, Definition]]] = field(default_factory=dict)
+    #: an import statement -> the top-level modules it imports
+    import_modules: dict[str, set[str]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, graph: nx.DiGraph, topo: list[str], symbols: dict[str, Symbols]) -> "_Index":
+        """The index of the steps ``topo`` orders."""
+        index = cls(Ancestry(graph, topo))
+        number = 0
+        for name in topo:
+            own = symbols[name]
+            for var in own.bound:
+                index.binders.setdefault(var, []).append(name)
+            index.bound |= own.bound
+            if any(key.startswith("*") for key in own.imports):
+                index.star_steps.append(name)
+            classes = [var for var, definition in own.definitions.items() if definition.is_class]
+            if classes:
+                index.classes.append((name, classes))
+            for definition in own.definitions.values():
+                index.definitions.setdefault(definition.source, []).append((number, definition))
+                number += 1
+            for var, statement in own.imports.items():
+                index.import_modules.setdefault(statement, set()).add(own.import_modules[var])
+        return index
+
+    def rerun(self, sources: list[str]) -> list[Definition]:
+        """The definitions whose source is one of ``sources``, in topological order."""
+        return [definition for _, definition in sorted(
+            (entry for source in set(sources) for entry in self.definitions.get(source, ())),
+            key=lambda entry: entry[0])]
 
 
 class DependencyAnalyzer(Preprocessor):
@@ -72,34 +126,37 @@ class DependencyAnalyzer(Preprocessor):
             name: [notebook.parse(cell) for cell in step["cells"]] for name, step in steps.items()}
         prelude = analyse(prelude_cells) if prelude_cells else Symbols()
         symbols = {name: analyse(cells) for name, cells in parsed.items()}
+        binding = Counter(var for own in symbols.values() for var in own.bound)
         for name, own in symbols.items():
             # a variable named like a builtin (id, input, max) that another step binds is a read of it
-            others = set().union(*(s.bound for other, s in symbols.items() if other != name))
             for var, cell in own.builtin_reads.items():
-                if var in others and var not in own.reads:
+                if binding[var] > (var in own.bound) and var not in own.reads:
                     own.reads.append(var)
                     own.read_cells[var] = cell
 
         graph = self._graph(steps, symbols, order, prelude, model)
         topo = list(nx.lexicographical_topological_sort(graph, key=order.__getitem__))
+        index = _Index.build(graph, topo, symbols)
         parameters = {p["name"] for p in model["parameters"]}
         available = prelude.bound | parameters
         writes: dict[str, set[str]] = {}
         for name in topo:
             step = steps[name]
-            self._resolve(step, symbols[name], graph, topo, symbols, writes, parameters, prelude, steps)
+            self._resolve(step, symbols[name], index, symbols, parameters, prelude, steps)
             mutated_data = {n for n in symbols[name].mutated & set(symbols[name].reads)
                             if n in step["inputs"] or n in parameters or n in prelude.data}
             writes[name] = symbols[name].data | mutated_data | set(symbols[name].imports) | set(
                 symbols[name].definitions)
-            step["parents"] = sorted(graph.predecessors(name), key=topo.index)
+            for var in writes[name]:
+                index.writers.setdefault(var, []).append(name)
+            step["parents"] = sorted(graph.predecessors(name), key=index.ancestry.position.__getitem__)
         self._assign_metrics(model, steps, topo, writes, symbols, parameters, available)
         prelude_sources = [cell["source"] for cell in model["prelude"]]
         for name, step in steps.items():
             step["outputs"] = sorted(step["outputs"])
-            modules = prelude.modules | symbols[name].modules | self._upstream_modules(step, topo, symbols)
+            modules = prelude.modules | symbols[name].modules | self._upstream_modules(step, index)
             step["modules"] = sorted(modules)
-            step["lazy"] = self._lazy(step, topo, symbols, prelude)
+            step["lazy"] = self._lazy(step, index, symbols, prelude)
             runs = [*prelude_sources, *step["imports"], *step["definitions"], *(c["source"] for c in step["cells"])]
             step["uses_ipython"] = any("get_ipython" in source for source in runs)
             step["displays"] = any(word in source for source in runs for word in ("display", "IPython", "get_ipython"))
@@ -156,30 +213,23 @@ class DependencyAnalyzer(Preprocessor):
         return symbols.read_cells.get(name, step["cells"][0]["index"])
 
     @staticmethod
-    def _upstream_modules(step: Step, topo: list[str], symbols: dict[str, Symbols]) -> set[str]:
+    def _upstream_modules(step: Step, index: _Index) -> set[str]:
         """Modules that the imports and definitions a step re-runs from upstream steps import."""
         modules: set[str] = set()
-        rerun_imports, rerun_definitions = set(step["imports"]), set(step["definitions"])
-        for name in topo:
-            own = symbols[name]
-            modules.update(own.import_modules[n] for n, statement in own.imports.items()
-                           if statement in rerun_imports)
-            for definition in own.definitions.values():
-                if definition.source in rerun_definitions:
-                    modules.update(definition.modules)
+        for statement in set(step["imports"]):
+            modules.update(index.import_modules.get(statement, ()))
+        for definition in index.rerun(step["definitions"]):
+            modules.update(definition.modules)
         return modules
 
     @staticmethod
-    def _lazy(step: Step, topo: list[str], symbols: dict[str, Symbols], prelude: Symbols) -> list[LazyUse]:
+    def _lazy(step: Step, index: _Index, symbols: dict[str, Symbols], prelude: Symbols) -> list[LazyUse]:
         """The lazy dependencies of the code a step runs (its cells, the prelude, the definitions it re-runs):
         each with the first cell using it."""
         found: dict[LazyDependency, int] = {**prelude.lazy}
-        rerun = set(step["definitions"])
-        for name in topo:
-            for definition in symbols[name].definitions.values():
-                if definition.source in rerun:
-                    for entry in definition.lazy:
-                        found.setdefault(entry, definition.cell)
+        for definition in index.rerun(step["definitions"]):
+            for entry in definition.lazy:
+                found.setdefault(entry, definition.cell)
         for entry, cell in symbols[step["name"]].lazy.items():
             found.setdefault(entry, cell)
         return [{"use": entry.use, "library": list(entry.library), "distributions": list(entry.distributions),
@@ -193,17 +243,22 @@ class DependencyAnalyzer(Preprocessor):
             for prev in step["prev"]:
                 graph.add_edge(prev["step"], name, explicit=True)
         if self.infer_dependencies:
-            parameters = {p["name"] for p in model["parameters"]}
+            outside = prelude.bound | {p["name"] for p in model["parameters"]}
+            # name -> the steps that bind it or change it in place, in notebook order
+            producing: dict[str, list[str]] = {}
+            for name, own in symbols.items():
+                for var in own.bound | own.mutated:
+                    producing.setdefault(var, []).append(name)
             for name, step in steps.items():
                 if step["prev"]:
                     continue
-                earlier = [other for other in steps if order[other] < order[name]]
                 inferred: dict[str, list[str]] = {}
                 for var in symbols[name].reads:
                     # the step that last binds the variable, or changes it in place, before this one
-                    producers = [o for o in earlier if var in symbols[o].bound or var in symbols[o].mutated]
-                    if producers and var not in prelude.bound | parameters:
-                        source = producers[-1]
+                    producers = producing.get(var, [])
+                    last = bisect.bisect_left(producers, order[name], key=order.__getitem__) - 1
+                    if last >= 0 and var not in outside:
+                        source = producers[last]
                         if not graph.has_edge(source, name) or source in inferred:
                             self.log.debug("step %r reads %r from step %r: it runs after it", name, var, source)
                             inferred.setdefault(source, []).append(var)
@@ -229,14 +284,19 @@ class DependencyAnalyzer(Preprocessor):
         cluster the two run in different pods, so the handover needs a shared volume."""
         warned: set[str] = set()
         volumes = [v["mount_point"] for v in model["pipeline"]["volumes"]]
+        writing: dict[str, list[str]] = {}  # path -> the steps that write it, in notebook order
+        for name, own in symbols.items():
+            for path in own.files_written:
+                writing.setdefault(path, []).append(name)
         for name, step in steps.items():
             for path, read_cell in symbols[name].files_read.items():
-                writers = [o for o in steps if order[o] < order[name] and path in symbols[o].files_written]
-                if not writers:
+                writers = writing.get(path, [])
+                last = bisect.bisect_left(writers, order[name], key=order.__getitem__) - 1
+                if last < 0:
                     continue
-                writer = writers[-1]
+                writer = writers[last]
                 write_cell = symbols[writer].files_written[path]
-                if writer not in nx.ancestors(graph, name) and writer != name:
+                if not nx.has_path(graph, writer, name):
                     if self.infer_dependencies and not step["prev"]:
                         graph.add_edge(writer, name, explicit=False)
                     else:
@@ -250,10 +310,10 @@ class DependencyAnalyzer(Preprocessor):
                                      "data as a variable, or write it to a volume both steps mount",
                                      cell_number(read_cell), name, path, writer, cell_number(write_cell))
 
-    def _resolve(self, step: Step, own: Symbols, graph: nx.DiGraph, topo: list[str], symbols: dict[str, Symbols],
-                 writes: dict[str, set[str]], parameters: set[str], prelude: Symbols, steps: dict[str, Step]) -> None:
+    def _resolve(self, step: Step, own: Symbols, index: _Index, symbols: dict[str, Symbols], parameters: set[str],
+                 prelude: Symbols, steps: dict[str, Step]) -> None:
         name = step["name"]
-        ancestors = sorted(nx.ancestors(graph, name), key=topo.index)
+        ancestry = index.ancestry
         step.update(inputs=[], input_sources={}, parameters=[], imports=[], definitions=[], outputs=[],
                     metrics=step.get("metrics", []))
         pending = list(own.reads)
@@ -261,16 +321,15 @@ class DependencyAnalyzer(Preprocessor):
         while True:
             if not pending:
                 # Loaded values may be instances of upstream classes: unpickling needs them.
-                pending = [c for c in self._classes_behind(step, graph, topo, symbols) if c not in seen]
+                pending = [c for c in self._classes_behind(step, index) if c not in seen]
                 if not pending:
                     break
             var = pending.pop(0)
             if var in seen:
                 continue
             seen.add(var)
-            writers = [a for a in ancestors if var in writes[a]]
-            if writers:
-                writer = writers[-1]
+            writer = next((w for w in reversed(index.writers.get(var, ())) if ancestry.precedes(w, name)), None)
+            if writer is not None:
                 ws = symbols[writer]
                 if var in ws.definitions:
                     definition = ws.definitions[var]
@@ -289,10 +348,10 @@ class DependencyAnalyzer(Preprocessor):
                 continue
             if var in prelude.bound:
                 continue
-            others = [o for o in topo if o != name and var in symbols[o].bound]
+            others = [o for o in index.binders.get(var, ()) if o != name]
             if others:
                 definer = others[-1]
-                if nx.has_path(graph, name, definer):  # a prev: tag would make a cycle: the cell must move
+                if ancestry.precedes(name, definer):  # a prev: tag would make a cycle: the cell must move
                     where = self._binding_cell(steps[definer], var)
                     raise PipelineGraphError(
                         f"step {name!r} reads {var!r}, which only step {definer!r} defines"
@@ -305,14 +364,15 @@ class DependencyAnalyzer(Preprocessor):
                     f"step {name!r} reads {var!r}, which only step {definer!r} defines, and "
                     f"{definer!r} does not run before {name!r}: tag the cell with "
                     f"'prev:{suggestion}'", self._cell_of(step, own, var), var)
-            stars = [statement for source in [prelude, own, *(symbols[a] for a in ancestors)]
+            upstream = (symbols[a] for a in index.star_steps if ancestry.precedes(a, name))
+            stars = [statement for source in [prelude, own, *upstream]
                      for key, statement in source.imports.items() if key.startswith("*")]
             if stars:
                 # a name a star import may bind: the step re-runs the star imports of its upstream steps
                 step["imports"].extend(s for s in stars if s not in own.imports.values()
                                        and s not in prelude.imports.values())
                 continue
-            self._undefined(step, own, var, ancestors, symbols, prelude, parameters)
+            self._undefined(step, own, var, index.bound, prelude, parameters)
         if self._dynamic(step) and READS_NAMES_AT_RUN_TIME.search(" ".join(c["source"] for c in step["cells"])):
             # globals()["LR"], eval("LR"): which parameters such a step reads shows only when it runs
             step["parameters"] = sorted(parameters)
@@ -320,14 +380,14 @@ class DependencyAnalyzer(Preprocessor):
         step["definitions"].reverse()
         step["parameters"].sort()
 
-    def _undefined(self, step: Step, own: Symbols, var: str, ancestors: list[str], symbols: dict[str, Symbols],
-                   prelude: Symbols, parameters: set[str]) -> None:
+    def _undefined(self, step: Step, own: Symbols, var: str, bound: set[str], prelude: Symbols,
+                   parameters: set[str]) -> None:
         """A name nothing defines: an error naming the cell, with the closest names the step could mean; a
         warning where the code defines names at run time (``exec``, ``%run``, ``globals()``) or the user said so
         with ``undefined_names``."""
         cell = self._cell_of(step, own, var)
         known = set(own.bound) | prelude.bound | parameters | set(dir(builtins)) | NOTEBOOK_BUILTINS
-        known |= set().union(*(other.bound for other in symbols.values()))
+        known |= bound
         close = difflib.get_close_matches(var, sorted(known - {var}), n=3, cutoff=0.75)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         message = f"step {step['name']!r} reads {var!r}, which no cell of the pipeline defines{hint}"
@@ -391,15 +451,14 @@ class DependencyAnalyzer(Preprocessor):
             steps[name]["output_types"] = {var: kinds[name].get(var, ARTIFACT) for var in steps[name]["outputs"]}
 
     @staticmethod
-    def _classes_behind(step: Step, graph: nx.DiGraph, topo: list[str], symbols: dict[str, Symbols]) -> list[str]:
+    def _classes_behind(step: Step, index: _Index) -> list[str]:
         """Classes that values this step loads may be instances of, so unpickling finds them.
 
         A loaded value comes from its producer, which only knows the classes that it
         or its own upstream steps define.
         """
-        producers = set(step["input_sources"].values())
-        scope = producers.union(*(nx.ancestors(graph, p) for p in producers)) if producers else set()
-        return [name for s in topo if s in scope for name, d in symbols[s].definitions.items() if d.is_class]
+        scope = index.ancestry.scope(set(step["input_sources"].values()))
+        return [name for s, names in index.classes if index.ancestry.within(scope, s) for name in names]
 
     def _assign_metrics(self, model: Pipeline, steps: dict[str, Step], topo: list[str], writes: dict[str, set[str]],
                         symbols: dict[str, Symbols], parameters: set[str], available: set[str]) -> None:

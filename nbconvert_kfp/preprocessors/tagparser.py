@@ -6,7 +6,7 @@ import functools
 from typing import Any
 
 from nbconvert.preprocessors import Preprocessor
-from traitlets import List, Unicode
+from traitlets import Int, List, Unicode
 
 from ..errors import CellSourceError, NotebookError, TagError
 from ..model import RESOURCE_KEY, Cell, cell_number, Metric, Parameter, Step
@@ -100,6 +100,11 @@ class TagParser(Preprocessor):
     metrics_tags = List(
         Unicode(), default_value=["pipeline-metrics"],
         help="Tags marking the cell that lists the variables logged as KFP metrics.",
+    ).tag(config=True)
+    max_steps = Int(
+        0, help="The most steps a notebook may have (0: no limit); more stops the conversion at once, naming the "
+        "first step past the limit. A KFP cluster runs a few hundred steps of a pipeline at most (Argo refuses a "
+        "Workflow over 1 MiB).",
     ).tag(config=True)
 
     def _parse_tags(self, cell: Any, index: int) -> list[Tag]:
@@ -272,6 +277,12 @@ class TagParser(Preprocessor):
                              ", ".join(str(cell_number(i)) for i in leftover))
         if not steps:
             raise NotebookError("the notebook has no code to run: tag cells with 'step:<name>'")
+        if 0 < self.max_steps < len(steps):
+            first = list(steps.values())[self.max_steps]
+            raise NotebookError(f"the notebook has {len(steps)} steps, more than the {self.max_steps} this conversion "
+                                "takes (a KFP cluster runs a few hundred steps of a pipeline at most: Argo refuses a "
+                                f"Workflow over 1 MiB); merge steps, from step {first['name']!r} on",
+                                first["cells"][0]["index"], first["name"])
         for step in steps.values():
             markdown = [note for cell in step["cells"] for note in notes.get(cell["index"], [])]
             if markdown:

@@ -6,17 +6,24 @@ memory, however large, after undoing any gzip encoding. ``bound`` wraps the REST
 kfp.Client so that each request has a connect and a read timeout, a deadline for the whole
 exchange (connect, headers and body), and a cap on the decoded size of the answer. The limits
 are ``Limits.from_environment()``: defaults, or the ``NBCONVERT_KFP_HTTP_DEADLINE`` (seconds) and
-``NBCONVERT_KFP_MAX_RESPONSE`` (bytes) settings. Standard library and kfp only; the generated
-script carries it.
+``NBCONVERT_KFP_MAX_RESPONSE`` (bytes) settings. urllib3's retries of a request stay within its
+deadline too: each attempt's timeouts are cut to the time left.
+
+A caller with a time budget of its own (a deploy request of the Jupyter server) runs its work
+``within(deadline)``: every request then ends by that deadline, whatever the limits say, and a
+request started after it fails at once (``BudgetExceeded``), so the caller's thread is free when its
+budget ends. Standard library and kfp only; the generated script carries it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterator
 
 #: Environment settings: seconds one request may take in all, and the largest answer in bytes.
 DEADLINE_ENV = "NBCONVERT_KFP_HTTP_DEADLINE"
@@ -29,8 +36,34 @@ class DeadlineExceeded(TimeoutError):
     """The host did not finish its answer within the deadline."""
 
 
+class BudgetExceeded(DeadlineExceeded):
+    """The time the caller gave its work (``within``) ran out."""
+
+
 class ResponseTooLarge(Exception):
     """The host's answer is larger than the cap."""
+
+
+#: The ``time.monotonic()`` by which the current work's requests must end (``within``), or None.
+_BUDGET: contextvars.ContextVar[float | None] = contextvars.ContextVar("nbconvert_kfp_budget", default=None)
+
+
+@contextlib.contextmanager
+def within(deadline: float) -> Iterator[None]:
+    """Within the block, every request made in this context ends by ``deadline`` (a ``time.monotonic()``
+    value, or an earlier one an enclosing block set)."""
+    current = _BUDGET.get()
+    token = _BUDGET.set(deadline if current is None else min(current, deadline))
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
+
+
+def time_left() -> float | None:
+    """Seconds left of the current work's budget (``within``; 0 when it ran out), or None without one."""
+    deadline = _BUDGET.get()
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 @dataclass(frozen=True)
@@ -49,6 +82,11 @@ class Limits:
         deadline = _positive(os.environ.get(DEADLINE_ENV), float) or defaults.deadline
         cap = _positive(os.environ.get(MAX_RESPONSE_ENV), int) or defaults.max_response
         return cls(min(defaults.connect, deadline), min(defaults.read, deadline), deadline, cap)
+
+    def cut_to(self, seconds: float) -> "Limits":
+        """These limits, with no time longer than ``seconds``."""
+        return replace(self, connect=min(self.connect, seconds), read=min(self.read, seconds),
+                       deadline=min(self.deadline, seconds))
 
 
 def _positive(text: str | None, kind: Callable[[str], Any]) -> Any:
@@ -90,9 +128,17 @@ def exchange(send: Callable[[Any], Any], limits: Limits) -> Any:
     deadline = time.monotonic() + limits.deadline
     outcome: dict[str, Any] = {}
 
+    class Attempt(urllib3.Timeout):
+        """The timeouts of each attempt urllib3 makes (it retries some failures): the limits, cut to the
+        time left before the deadline, so the worker thread ends near the deadline, however often it retries."""
+
+        def clone(self) -> Any:
+            left = max(deadline - time.monotonic(), 0.001)
+            return urllib3.Timeout(connect=min(limits.connect, left), read=min(limits.read, left))
+
     def work() -> None:
         try:
-            response = send(urllib3.Timeout(connect=limits.connect, read=limits.read))
+            response = send(Attempt(connect=limits.connect, read=limits.read))
             outcome["response"] = response
             body = _read_body(response, limits, deadline)
             response._body = body  # what ``response.data`` answers from now on
@@ -132,9 +178,21 @@ class _BoundedPool:
 
     def request(self, method: str, url: str, *args: Any, preload_content: bool = True, timeout: Any = None,
                 **kwargs: Any) -> Any:
-        """The request, bounded by ``Limits.from_environment()``; the caller's timeout is replaced."""
-        return exchange(lambda limit: self._pool.request(method, url, *args, preload_content=False, timeout=limit,
-                                                         **kwargs), Limits.from_environment())
+        """The request, bounded by ``Limits.from_environment()`` and by the time left of the work's budget
+        (``within``); the caller's timeout is replaced."""
+        limits, left = Limits.from_environment(), time_left()
+        if left is not None:
+            if left <= 0:
+                raise BudgetExceeded("the time given to the deployment ran out before this request")
+            limits = limits.cut_to(left)
+        try:
+            return exchange(lambda limit: self._pool.request(method, url, *args, preload_content=False,
+                                                             timeout=limit, **kwargs), limits)
+        except DeadlineExceeded:
+            if time_left() == 0:
+                raise BudgetExceeded("the time given to the deployment ran out while the host was answering") \
+                    from None
+            raise
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._pool, name)
