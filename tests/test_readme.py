@@ -80,9 +80,9 @@ def _configurables() -> list[type]:
     pytest.importorskip("jupyter_server")
     from nbconvert_kfp.exporters import KFPExporter
     from nbconvert_kfp.preprocessors import ComponentBuilder, DependencyAnalyzer, TagParser
-    from nbconvert_kfp.serverextension import DeployPolicy
+    from nbconvert_kfp.serverextension import ConvertPolicy, DeployPolicy
 
-    return [KFPExporter, TagParser, DependencyAnalyzer, ComponentBuilder, DeployPolicy]
+    return [KFPExporter, TagParser, DependencyAnalyzer, ComponentBuilder, DeployPolicy, ConvertPolicy]
 
 
 def _declared() -> dict[str, tuple[Any, Any]]:
@@ -100,7 +100,7 @@ def _documented() -> dict[str, list[str]]:
     """``{"Class.trait": [default cell, meaning cell]}`` from the tables of docs/settings.md."""
     text = _text("docs/settings.md")
     documented: dict[str, list[str]] = {}
-    for title in ("The exporter and its preprocessors", "The Jupyter server's deploy policy"):
+    for title in ("The exporter and its preprocessors", "The Jupyter server's policies"):
         for row in _table_rows(_section(text, title), "| trait | default | meaning |"):
             names = re.findall(r"`(\w+\.\w+)`", row[0])
             assert len(names) == 1, f"one trait per row: {row[0]}"
