@@ -25,8 +25,10 @@ to the configured host (``KF_PIPELINES_ENDPOINT`` or ``DeployPolicy.host``) or t
 info, backslash, percent-encoding, control character) and the deployment connects to the URL rebuilt
 from its checked parts, so the host the policy compares is the host the HTTP library connects to.
 
-Conversions run in worker threads side by side; only their last part, kfp's compiler (which keeps
-global state), runs one at a time. A deploy request has ``DeployPolicy.timeout`` seconds from its
+Conversions run in worker threads, one at a time: kfp's compiler keeps global state, and CPython 3.11's
+``ast`` module can fail with a ``SystemError`` when threads build syntax trees at the same time. A
+conversion takes seconds at most: the analysis grows linearly with the steps and
+``ConvertPolicy.max_steps`` caps them. A deploy request has ``DeployPolicy.timeout`` seconds from its
 arrival: its conversion, and its talk to KFP in a thread of its own, whose every request to the host
 is cut to the time left (``script.transport.within``), so the thread ends when the time does. Each
 KFP host has ``DeployPolicy.per_host`` such threads at most: a host that does not answer holds only
@@ -69,8 +71,9 @@ MAX_DEPTH = 100
 #: The longest notebook file name a request may give.
 MAX_NAME = 255
 
-# kfp's compiler builds a pipeline in module-level state: one compilation at a time.
-_COMPILE_LOCK = threading.Lock()
+# One conversion at a time: kfp's compiler builds a pipeline in module-level state, and syntax trees built in
+# several threads at once can fail in CPython 3.11 ("AST constructor recursion depth mismatch").
+_CONVERT_LOCK = threading.Lock()
 #: Seconds a deploy request waits past its budget for its thread to report (its requests end by the budget).
 GRACE = 5.0
 
@@ -269,12 +272,13 @@ def convert(body: Any, config: Any = None, log: logging.Logger | None = None) ->
     merged.merge(Config({"KFPExporter": options}))
     limit = ConvertPolicy(config=merged).max_steps
     merged.merge(Config({"TagParser": {"max_steps": limit}}))
-    return _convert(notebook, name, stem, merged, parameters, log)
+    with _CONVERT_LOCK:
+        return _convert(notebook, name, stem, merged, parameters, log)
 
 
 def _convert(notebook: Any, name: str, stem: str, merged: Any, parameters: dict[str, Any],
              log: logging.Logger | None) -> dict[str, Any]:
-    """The conversion itself, side by side with others; its compilation one at a time (``_COMPILE_LOCK``)."""
+    """The conversion itself; one at a time (``_CONVERT_LOCK``)."""
     from .exporters import KFPExporter, compile_script
     from .script import dag
 
@@ -298,8 +302,7 @@ def _convert(notebook: Any, name: str, stem: str, merged: Any, parameters: dict[
         # the pipeline's own parameter names (a name that is a Python keyword gets a trailing '_')
         kfp_names = model["script"]["parameter_names"]
         arguments = {kfp_names[n]: _coerce(n, types[n], v) for n, v in parameters.items()}
-        with _COMPILE_LOCK:
-            yaml_text = compile_script(script, arguments, stem=re.sub(r"\W", "_", stem) or "pipeline")
+        yaml_text = compile_script(script, arguments, stem=re.sub(r"\W", "_", stem) or "pipeline")
     finally:
         logger.removeHandler(collector)
         for warning in warnings:

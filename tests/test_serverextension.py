@@ -451,79 +451,42 @@ def test_the_file_menu_export_of_a_bad_notebook_is_a_400_naming_the_cell(server)
             assert "cell 3" in text and "nowhere" in text and "Internal Server Error" not in text
 
 
-# --- conversions side by side ----------------------------------------------------------------------------
-
-
-def _hold_analysis(monkeypatch, hold) -> None:
-    """Run ``hold(notebook)`` in each conversion as its dependency analysis starts (outside kfp's compiler)."""
-    from nbconvert_kfp.preprocessors.dependencyanalyzer import DependencyAnalyzer
-
-    analyse = DependencyAnalyzer.preprocess
-
-    def held(self, nb, resources):
-        hold(nb)
-        return analyse(self, nb, resources)
-
-    monkeypatch.setattr(DependencyAnalyzer, "preprocess", held)
+# --- conversions at the same time -------------------------------------------------------------------------
 
 
 def _marked(marker: str) -> dict:
     return _notebook_with(lambda nb: nb["cells"][1]["source"].extend([f"\nimport nosuchmodule_{marker}\n"]))
 
 
-def test_a_long_conversion_does_not_hold_up_a_small_one(monkeypatch):
-    """Conversions run side by side: only kfp's compiler runs one at a time."""
+def test_conversions_asked_at_the_same_time_all_succeed_each_with_its_own_warnings():
+    """Requests arrive together; each conversion replies with its script and only its own warnings (they
+    run one at a time: kfp's compiler and CPython 3.11's syntax trees are not safe in several threads)."""
     import threading
 
     from nbconvert_kfp import serverextension
 
-    holding, release = threading.Event(), threading.Event()
-    _hold_analysis(monkeypatch, lambda nb: "nosuchmodule_long" in str(nb.cells) and (holding.set(), release.wait(60)))
-    long_reply: list[dict] = []
-    long = threading.Thread(target=lambda: long_reply.append(serverextension.convert(
-        {"notebook": _marked("long"), "name": "long.ipynb"})), daemon=True)
-    long.start()
-    try:
-        assert holding.wait(60), "the long conversion never started its analysis"
-        small: dict = {}
-        converting = threading.Thread(target=lambda: small.update(serverextension.convert(
-            {"notebook": _notebook(), "name": "small.ipynb"})), daemon=True)
-        converting.start()
-        converting.join(30)
-        assert small.get("yaml"), "the small conversion waited for the long one"
-        assert long.is_alive() and not long_reply
-    finally:
-        release.set()
-        long.join(60)
-    [reply] = long_reply
-    assert "nosuchmodule_long" in " ".join(reply["warnings"]) and reply["yaml"]
-
-
-def test_side_by_side_conversions_each_reply_with_their_own_warnings(monkeypatch):
-    import threading
-
-    from nbconvert_kfp import serverextension
-
-    first_done = threading.Event()
-    # the second conversion waits in its analysis until the first has warned, compiled and replied
-    _hold_analysis(monkeypatch, lambda nb: "nosuchmodule_second" in str(nb.cells) and first_done.wait(60))
-    replies: dict[str, dict] = {}
+    markers = [f"n{index}" for index in range(6)]
+    replies: dict[str, object] = {}
+    start = threading.Barrier(len(markers))
 
     def convert(marker: str) -> None:
-        replies[marker] = serverextension.convert({"notebook": _marked(marker), "name": f"{marker}.ipynb"})
-        if marker == "first":
-            first_done.set()
+        start.wait(30)
+        try:
+            replies[marker] = serverextension.convert({"notebook": _marked(marker), "name": f"{marker}.ipynb"})
+        except Exception as error:  # checked below
+            replies[marker] = error
 
-    second = threading.Thread(target=convert, args=("second",), daemon=True)
-    second.start()
-    time.sleep(0.5)
-    first = threading.Thread(target=convert, args=("first",), daemon=True)
-    first.start()
-    assert first_done.wait(30), "the first conversion waited for the second"
-    second.join(60)
-    for marker, other in (("first", "second"), ("second", "first")):
-        warnings = " ".join(replies[marker]["warnings"])
-        assert f"nosuchmodule_{marker}" in warnings and f"nosuchmodule_{other}" not in warnings, warnings
+    threads = [threading.Thread(target=convert, args=(marker,), daemon=True) for marker in markers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    for marker in markers:
+        reply = replies[marker]
+        assert isinstance(reply, dict) and reply["yaml"], reply
+        warnings = " ".join(reply["warnings"])
+        assert f"nosuchmodule_{marker}" in warnings, warnings
+        assert not any(f"nosuchmodule_{other}" in warnings for other in markers if other != marker), warnings
 
 
 def test_a_notebook_of_more_steps_than_the_server_converts_is_refused_at_once_naming_the_step():
