@@ -49,6 +49,7 @@ def normalised(script: str) -> str:
     text = text.replace(f"nbconvert-kfp {__version__}", "nbconvert-kfp VERSION")
     text = text.replace(f"nbconvert-kfp-runtime=={__version__}", "nbconvert-kfp-runtime==VERSION")
     text = text.replace(f"python:{sys.version_info.major}.{sys.version_info.minor}", "python:X.Y")  # this Python's
+    text = re.sub(r"nbconvert-kfp-[0-9a-f]{16}\.zip", "nbconvert-kfp-DIGEST.zip", text)  # the tools' digest
     return _PIN.sub(r"\1==VERSION", text)
 
 
@@ -79,3 +80,35 @@ def test_normalising_keeps_the_readable_lines_and_folds_each_payload():
     text = normalised(script)
     assert '"numpy==VERSION", "kfp[kubernetes]==VERSION"' in text
     assert text.count("<payload>") == 1 and 'x = "short"' in text and "AAAA" not in text
+
+
+# --- what a reviewer reads ----------------------------------------------------------------------------------
+
+
+def _script(notebook: dict, name: str = "model_comparison") -> str:
+    from nbconvert_kfp.exporters import KFPExporter
+
+    return KFPExporter().from_notebook_node(nbformat.from_dict(notebook), {"metadata": {"name": name}})[0]
+
+
+def test_the_notebooks_own_code_is_readable_in_the_script_and_the_payloads_are_a_quarter_at_most():
+    notebook = nbformat.read(NOTEBOOKS["model_comparison"], as_version=4)
+    lines = _script(notebook).splitlines()
+    assert "def test_accuracy(model, X, y):" in lines  # the functions cell, once, as text
+    assert sum(line == "def test_accuracy(model, X, y):" for line in lines) == 1
+    payload = [line for line in lines if _PAYLOAD_LINE.match(line)]
+    assert payload and len(payload) <= 0.25 * len(lines), f"{len(payload)} of {len(lines)} lines are payload"
+
+
+def test_editing_a_word_of_the_functions_cell_changes_one_line_of_the_script():
+    notebook = nbformat.read(NOTEBOOKS["model_comparison"], as_version=4)
+    before = _script(notebook).splitlines()
+    [cell] = [c for c in notebook.cells if "def test_accuracy" in c.source]
+    cell.source = cell.source.replace("Accuracy of a fitted model", "Accuracy of a trained model")
+    after = _script(notebook).splitlines()
+    import difflib
+
+    changed = [line for line in difflib.unified_diff(before, after, lineterm="", n=0)
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert changed == ['-    """Accuracy of a fitted model on held-out data, as a plain float."""',
+                       '+    """Accuracy of a trained model on held-out data, as a plain float."""']

@@ -68,6 +68,9 @@ class Estimate:
     fails_after: dict[str, int | None] = field(default_factory=dict)
     #: per KFP version, the stored size after each step (compressed status once over Argo's limit)
     stored: dict[str, list[int]] = field(default_factory=dict)
+    #: per KFP version, the size at the end of the run, compressed: what the Workflow shrinks to as soon as
+    #: it grows past Argo's limit (a raw size just under the limit is no risk: one byte more compresses it)
+    compressed_end: dict[str, int] = field(default_factory=dict)
 
     @property
     def completes(self) -> bool:
@@ -75,8 +78,10 @@ class Estimate:
         return self.created <= ETCD_LIMIT and not any(self.fails_after.values())
 
     def headroom(self) -> float:
-        """The smallest share of Argo's limit left free at the end of a run, over the KFP versions."""
-        return min((1 - stored[-1] / ARGO_LIMIT for stored in self.stored.values() if stored), default=1.0)
+        """The smallest share of Argo's limit left free at the end of a run, over the KFP versions: of the
+        size stored then, or of its compressed form when that is smaller (Argo compresses past the limit)."""
+        return min((1 - min(stored[-1], self.compressed_end.get(version, stored[-1])) / ARGO_LIMIT
+                    for version, stored in self.stored.items() if stored), default=1.0)
 
     def describe(self) -> str:
         """One line of figures."""
@@ -122,6 +127,7 @@ def estimate(steps: list[StepCost], root: str) -> Estimate:
                 failed = number
         result.peak[version] = peak
         result.fails_after[version] = failed
+        result.compressed_end[version] = created + compressed * 4 // 3
     return result
 
 

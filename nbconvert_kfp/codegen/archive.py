@@ -25,8 +25,9 @@ import lzma
 import zlib
 from typing import Mapping
 
-#: Characters per line of a payload's literal.
-LINE = 100
+#: Characters per line of a payload's literal: long, so that an encoded payload (nbconvert-kfp's own code, which
+#: changes only with its version) is a short block of the script, and a reviewer's diff of it is a few lines.
+LINE = 1000
 _XZ_PRESET = 9
 
 
@@ -80,13 +81,15 @@ def literal_lines(text: str, indent: int) -> list[str]:
     return ["("] + [f'{pad}    "{chunk}"' for chunk in chunks] + [f"{pad})"]
 
 
-def writer_statements(text: str, target: str, indent: int) -> list[str]:
+def writer_statements(text: str, target: str, indent: int, more: list[str] | None = None) -> list[str]:
     """Statements (relative to a function body) that write the payload's files as a zip archive to
-    the path expression ``target``; ``indent`` is the body's indentation in the script."""
+    the path expression ``target``; ``indent`` is the body's indentation in the script; ``more``: statements
+    that add to ``files`` (a dict of member name -> text) before it is written."""
     literal = "\n".join(literal_lines(text, indent))
     return [
         "import base64, json, lzma, zipfile",
         f"files = json.loads(lzma.decompress(base64.b64decode({literal})))",
+        *(more or []),
         f"with zipfile.ZipFile({target}, \"w\") as archive:",
         "    for member, text in sorted(files.items()):",
         "        archive.writestr(member, text)",

@@ -219,10 +219,10 @@ class ComponentBuilder(Preprocessor):
                                 f"{sum(map(len, self._local.values())) // 1024} KB, more than a pipeline carries "
                                 f"({LOCAL_LIMIT // 1024} KB): install them in the step image as a package", None,
                                 "modules")
-        shared = self._shared_files(model)
+        shared, prelude = self._shared_files(model)
         bundle = ({"function": namer.take("shared_code"), "task": namer.take("shared_code_task"),
-                   "payload": archive.payload(shared)} if shared else None)
-        if bundle and len(bundle["payload"]) > COMMAND_ARGUMENT_LIMIT:
+                   "payload": archive.payload(shared), "prelude": prelude} if shared or prelude else None)
+        if bundle and len(bundle["payload"]) + sum(map(len, prelude)) > COMMAND_ARGUMENT_LIMIT:
             first = model["prelude"][0]["index"] if model["prelude"] else None
             raise NotebookError(
                 f"the code every step shares (nbconvert-kfp's runtime and the imports and functions cells) is "
@@ -383,18 +383,20 @@ class ComponentBuilder(Preprocessor):
 
     # --- what the steps share ------------------------------------------------------------------
 
-    def _shared_files(self, model: Pipeline) -> dict[str, str]:
-        """The files of the ``shared_code`` archive: the runtime (artifact mode), the notebook's local
-        modules and the prelude cells."""
+    def _shared_files(self, model: Pipeline) -> tuple[dict[str, str], list[str]]:
+        """The files of the ``shared_code`` archive that travel encoded (the runtime in artifact mode, the
+        notebook's local modules), and the prelude cells as readable entries (none: no prelude, or one too
+        large to read, which then travels encoded too)."""
         mode = self._settings["runtime"]
         if mode == "embedded":
-            return {}
+            return {}, []
         files = {path: archive.minified(text) for path, text in runtime.sources().items()} if mode == "artifact" else {}
         files.update(self._local)
-        if model["prelude"]:
-            files[PRELUDE_MEMBER] = json.dumps(
-                [[cell_number(c["index"]), c["source"], c.get("original")] for c in model["prelude"]], ensure_ascii=False)
-        return files
+        cells = [(cell_number(c["index"]), c["source"], c.get("original")) for c in model["prelude"]]
+        if sum(len(source) + len(original or "") for _, source, original in cells) <= PACK_ABOVE:
+            return files, [_cell_entry(*cell) for cell in cells]
+        files[PRELUDE_MEMBER] = json.dumps([list(cell) for cell in cells], ensure_ascii=False)
+        return files, []
 
     @staticmethod
     def _common_decorator(image: str) -> list[str]:
@@ -416,8 +418,20 @@ class ComponentBuilder(Preprocessor):
             "signature": ["bundle: Output[Artifact]"],
             "docstring": docstring("The code every step shares, as one zip archive: nbconvert-kfp's step "
                                    "runtime and the notebook's imports and functions cells."),
-            "body": archive.writer_statements(bundle["payload"], "bundle.path", 4),
+            "body": archive.writer_statements(bundle["payload"], "bundle.path", 4, self._prelude_statements(bundle)),
         }
+
+    @staticmethod
+    def _prelude_statements(bundle: dict[str, Any]) -> list[str]:
+        """The statements that add the notebook's imports and functions cells, readable, to the archive's files."""
+        if not bundle["prelude"]:
+            return []
+        return [
+            "# The notebook's imports and functions cells: every step runs them first.",
+            f"prelude = {_list_lines(bundle['prelude'], 4)}",
+            f"files[{python_literal(PRELUDE_MEMBER)}] = json.dumps(",
+            "    [[cell[0], *(text[1:] for text in cell[1:]), None][:3] for cell in prelude])",
+        ]
 
     # --- one step ------------------------------------------------------------------------------
 
