@@ -37,6 +37,7 @@ def _table_fields(section: str, heading: str) -> set[str]:
     (model.Pipeline, "**Pipeline**"), (model.Settings, "**Settings**"), (model.Step, "**Step**"),
     (model.Cell, "**Cell**"), (model.Parameter, "**Parameter**"), (model.Metric, "**Metric**"),
     (model.PrevTag, "**PrevTag**"), (model.Volume, "**Volume**"), (model.LazyUse, "**LazyUse**"),
+    (model.PipelineOutput, "**PipelineOutput**"),
     (model.Component, "| Component field"),
     (model.Script, "| Script field"),
 ])
