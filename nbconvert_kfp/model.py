@@ -7,7 +7,7 @@ preprocessor fills its own fields:
 - the exporter: ``pipeline`` (the resolved settings);
 - ``TagParser``: ``prelude``, ``parameters``, ``metrics`` and each step's ``name``,
   ``cells``, ``prev`` and ``options``;
-- ``DependencyAnalyzer``: ``imports`` and each step's ``parents``, ``inputs``,
+- ``DependencyAnalyzer``: ``imports``, ``outputs`` and each step's ``parents``, ``inputs``,
   ``input_sources``, ``outputs``, ``output_types``, ``parameters``, ``metrics``,
   ``imports``, ``definitions``, ``modules``, ``lazy`` and ``uses_ipython``; it also puts the
   steps in topological order;
@@ -65,6 +65,22 @@ class Metric(TypedDict):
     cell: int
 
 
+class _PipelineOutputRequired(TypedDict):
+    variable: str
+    step: str
+    kind: str
+    type: str
+    cell: int
+
+
+class PipelineOutput(_PipelineOutputRequired, total=False):
+    """A value the pipeline returns: a metric (``kind`` ``metric``, ``type`` ``float``) or a variable an
+    ``output:`` tag marks (``kind`` ``artifact``, ``type`` its artifact type), the step that gives it and the
+    cell that names it. ``name`` is the output's name in the compiled pipeline (the component builder's)."""
+
+    name: str
+
+
 class PrevTag(TypedDict):
     """A dependency a ``prev:`` tag declares: the step it names, and the cell and tag it came from."""
 
@@ -101,6 +117,8 @@ class StepOption(_StepOptionRequired, total=False):
     operator: str
     effect: str | None
     requirement: str
+    variable: str
+    cell: int
 
 
 class _VolumeRequired(TypedDict):
@@ -188,6 +206,8 @@ class Component(TypedDict, total=False):
     #: the ``installs(...)`` decorator above ``@dsl.component``, or None: the step installs nothing
     installs: str | None
     signature: list[str]
+    #: the return annotation (the metrics the step returns as numbers), or None
+    returns: str | None
     arguments: list[str]
     after: list[str]
     body: list[str]
@@ -247,6 +267,8 @@ class Script(TypedDict, total=False):
     functions: list[str]
     components: list[Component]
     parameters: list[str]
+    #: the pipeline function's return annotation (``Outputs``), or None: the pipeline returns nothing
+    returns: str | None
     docstring: str
     pipeline: list[str]
     tools: str
@@ -262,6 +284,7 @@ class Pipeline(TypedDict, total=False):
     parameters: list[Parameter]
     metrics: list[Metric]
     steps: list[Step]
+    outputs: list[PipelineOutput]
     imports: list[str]
     data: list[DataItem]
     tuning: dict[str, Any] | None

@@ -186,7 +186,9 @@ def test_a_local_module_travels_in_the_shared_code(tmp_path):
                   files=HELPERS)
     script, resources = KFPExporter().from_filename(str(path))
     bundle = resources["kfp"]["script"]["components"][0]
-    payload = "".join(re.findall(r'"([A-Za-z0-9+/=]+)"', "\n".join(bundle["body"])))
+    # the payload is the literal the b64decode(...) statement holds (not the other strings of the body, "w")
+    [statement] = [s for s in bundle["body"] if "b64decode(" in s]
+    payload = "".join(re.findall(r'"([A-Za-z0-9+/=]+)"', statement))
     assert "def double(v)" in archive.unpack(payload)["helpers.py"]
 
 

@@ -55,6 +55,7 @@ def _table_fields(section: str, heading: str) -> set[str]:
     (model.DataItem, "**DataItem**"),
     (model.Cell, "**Cell**"), (model.Parameter, "**Parameter**"), (model.Metric, "**Metric**"),
     (model.PrevTag, "**PrevTag**"), (model.Volume, "**Volume**"), (model.LazyUse, "**LazyUse**"),
+    (model.PipelineOutput, "**PipelineOutput**"),
     (model.Component, "| Component field"),
     (model.Script, "| Script field"),
 ])

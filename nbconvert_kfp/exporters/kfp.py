@@ -248,8 +248,9 @@ def _run_order(model: Pipeline) -> list[tuple[str, str, str, list[str], int]]:
     helpers = {function.split("(", 1)[0][len("def "):]: function for function in model["script"]["functions"]}
     order = []
     for c in model["script"]["components"]:
+        returns = f" -> {c['returns']}" if c.get("returns") else ""
         source = (f"def {c['function']}(\n" + "".join(f"    {a},\n" for a in c["signature"])
-                  + f"):\n    {c['docstring']}\n" + "".join(f"    {statement}\n" for statement in c["body"]))
+                  + f"){returns}:\n    {c['docstring']}\n" + "".join(f"    {statement}\n" for statement in c["body"]))
         for argument in c["decorator"]:
             if argument.startswith("additional_funcs="):
                 source += "".join(helpers.get(name.strip(), "")

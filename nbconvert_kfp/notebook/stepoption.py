@@ -1,4 +1,5 @@
-"""Step options: the tags that set a step's resources, image, retries, caching, environment and pod.
+"""Step options: the tags that set a step's resources, image, retries, caching, environment and pod, and
+the variables it gives as outputs of the pipeline.
 
 Every kind of option is one record of :data:`OPTION_KINDS`: its tag prefix, how its value
 is read and checked, which earlier option it replaces, the KFP call that applies it to a
@@ -8,6 +9,7 @@ Nothing else in the package switches on an option's kind.
 
 from __future__ import annotations
 
+import keyword
 import math
 import re
 from dataclasses import dataclass
@@ -173,6 +175,15 @@ def _read_toleration(kind: str, value: str, text: str, cell: int | None) -> Step
             "value": taint_value if equals else None, "effect": effect or None}
 
 
+def _read_output(kind: str, value: str, text: str, cell: int | None) -> StepOption:
+    if cell is None:
+        raise _fail(text, cell, "marks a variable of one step as a pipeline output: tag a cell of that step, "
+                                "not every step")
+    if not value.isidentifier() or keyword.iskeyword(value):
+        raise _fail(text, cell, f"{value!r} is not a variable name (expected output:<variable>, e.g. output:model)")
+    return {"kind": kind, "variable": value, "cell": cell}
+
+
 def _read_package(kind: str, value: str, text: str, cell: int | None) -> StepOption:
     try:
         return {"kind": kind, "requirement": pipargument.requirement(value)}
@@ -292,6 +303,8 @@ OPTION_KINDS: tuple[OptionKind, ...] = (
                lambda o: f"package {o['requirement']}", COMPONENT, "package:xgboost==2.1.0"),
     OptionKind("report", "report:", _read_switch, _by_kind, None,
                lambda o: f"report {'on' if o['enabled'] else 'off'}", COMPONENT, "report:disabled"),
+    OptionKind("output", "output:", _read_output, lambda o: ("output", o["variable"]), None,
+               lambda o: f"pipeline output {o['variable']}", COMPONENT, "output:model"),
 )
 
 #: Option kind by name.

@@ -70,6 +70,8 @@ DATA_NOTICE = "%s %s (%s) read by step%s %s (cell %d): %s"
 DATA_MODES = ("auto", "embed", "store", "none")
 #: Names used inside the pipeline function's body; parameters must not shadow them.
 PIPELINE_BODY_NAMES = frozenset({"kubernetes", "LOCAL_RUN", "dsl", "None", "True", "False", "data_input"})
+#: The pipeline function's return type, a NamedTuple of the pipeline's outputs (the script's module-level name).
+OUTPUTS = "Outputs"
 #: The one-line comment under the script's first line, and the usage lines after it.
 USAGE = (
     "",
@@ -115,6 +117,13 @@ def _list_lines(items: list[str], indent: int) -> str:
         return "[" + "".join(items) + "]"
     pad = " " * (indent + 4)
     return "[\n" + "".join(f"{pad}{item},\n" for item in items) + " " * indent + "]"
+
+
+def _named_tuple(fields: list[tuple[str, str]], indent: int = 0) -> str:
+    """``NamedTuple("Outputs", [("name", type), ...])``: a return annotation KFP reads as named outputs."""
+    items = [f"({python_literal(name)}, {kind})" for name, kind in fields]
+    return _call("NamedTuple", [python_literal(OUTPUTS), _list_lines(items, indent) if len(items) > 3
+                                else "[" + ", ".join(items) + "]"], indent)
 
 
 def _cell_entry(label: int | str, source: str, original: str | None = None) -> str:
@@ -205,6 +214,7 @@ class ComponentBuilder(Preprocessor):
             raise NotebookError(f"runtime {settings['runtime']!r} is not one of {', '.join(RUNTIME_MODES)}",
                                 None, "runtime")
         self._reported: set[str] = set()
+        self._returned: dict[str, dict[str, str]] = {}
         self._settings = settings
         parameter_namer = Namer(PIPELINE_BODY_NAMES | COMPONENT_LOCALS)
         parameters = {p["name"]: parameter_namer.take(p["name"], "param") for p in model["parameters"]}
@@ -269,11 +279,33 @@ class ComponentBuilder(Preprocessor):
             if variable is not None and not volume.get("keep"):
                 mounting = [tasks[s["name"]] for s in model["steps"] if mounts_into(volume, s["name"])]
                 statements += delete_calls(variable, mounting, volume["name"])
+        statements += self._return_statement(model, tasks, outputs_by_step)
         graph = dag.graph(model, {s["name"]: kfp_name(functions[s["name"]], "step") for s in model["steps"]},
                           {s["name"]: {key: s["component"][key] for key in ("report", "metrics")  # type: ignore[misc]
                                        if s["component"].get(key)} for s in model["steps"]})
         model["script"] = self._script(model, components, statements, parameters, ignored, graph)
         return nb, resources
+
+    # --- what the pipeline returns ------------------------------------------------------------------
+
+    def _return_statement(self, model: Pipeline, tasks: dict[str, str],
+                          outputs_by_step: dict[str, dict[str, str]]) -> list[str]:
+        """Name each pipeline output (its variable, made a valid field name that no other output has) and give
+        the pipeline function's ``return Outputs(...)`` statement (none when the pipeline returns nothing)."""
+        namer = Namer()
+        arguments = []
+        for output in model.get("outputs", []):
+            output["name"] = namer.take(output["variable"], "output")
+            task, step = tasks[output["step"]], output["step"]
+            source = (self._returned[step][output["variable"]] if output["kind"] == "metric"
+                      else outputs_by_step[step][output["variable"]])
+            arguments.append(f"{output['name']}={task}.outputs[{python_literal(source)}]")
+        if not arguments:
+            return []
+        self.log.info("the pipeline returns %s", ", ".join(
+            f"{o['name']} ({'a number' if o['kind'] == 'metric' else o['type']}, from step {o['step']!r})"
+            for o in model["outputs"]))
+        return [f"return {_call(OUTPUTS, arguments)}"]
 
     # --- the hyperparameter search ---------------------------------------------------------------
 
@@ -521,6 +553,11 @@ class ComponentBuilder(Preprocessor):
         if metrics:
             names = ", ".join(python_literal(m) for m in step["metrics"])
             body.append(f"    step.log_metrics({metrics}, [{names}], {classification})")
+        returned = [o["variable"] for o in model.get("outputs", []) if o["step"] == step["name"] and o["kind"] == "metric"]
+        fields = {var: namer.take(var, "metric") for var in returned}
+        self._returned[step["name"]] = fields
+        if returned:
+            body.append(f"    return step.numbers([{', '.join(python_literal(var) for var in returned)}])")
 
         image = last_value(options, "image", "image")
         decorator = self._common_decorator(python_literal(image) if image else "BASE_IMAGE")
@@ -540,6 +577,7 @@ class ComponentBuilder(Preprocessor):
             "decorator": decorator,
             "installs": self._installs(packages),
             "signature": signature,
+            "returns": _named_tuple([(field, "float") for field in fields.values()]) if fields else None,
             "arguments": arguments,
             "after": [tasks[p] for p in step["parents"] if p not in data_parents],
             "body": body,
@@ -709,6 +747,9 @@ class ComponentBuilder(Preprocessor):
         uses_kubernetes = any("kubernetes." in statement for statement in statements)
         imports = ["import os", "import shlex", "import sys", ""]
         imports.append("import kfp")
+        outputs = model.get("outputs") or []
+        if outputs or any(c.get("returns") for c in components):
+            imports.insert(3, "from typing import NamedTuple")
         imports.append("from kfp import dsl, kubernetes" if uses_kubernetes else "from kfp import dsl")
         dsl_names = _dsl_imports(components)
         if dsl_names:
@@ -743,6 +784,12 @@ class ComponentBuilder(Preprocessor):
             "# The hyperparameter search of the notebook's katib_metadata (--tune, --katib-experiment), or None.",
             f"TUNING = {python_literal(model.get('tuning'))}",
         ]
+        if outputs:
+            constants += [
+                "# What the pipeline returns: the numbers its pipeline-metrics cell lists and the variables its",
+                "# output: tags mark. A pipeline that uses this one as a step reads them as task.outputs[NAME].",
+                f"{OUTPUTS} = {_named_tuple([(o['name'], o['type']) for o in outputs])}",
+            ]
         functions = [installer.script_function()]
         if model.get("data"):
             constants += self._data_constants(model)
@@ -774,6 +821,7 @@ class ComponentBuilder(Preprocessor):
             "functions": functions,
             "components": components,
             "parameters": signature,
+            "returns": OUTPUTS if outputs else None,
             "docstring": docstring(f"Notebook {settings['notebook']!r} as a pipeline; "
                                    "data flows between its steps as KFP artifacts."),
             "pipeline": statements,

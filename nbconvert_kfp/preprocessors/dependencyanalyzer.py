@@ -21,10 +21,11 @@ from ..analysis.ancestry import Ancestry
 from ..script.datastore import file_digest
 from ..analysis.artifacttype import ARTIFACT, imports_of, value_kinds
 from ..analysis.lazydependency import LazyDependency
+from ..analysis.metricvalue import not_a_number
 from ..analysis.parsedcell import Notebook, ParsedCell, collector_paused, module
 from ..analysis.scope import NOTEBOOK_BUILTINS, Definition, Symbols, analyse
-from ..errors import MetricError, PipelineGraphError
-from ..model import RESOURCE_KEY, DataItem, LazyUse, Pipeline, Step, cell_number
+from ..errors import MetricError, PipelineGraphError, TagError
+from ..model import RESOURCE_KEY, DataItem, LazyUse, Pipeline, PipelineOutput, Step, cell_number
 
 
 #: Code that may define names the analysis cannot see: an undefined name there is a warning, not an error.
@@ -151,6 +152,7 @@ class DependencyAnalyzer(Preprocessor):
                 index.writers.setdefault(var, []).append(name)
             step["parents"] = sorted(graph.predecessors(name), key=index.ancestry.position.__getitem__)
         self._assign_metrics(model, steps, topo, writes, symbols, parameters, available)
+        marked = self._marked_outputs(steps, topo, symbols, writes)
         prelude_sources = [cell["source"] for cell in model["prelude"]]
         for name, step in steps.items():
             step["outputs"] = sorted(step["outputs"])
@@ -161,6 +163,7 @@ class DependencyAnalyzer(Preprocessor):
             step["uses_ipython"] = any("get_ipython" in source for source in runs)
             step["displays"] = any(word in source for source in runs for word in ("display", "IPython", "get_ipython"))
         self._type_outputs(steps, topo, prelude_cells, parsed, symbols)
+        model["outputs"] = self._pipeline_outputs(model, steps, topo, parsed, symbols, marked)
         model["data"] = self._data(folder, steps, prelude_cells, parsed) if folder is not None else []
         model["steps"] = [steps[name] for name in topo]
         model["imports"] = list(dict.fromkeys(
@@ -478,3 +481,59 @@ class DependencyAnalyzer(Preprocessor):
                 raise MetricError(f"metric {var!r} is not a variable that any step or parameter defines",
                                   metric["cell"], var)
 
+    @staticmethod
+    def _marked_outputs(steps: dict[str, Step], topo: list[str], symbols: dict[str, Symbols],
+                        writes: dict[str, set[str]]) -> list[tuple[str, str, int]]:
+        """The variables ``output:`` tags mark, as (step, variable, cell); each step saves its own."""
+        marked: list[tuple[str, str, int]] = []
+        by_variable: dict[str, str] = {}
+        for name in topo:
+            step = steps[name]
+            for option in step["options"]:
+                if option["kind"] != "output":
+                    continue
+                var, cell, text = option["variable"], option["cell"], f"output:{option['variable']}"
+                if var not in writes[name] or var in symbols[name].imports or var in symbols[name].definitions:
+                    close = difflib.get_close_matches(var, sorted(symbols[name].data), n=3, cutoff=0.75)
+                    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+                    raise TagError(f"tag {text!r}: step {name!r} does not assign a variable {var!r}{hint}", cell, text)
+                if var in by_variable and by_variable[var] != name:
+                    raise TagError(f"tag {text!r}: step {by_variable[var]!r} already gives {var!r} as a pipeline "
+                                   "output; mark it in one step only", cell, text)
+                if var in by_variable:
+                    continue
+                by_variable[var] = name
+                marked.append((name, var, cell))
+                if var not in step["outputs"]:
+                    step["outputs"].append(var)
+        return marked
+
+    def _pipeline_outputs(self, model: Pipeline, steps: dict[str, Step], topo: list[str],
+                          parsed: dict[str, list[ParsedCell]], symbols: dict[str, Symbols],
+                          marked: list[tuple[str, str, int]]) -> list[PipelineOutput]:
+        """What the pipeline returns: each metric that may be a number (from the step that logs it), then each
+        variable an ``output:`` tag marks (its artifact)."""
+        cells = {m["name"]: m["cell"] for m in model["metrics"]}
+        kinds = {p["name"]: p["type"] for p in model["parameters"]}
+        outputs: list[PipelineOutput] = []
+        numbers: set[str] = set()
+        for name in topo:
+            for var in steps[name]["metrics"]:
+                if var in kinds and var not in symbols[name].data:  # the parameter's value
+                    what = None if kinds[var] in ("int", "float") else f"a parameter of type {kinds[var]}"
+                else:
+                    what = not_a_number(module(parsed[name]), var)
+                if what is not None:
+                    self.log.info("metric %r is %s, not a number: it is logged, and the pipeline does not return "
+                                  "it", var, what)
+                    continue
+                numbers.add(var)
+                outputs.append({"variable": var, "step": name, "kind": "metric", "type": "float",
+                                "cell": cells[var]})
+        for name, var, cell in marked:
+            if var in numbers:
+                raise TagError(f"tag 'output:{var}': {var!r} is a metric of the pipeline-metrics cell, which the "
+                               "pipeline already returns as a number", cell, f"output:{var}")
+            outputs.append({"variable": var, "step": name, "kind": "artifact",
+                            "type": steps[name]["output_types"][var], "cell": cell})
+        return outputs

@@ -87,6 +87,10 @@ class StepExit(RuntimeError):
     """A cell called ``sys.exit()`` (or ``exit()``): the step fails instead of ending without its outputs."""
 
 
+class OutputError(ValueError):
+    """A value the pipeline returns is not what its output declares (a metric that is not a number)."""
+
+
 def _exit_error(err: SystemExit) -> StepExit:
     """The failure for a cell that called ``sys.exit``."""
     return StepExit(f"the cell called sys.exit({'' if err.code is None else repr(err.code)}): a step cannot stop "
@@ -462,6 +466,24 @@ class Step:
                 self._log_number(artifact, str(key), item)
         for written in (artifact, classification):
             _write_metadata_file(written)
+
+    def numbers(self, names: Iterable[str]) -> tuple[float, ...]:
+        """The values of the metrics the pipeline returns, as numbers (KFP ``float`` outputs); a value that
+        is not a finite number fails the step, naming the metric."""
+        values = []
+        for name in names:
+            value = self.namespace.get(name)
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = None
+            if number is None or not math.isfinite(number):
+                what = f"is {number}" if number is not None else f"is not a number ({type(value).__name__})"
+                raise OutputError(f"metric {name!r} {what}: the pipeline returns it as a number (a KFP float output), "
+                                  f"so step {self.name!r} must leave it a finite number; make it one, or take it "
+                                  "out of the pipeline-metrics cell")
+            values.append(number)
+        return tuple(values)
 
     @staticmethod
     def _log_number(artifact: Any, name: str, value: Any) -> None:
