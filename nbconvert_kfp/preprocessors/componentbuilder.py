@@ -126,6 +126,19 @@ def _named_tuple(fields: list[tuple[str, str]], indent: int = 0) -> str:
                                 else "[" + ", ".join(items) + "]"], indent)
 
 
+def _graph_lines(graph: dict[str, Any]) -> str:
+    """The ``GRAPH`` display: a key a line, and each step, edge and parameter on a line of its own."""
+    lines = ["{"]
+    for key, value in graph.items():
+        if isinstance(value, list) and value:
+            lines.append(f"    {python_literal(key)}: [")
+            lines += [f"        {python_literal(item)}," for item in value]
+            lines.append("    ],")
+        else:
+            lines.append(f"    {python_literal(key)}: {python_literal(value)},")
+    return "\n".join(lines + ["}"])
+
+
 def _cell_entry(label: int | str, source: str, original: str | None = None) -> str:
     """One ``(label, source[, original])`` entry of ``step.run([...])``."""
     parts = [python_literal(label), code_literal(source)] + ([code_literal(original)] if original else [])
@@ -435,10 +448,13 @@ class ComponentBuilder(Preprocessor):
         # kfp's own pip preamble is left out: the ``installs`` decorator gives the step its install lines
         return [f"base_image={image}", "install_kfp_package=False"]
 
-    def _installs(self, packages: list[str]) -> str | None:
-        """The ``installs(...)`` decorator of a component, or None when its step installs nothing."""
+    def _installs(self, packages: list[str], step: str | None = None) -> str | None:
+        """The ``installs(...)`` decorator of a component, or None when its step installs nothing; a step's
+        pins are read from ``STEP_INSTALLS``, the one place the script lists them."""
         if not packages and not self._settings["install_kfp_package"]:
             return None
+        if step is not None and packages and self._settings["install_packages"]:
+            return f"{installer.DECORATOR}(*STEP_INSTALLS[{python_literal(step)}])"
         return _call(installer.DECORATOR, [python_literal(p) for p in packages], 0)
 
     def _bundle_component(self, bundle: dict[str, Any]) -> Component:
@@ -575,7 +591,7 @@ class ComponentBuilder(Preprocessor):
             "docstring": docstring(f"Step {step['name']!r} (notebook {cell_numbers})."),
             "display_name": step["name"] if step["name"] != component_name else None,
             "decorator": decorator,
-            "installs": self._installs(packages),
+            "installs": self._installs(packages, step["name"]),
             "signature": signature,
             "returns": _named_tuple([(field, "float") for field in fields.values()]) if fields else None,
             "arguments": arguments,
@@ -780,7 +796,7 @@ class ComponentBuilder(Preprocessor):
             "# modules a step imported beyond them.",
             f"STEP_INSTALLS = {self._step_installs(components) if settings['install_packages'] else None}",
             "# The pipeline's graph, for --dag and for naming a failed step.",
-            f"GRAPH = {python_literal(graph.to_data())}",
+            f"GRAPH = {_graph_lines(graph.to_data())}",
             "# The hyperparameter search of the notebook's katib_metadata (--tune, --katib-experiment), or None.",
             f"TUNING = {python_literal(model.get('tuning'))}",
         ]
