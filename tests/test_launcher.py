@@ -42,6 +42,21 @@ def test_a_cold_launcher_starts_no_warm_process_but_still_stands_in_for_python()
     assert sys.executable == real
 
 
+def test_a_long_temporary_directory_still_gives_the_sockets_a_path_that_fits(tmp_path, monkeypatch):
+    """A UNIX socket path holds 107 bytes: with a TMPDIR too long for one, the sockets go to /tmp (a local run
+    failed with 'AF_UNIX path too long' before)."""
+    import tempfile
+
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    with StepLauncher(warm=False) as started:
+        folder = started._directory
+        assert folder.startswith("/tmp/nbconvert-kfp-") and os.path.exists(os.path.join(folder, "events.sock"))
+        assert len(os.path.join(folder, "events.sock").encode()) <= launcher.SOCKET_PATH_LIMIT
+    assert not os.path.exists(folder) and list(deep.iterdir()) == []  # nothing left in either place
+
+
 def test_executor_runs_in_the_warm_process_with_the_callers_streams_and_status(tmp_path):
     with StepLauncher([]):
         proc = subprocess.run([sys.executable, "-m", "kfp.dsl.executor_main", "--no-such-flag"],

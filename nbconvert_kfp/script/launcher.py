@@ -372,6 +372,22 @@ def _terminate_group(pid: int | None) -> None:
             continue
 
 
+#: The longest path a UNIX socket may have on Linux (``sun_path`` holds 108 bytes, the last one NUL).
+SOCKET_PATH_LIMIT = 107
+#: The longest socket name the launcher uses inside its folder (``/events.sock``).
+_LONGEST_SOCKET = len("/events.sock")
+
+
+def _socket_folder() -> str:
+    """A new private temporary folder whose sockets' paths fit a UNIX socket address: in the temporary
+    directory (``TMPDIR``) when its path is short enough, else in /tmp."""
+    directory = tempfile.mkdtemp(prefix="nbconvert-kfp-")
+    if len(os.fsencode(directory)) + _LONGEST_SOCKET <= SOCKET_PATH_LIMIT or not os.path.isdir("/tmp"):
+        return directory
+    os.rmdir(directory)
+    return tempfile.mkdtemp(prefix="nbconvert-kfp-", dir="/tmp")
+
+
 class StepLauncher:
     """Context manager that puts the launcher between kfp.local and its steps for a local run.
 
@@ -406,7 +422,7 @@ class StepLauncher:
     def __enter__(self) -> StepLauncher:
         if not self.supported:
             return self
-        self._directory = tempfile.mkdtemp(prefix="nbconvert-kfp-")
+        self._directory = _socket_folder()
         warm_path = ""
         if self.warm:
             warm_path = os.path.join(self._directory, "warm.sock")
