@@ -226,6 +226,7 @@ def test_another_pipeline_uses_it_as_a_step_and_reads_its_outputs(composable, ho
     assert inner["inputs"]["parameters"]["SCALE"]["componentInputParameter"] == "scale"
 
 
+@pytest.mark.slow
 def test_a_local_run_fails_when_a_returned_metric_is_not_a_number(tmp_path):
     import nbformat
 
