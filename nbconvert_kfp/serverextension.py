@@ -19,7 +19,7 @@ notebook of more steps than ``ConvertPolicy.max_steps`` is one); a bad request b
 ``{"message"}``; a ``host`` the server may not send its credentials to 403; a failed deployment 502,
 one that takes longer than ``DeployPolicy.timeout`` 504, and one to a host that already has
 ``DeployPolicy.per_host`` deployments in progress 503 at once, with ``{"message"}``. KFP credentials
-are the Jupyter server's (see ``nbconvert_kfp.script.deployment``), never the request's, and go only
+are the Jupyter server's (see ``nbconvert_kfp.script.cluster.deployment``), never the request's, and go only
 to the configured host (``KF_PIPELINES_ENDPOINT`` or ``DeployPolicy.host``) or to the https hosts of
 ``DeployPolicy.allowed_hosts``. The request's ``host`` is read strictly (``script.endpoint``: no user
 info, backslash, percent-encoding, control character) and the deployment connects to the URL rebuilt
@@ -126,7 +126,7 @@ class DeployPolicy(Configurable):
         The URL is rebuilt from the parts the policy checked (``script.endpoint``), so the host
         compared is the host connected to, whatever parser the HTTP library uses.
         """
-        from .script import endpoint
+        from .script.cluster import endpoint
 
         configured_text = self.host or os.environ.get("KF_PIPELINES_ENDPOINT") or ""
         try:
@@ -150,7 +150,7 @@ class DeployPolicy(Configurable):
 
     def _allowed(self) -> set[tuple[str, str, int]]:
         """The origins of ``allowed_hosts`` (https only; an entry that is no valid host is left out)."""
-        from .script import endpoint
+        from .script.cluster import endpoint
 
         origins = set()
         for entry in self.allowed_hosts:
@@ -340,7 +340,7 @@ def deploy_target(body: Any, policy: DeployPolicy) -> tuple[str | None, str | No
 
 def upload(converted: dict[str, Any], host: str | None, namespace: str | None, run: bool) -> dict[str, Any]:
     """Upload a converted pipeline and, with ``run``, start a run: the network part of a deploy."""
-    from .script import deployment
+    from .script.cluster import deployment
 
     with tempfile.TemporaryDirectory(prefix="nbconvert-kfp-deploy-") as directory:
         package = Path(directory) / f"{converted['pipeline_name']}.yaml"
@@ -357,7 +357,7 @@ def upload_within(converted: dict[str, Any], host: str | None, namespace: str | 
                   deadline: float, timeout: float) -> dict[str, Any]:
     """``upload`` with every request to KFP ending by ``deadline`` (``time.monotonic()``); ``DeployTimeout``
     when the time runs out (``timeout``: the seconds the deployment had in all, for the message)."""
-    from .script import deployment, transport
+    from .script.cluster import deployment, transport
 
     if time.monotonic() >= deadline:
         raise _too_late(host, timeout)
@@ -412,7 +412,7 @@ _SLOTS = HostSlots()
 
 def host_key(url: str | None) -> Any:
     """What tells KFP hosts apart: the origin of the URL a deployment connects to (None: the default host)."""
-    from .script import endpoint
+    from .script.cluster import endpoint
 
     return endpoint.parse(url).origin if url else None
 
@@ -462,7 +462,7 @@ class _Handler(APIHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        from .script import deployment
+        from .script.cluster import deployment
         from .errors import KFPExportError
         from .model import cell_number
 

@@ -4,7 +4,8 @@
 import pytest
 import yaml
 
-from nbconvert_kfp.script import cli, dag, localrun
+from nbconvert_kfp.script import cli, dag
+from nbconvert_kfp.script.local import localrun
 
 
 @pytest.mark.parametrize("kind, text, expected", [

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..script.launcher import die_with_parent
+from ..script.local.launcher import die_with_parent
 from . import notebook
 from .subcommand import CommandError, Subcommand, add_cluster, add_notebook, add_parameters, add_waiting
 

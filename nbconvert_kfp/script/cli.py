@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from .localrun import LocalRun, LocalRunOptions
+from .local.localrun import LocalRun, LocalRunOptions
 
 #: What ``main`` reads from the script's namespace.
 SCRIPT_ATTRIBUTES = ("pipeline", "PIPELINE_NAME", "PIPELINE_DESCRIPTION", "EXPERIMENT", "PARAMETER_TYPES",
@@ -295,7 +295,7 @@ def parse_arguments(script: Mapping[str, Any], argv: list[str] | None = None) ->
 
 def _print_katib_metrics(script: Mapping[str, Any], logged: Mapping[str, Any]) -> int:
     """Print the objective and additional metrics as Katib's collector reads them; 1 if the objective is missing."""
-    from .katib import METRIC_LINE
+    from .tuning.katib import METRIC_LINE
 
     if not script.get("TUNING"):
         print("--katib-metrics: the notebook has no kubeflow_notebook.katib_metadata", file=sys.stderr)
@@ -320,7 +320,7 @@ def deploy(script: Mapping[str, Any], arguments: dict[str, Any], host: str | Non
     and with ``wait`` follow it to its end. Return the exit status (``monitor.EXIT_STATUS``)."""
     import tempfile
 
-    from . import deployment, monitor
+    from .cluster import deployment, monitor
     from .compiler import write_ir
 
     name = script["PIPELINE_NAME"]
@@ -349,7 +349,7 @@ def deploy(script: Mapping[str, Any], arguments: dict[str, Any], host: str | Non
 
 def push_data(script: Mapping[str, Any]) -> int:
     """Copy the script's data items that travel through the object store there; 1 (said) when that fails."""
-    from . import datastore
+    from .cluster import datastore
 
     data = script.get("DATA") or {}
     try:
@@ -363,7 +363,7 @@ def push_data(script: Mapping[str, Any]) -> int:
 
 def _package_spec(package: Path) -> dict:
     """The compiled pipeline spec as the API returns it (kfp reads the YAML)."""
-    from .deployment import _package_spec as read
+    from .cluster.deployment import _package_spec as read
 
     return read(str(package)) or {}
 
@@ -371,7 +371,7 @@ def _package_spec(package: Path) -> dict:
 def watch(kfp_client, run_id: str, steps: list | None = None, *, timeout: float | None = None, interval: float = 5.0,
           follow_hint: str | None = None) -> int:
     """Follow a run to its end, print its metrics and how it ended; return the exit status."""
-    from . import deployment, monitor
+    from .cluster import deployment, monitor
 
     try:
         if steps is None:
@@ -398,7 +398,7 @@ def watch(kfp_client, run_id: str, steps: list | None = None, *, timeout: float 
 
 def _search(script: Mapping[str, Any], option: str) -> Any:
     """The script's search, or ``None`` after saying that the notebook has none."""
-    from .tuning import Search
+    from .tuning.searchspace import Search
 
     if not script.get("TUNING"):
         print(f"{option}: the notebook has no hyperparameter search; give it kubeflow_notebook.katib_metadata "
@@ -409,7 +409,7 @@ def _search(script: Mapping[str, Any], option: str) -> Any:
 
 def tune(script: Mapping[str, Any], args: argparse.Namespace) -> int:
     """``--tune``: run the search's trials on this machine, print the table and the best trial."""
-    from . import tuner
+    from .tuning import tuner
 
     if _search(script, "--tune") is None:
         return 2
@@ -429,7 +429,7 @@ def tune(script: Mapping[str, Any], args: argparse.Namespace) -> int:
 
 def write_katib_experiment(script: Mapping[str, Any], args: argparse.Namespace) -> int:
     """``--katib-experiment``: write the Katib Experiment of the search, and with ``--katib-submit`` create it."""
-    from . import katib
+    from .tuning import katib
 
     search = _search(script, "--katib-experiment")
     if search is None:
@@ -484,7 +484,7 @@ def main(script: Mapping[str, Any], argv: list[str] | None = None) -> int:
         if status or not (args.local or args.tune):
             return status
     if args.upload or args.run:
-        from .redaction import redacted_output
+        from .cluster.redaction import redacted_output
 
         with redacted_output():  # what the KFP host says reaches the terminal without controls or secrets
             return deploy(script, args.arguments, args.host, args.experiment, args.namespace, args.run,
@@ -495,7 +495,7 @@ def main(script: Mapping[str, Any], argv: list[str] | None = None) -> int:
                                   warm=not args.cold_start, cache=not args.no_cache, step=args.step,
                                   verbose=args.verbose)
         if args.trial_worker is not None:
-            from .trialworker import serve
+            from .tuning.trialworker import serve
 
             return serve(script, options, args.trial_worker)
         run = LocalRun(script, options)
