@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import os
 import re
 import tempfile
@@ -184,20 +183,9 @@ def parse_body(raw: bytes) -> Any:
     return body
 
 
-def _finite(name: str, value: Any) -> Any:
-    """``value``, when every number in it is finite; else ``RequestError``."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            raise RequestError(f"parameter {name!r}: {item} is not a value KFP can carry (finite numbers only)")
-        stack.extend(item.values() if isinstance(item, dict) else item if isinstance(item, (list, tuple)) else ())
-    return value
-
-
 def _coerce(name: str, kind: str, value: Any) -> Any:
     """A parameter value of the parameter's type; strings are read as the script's ``-p`` reads them."""
-    from .script.cli import exact_value, literal_text, parse_value
+    from .script.parametervalue import compiled_value, literal_text, parse_value
 
     if kind == "literal":  # carried as its Python literal: a string is read as -p reads it
         return parse_value(kind, value) if isinstance(value, str) else literal_text(value)
@@ -209,7 +197,7 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
     if not isinstance(value, _JSON_TYPES.get(kind, (object,))) or (isinstance(value, bool) and kind != "bool"):
         raise RequestError(f"parameter {name!r}: expected a {kind}, got {json.dumps(value)[:100]}")
     try:
-        return _finite(name, exact_value(kind, float(value) if kind == "float" else value))
+        return compiled_value(kind, float(value) if kind == "float" else value)
     except ValueError as error:
         raise RequestError(f"parameter {name!r}: {error}") from None
     except OverflowError:

@@ -25,7 +25,7 @@ FOLLOW_HINT = "Logs: nbconvert-kfp logs {run_id} [STEP]; state: nbconvert-kfp st
 def _prepare(args: argparse.Namespace):
     script_path = notebook.convert(args.notebook, args.config)
     script = notebook.load(script_path)
-    return script_path, script, notebook.finite(notebook.arguments(args, script))
+    return script_path, script, notebook.compilable(notebook.arguments(args, script), script["PARAMETER_TYPES"])
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:

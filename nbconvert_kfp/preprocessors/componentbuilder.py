@@ -46,7 +46,7 @@ from ..notebook.volume import create_calls, delete_calls, mount_calls, mounts_in
 from ..runtime.step import PRELUDE_MEMBER
 from ..script import dag
 from ..script.tuning import searchspace as tuning
-from ..script.cli import literal_text, parse_value
+from ..script.parametervalue import literal_text, parse_value
 from ..script.local.localrun import LOCAL_RUN_ENV
 from ..script.tuning.search import LOCAL_ALGORITHMS
 

@@ -9,6 +9,8 @@ import them from here too.
 Modules by concept:
 
 - ``cli``: the script's command line (``main``);
+- ``parametervalue``: a parameter value read from text as its type, and checked for a compiled pipeline
+  (the one parser and check of the script, the ``nbconvert-kfp`` command and the server API);
 - ``compiler``: the pipeline written as IR YAML;
 - ``dag``: the pipeline's picture (SVG, Mermaid);
 - ``silence``: kfp's prints dropped in one thread only;
@@ -27,7 +29,7 @@ from pathlib import Path
 #: The subpackages the generated script carries, each with its ``__init__``.
 PACKAGES = ("local", "cluster", "tuning")
 #: The modules the generated script carries (dotted below this package), besides the packages' ``__init__``.
-MODULES = ("cli", "compiler", "dag", "silence",
+MODULES = ("cli", "compiler", "dag", "parametervalue", "silence",
            "local.launcher", "local.localrun", "local.progress", "local.undeclaredimport",
            "cluster.datastore", "cluster.deployment", "cluster.endpoint", "cluster.metadata", "cluster.monitor",
            "cluster.notebookpod", "cluster.redaction", "cluster.steplog", "cluster.transport",

@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 from ..local.launcher import StepLauncher
 from ..local.localrun import Interrupted, LocalRun, LocalRunOptions
-from ..cli import parse_value
+from ..parametervalue import parse_value
 
 
 def _stop(signum: int, frame: Any) -> None:
