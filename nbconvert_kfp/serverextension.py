@@ -19,7 +19,7 @@ notebook of more steps than ``ConvertPolicy.max_steps`` is one); a bad request b
 ``{"message"}``; a ``host`` the server may not send its credentials to 403; a failed deployment 502,
 one that takes longer than ``DeployPolicy.timeout`` 504, and one to a host that already has
 ``DeployPolicy.per_host`` deployments in progress 503 at once, with ``{"message"}``. KFP credentials
-are the Jupyter server's (see ``nbconvert_kfp.script.deployment``), never the request's, and go only
+are the Jupyter server's (see ``nbconvert_kfp.script.cluster.deployment``), never the request's, and go only
 to the configured host (``KF_PIPELINES_ENDPOINT`` or ``DeployPolicy.host``) or to the https hosts of
 ``DeployPolicy.allowed_hosts``. The request's ``host`` is read strictly (``script.endpoint``: no user
 info, backslash, percent-encoding, control character) and the deployment connects to the URL rebuilt
@@ -40,7 +40,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import os
 import re
 import tempfile
@@ -126,7 +125,7 @@ class DeployPolicy(Configurable):
         The URL is rebuilt from the parts the policy checked (``script.endpoint``), so the host
         compared is the host connected to, whatever parser the HTTP library uses.
         """
-        from .script import endpoint
+        from .script.cluster import endpoint
 
         configured_text = self.host or os.environ.get("KF_PIPELINES_ENDPOINT") or ""
         try:
@@ -150,7 +149,7 @@ class DeployPolicy(Configurable):
 
     def _allowed(self) -> set[tuple[str, str, int]]:
         """The origins of ``allowed_hosts`` (https only; an entry that is no valid host is left out)."""
-        from .script import endpoint
+        from .script.cluster import endpoint
 
         origins = set()
         for entry in self.allowed_hosts:
@@ -184,20 +183,9 @@ def parse_body(raw: bytes) -> Any:
     return body
 
 
-def _finite(name: str, value: Any) -> Any:
-    """``value``, when every number in it is finite; else ``RequestError``."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, float) and not math.isfinite(item):
-            raise RequestError(f"parameter {name!r}: {item} is not a value KFP can carry (finite numbers only)")
-        stack.extend(item.values() if isinstance(item, dict) else item if isinstance(item, (list, tuple)) else ())
-    return value
-
-
 def _coerce(name: str, kind: str, value: Any) -> Any:
     """A parameter value of the parameter's type; strings are read as the script's ``-p`` reads them."""
-    from .script.cli import exact_value, literal_text, parse_value
+    from .script.parametervalue import compiled_value, literal_text, parse_value
 
     if kind == "literal":  # carried as its Python literal: a string is read as -p reads it
         return parse_value(kind, value) if isinstance(value, str) else literal_text(value)
@@ -209,7 +197,7 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
     if not isinstance(value, _JSON_TYPES.get(kind, (object,))) or (isinstance(value, bool) and kind != "bool"):
         raise RequestError(f"parameter {name!r}: expected a {kind}, got {json.dumps(value)[:100]}")
     try:
-        return _finite(name, exact_value(kind, float(value) if kind == "float" else value))
+        return compiled_value(kind, float(value) if kind == "float" else value)
     except ValueError as error:
         raise RequestError(f"parameter {name!r}: {error}") from None
     except OverflowError:
@@ -340,7 +328,7 @@ def deploy_target(body: Any, policy: DeployPolicy) -> tuple[str | None, str | No
 
 def upload(converted: dict[str, Any], host: str | None, namespace: str | None, run: bool) -> dict[str, Any]:
     """Upload a converted pipeline and, with ``run``, start a run: the network part of a deploy."""
-    from .script import deployment
+    from .script.cluster import deployment
 
     with tempfile.TemporaryDirectory(prefix="nbconvert-kfp-deploy-") as directory:
         package = Path(directory) / f"{converted['pipeline_name']}.yaml"
@@ -357,7 +345,7 @@ def upload_within(converted: dict[str, Any], host: str | None, namespace: str | 
                   deadline: float, timeout: float) -> dict[str, Any]:
     """``upload`` with every request to KFP ending by ``deadline`` (``time.monotonic()``); ``DeployTimeout``
     when the time runs out (``timeout``: the seconds the deployment had in all, for the message)."""
-    from .script import deployment, transport
+    from .script.cluster import deployment, transport
 
     if time.monotonic() >= deadline:
         raise _too_late(host, timeout)
@@ -412,7 +400,7 @@ _SLOTS = HostSlots()
 
 def host_key(url: str | None) -> Any:
     """What tells KFP hosts apart: the origin of the URL a deployment connects to (None: the default host)."""
-    from .script import endpoint
+    from .script.cluster import endpoint
 
     return endpoint.parse(url).origin if url else None
 
@@ -462,7 +450,7 @@ class _Handler(APIHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        from .script import deployment
+        from .script.cluster import deployment
         from .errors import KFPExportError
         from .model import cell_number
 

@@ -304,7 +304,7 @@ def test_tune_runs_the_notebooks_search(tmp_path):
 
 def test_ml_metadata_reply_is_read_as_the_ui_reads_it():
     """The wire format the command decodes is the one the fake server encodes independently."""
-    from nbconvert_kfp.script import metadata
+    from nbconvert_kfp.script.cluster import metadata
 
     frame = metadata.request_frame([5, 300])
     assert fakekfp.mlmd_requested_ids(frame) == [5, 300]
@@ -339,7 +339,7 @@ def test_upload_adds_a_version_only_for_a_changed_pipeline(fake_kfp, notebook):
 def test_the_exit_statuses_are_documented_where_users_look():
     """``run --help`` and docs/command.md list the exit status of every way a run can end."""
     from nbconvert_kfp.command.pipeline import EXIT_STATUSES
-    from nbconvert_kfp.script.monitor import EXIT_ERROR, EXIT_STATUS
+    from nbconvert_kfp.script.cluster.monitor import EXIT_ERROR, EXIT_STATUS
 
     from helpers import REPO
 

@@ -19,9 +19,9 @@ import yaml
 import fakekfp
 from fakekfp import FakeKFP
 
-from nbconvert_kfp.script import deployment
+from nbconvert_kfp.script.cluster import deployment
 from nbconvert_kfp.exporters import compile_script
-from nbconvert_kfp.script.deployment import DeploymentError
+from nbconvert_kfp.script.cluster.deployment import DeploymentError
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 from urllib3.util import parse_url
 
-from nbconvert_kfp.script import endpoint, redaction
+from nbconvert_kfp.script.cluster import endpoint, redaction
 
 
 @pytest.mark.parametrize(("text", "url", "origin"), [

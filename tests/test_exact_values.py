@@ -11,7 +11,7 @@ import pytest
 
 from nbconvert_kfp.errors import KFPExportError
 from nbconvert_kfp.exporters import KFPExporter
-from nbconvert_kfp.script.cli import EXACT_INT, parse_value
+from nbconvert_kfp.script.parametervalue import EXACT_INT, parse_value
 
 from helpers import build_notebook
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from nbconvert_kfp.script import launcher
-from nbconvert_kfp.script.launcher import StepLauncher
+from nbconvert_kfp.script.local import launcher
+from nbconvert_kfp.script.local.launcher import StepLauncher
 
 from helpers import JUPYTER
 

@@ -40,7 +40,8 @@ def _imports(tree: ast.AST, module_level_only: bool) -> list[tuple[str, int]]:
 
 
 def _package_files(package) -> list[Path]:
-    return sorted(Path(package.__file__).parent.glob("*.py"))
+    """Every module of the package, its subpackages' included."""
+    return sorted(Path(package.__file__).parent.rglob("*.py"))
 
 
 #: What script modules may import inside a function: kfp and what it depends on (kfp_server_api, protobuf
@@ -55,16 +56,17 @@ def test_shipped_packages_import_the_standard_library_at_module_level(package, a
     for path in _package_files(package):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for module, line in _imports(tree, module_level_only=True):
-            assert module == "" or module in STDLIB or module == "__future__", f"{path.name}:{line} imports {module}"
+            assert module == "" or module in STDLIB or module == "__future__", f"{path}:{line} imports {module}"
         for module, line in _imports(tree, module_level_only=False):
-            assert module in STDLIB | allowed_anywhere | {"", "__future__"}, f"{path.name}:{line} imports {module}"
+            assert module in STDLIB | allowed_anywhere | {"", "__future__"}, f"{path}:{line} imports {module}"
 
 
 @pytest.mark.parametrize("package", [runtime, script], ids=["runtime", "script"])
 def test_sources_ship_every_module_of_the_package(package):
     shipped = package.sources()
     folder = Path(package.__file__).parent.name
-    expected = {f"nbconvert_kfp/{folder}/{p.name}" for p in _package_files(package)}
+    root = Path(package.__file__).parent
+    expected = {f"nbconvert_kfp/{folder}/{p.relative_to(root).as_posix()}" for p in _package_files(package)}
     assert {path for path in shipped if path.startswith(f"nbconvert_kfp/{folder}/")} == expected
     assert "nbconvert_kfp/__init__.py" in shipped
 
@@ -85,8 +87,10 @@ ISOLATED = textwrap.dedent(r"""
     (runtime, "nbconvert_kfp.runtime.step,nbconvert_kfp.runtime.marshal,nbconvert_kfp.runtime.report,"
               "nbconvert_kfp.marshal"),
     (script, "nbconvert_kfp.script.cli,nbconvert_kfp.script.compiler,nbconvert_kfp.script.dag,"
-             "nbconvert_kfp.script.metadata,nbconvert_kfp.script.monitor,nbconvert_kfp.script.steplog,"
-             "nbconvert_kfp.script.deployment,nbconvert_kfp.script.launcher"),
+             "nbconvert_kfp.script.cluster.metadata,nbconvert_kfp.script.cluster.monitor,"
+             "nbconvert_kfp.script.cluster.steplog,nbconvert_kfp.script.cluster.deployment,"
+             "nbconvert_kfp.script.local.launcher,nbconvert_kfp.script.local.localrun,"
+             "nbconvert_kfp.script.tuning.tuner,nbconvert_kfp.script.tuning.katib"),
 ], ids=["runtime", "script"])
 @pytest.mark.slow
 def test_shipped_archive_imports_in_an_interpreter_without_site_packages(tmp_path, package, modules):

@@ -15,7 +15,7 @@ from traitlets.config import Config
 from helpers import JUPYTER, PYTHON, REPO, build_notebook, run
 from nbconvert_kfp.analysis.lazydependency import LAZY_DEPENDENCIES
 from nbconvert_kfp.analysis.packages import distribution_requirement, module_requirement
-from nbconvert_kfp.script.undeclaredimport import undeclared
+from nbconvert_kfp.script.local.undeclaredimport import undeclared
 
 
 def _version(distribution):

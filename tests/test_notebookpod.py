@@ -20,7 +20,7 @@ from compiledir import IR, compile_all
 from fakekube import CLAIM, DIGEST, IMAGE, NAMESPACE, POD, fake_kube  # noqa: F401 (fake_kube: the fixture)
 from helpers import JUPYTER, PYTHON, VENV_BIN, build_notebook, script_constant
 from nbconvert_kfp.exporters import KFPExporter
-from nbconvert_kfp.script import notebookpod
+from nbconvert_kfp.script.cluster import notebookpod
 
 fake_kfp = fakekfp.fake_kfp  # the fixture
 PINNED = f"{IMAGE}@{DIGEST}"

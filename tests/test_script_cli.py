@@ -4,7 +4,8 @@
 import pytest
 import yaml
 
-from nbconvert_kfp.script import cli, dag, localrun
+from nbconvert_kfp.script import cli, dag, parametervalue
+from nbconvert_kfp.script.local import localrun
 
 
 @pytest.mark.parametrize("kind, text, expected", [
@@ -13,7 +14,7 @@ from nbconvert_kfp.script import cli, dag, localrun
     (list, "[1.5, 2.0]", [1.5, 2.0]), ("dict", '{"k": [1.0]}', {"k": [1.0]}),
 ])
 def test_parse_value_converts_to_the_parameter_type(kind, text, expected):
-    value = cli.parse_value(kind, text)
+    value = parametervalue.parse_value(kind, text)
     assert value == expected and type(value) is type(expected)
 
 
@@ -24,7 +25,7 @@ def test_parse_value_converts_to_the_parameter_type(kind, text, expected):
 ])
 def test_parse_value_rejects_what_does_not_fit(kind, text, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[")):
-        cli.parse_value(kind, text)
+        parametervalue.parse_value(kind, text)
 
 
 def _script(tmp_path, local_run=False):

@@ -403,7 +403,7 @@ def _notebook_with(change) -> dict:
     (b'{"notebook": %s, "options": {"parameters": {"RATE": Infinity}}}' % json.dumps(_notebook()).encode(),
      {"message": re.compile("Infinity is not a JSON value")}),
     ({"notebook": _notebook(), "options": {"parameters": {"RATE": "inf"}}},
-     {"message": "parameter 'RATE': inf is not a value KFP can carry (finite numbers only)"}),
+     {"message": "parameter 'RATE': inf cannot go into a compiled KFP pipeline (finite numbers only)"}),
     ({"notebook": _notebook(), "options": {"parameters": {"RATE": 10 ** 400}}},
      {"message": re.compile("^parameter 'RATE': a 401-digit integer is too large")}),
     ({"notebook": _notebook(), "name": "n" * 5000 + ".ipynb"}, {"message": re.compile('^"name" must be a file name')}),

@@ -21,8 +21,8 @@ import yaml
 from helpers import EXAMPLES, JUPYTER, PYTHON, VENV_BIN, build_notebook, run, script_constant
 from nbconvert_kfp.errors import NotebookError
 from nbconvert_kfp.exporters import KFPExporter
-from nbconvert_kfp.script import katib, search as algorithms, tuner
-from nbconvert_kfp.script.tuning import Search
+from nbconvert_kfp.script.tuning import katib, search as algorithms, tuner
+from nbconvert_kfp.script.tuning.searchspace import Search
 
 CELLS = [
     (["imports"], "import math"),
@@ -372,7 +372,7 @@ def test_tune_is_reproducible_with_a_seed_and_passes_fixed_parameters(tmp_path, 
 @pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM", "SIGKILL"])
 def test_an_interrupted_tune_stops_its_trials_and_still_reports(tmp_path, signum):
     script = stand_in(tmp_path, changed("objective.goal", None))
-    code = ("import sys; from nbconvert_kfp.script import tuner; "
+    code = ("import sys; from nbconvert_kfp.script.tuning import tuner; "
             "t = tuner.tune(sys.argv[1], parallel=2, seed=1); tuner.report(t, sys.argv[1])")
     process = subprocess.Popen([PYTHON, "-c", code, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, env=dict(os.environ, STAND_IN_SECONDS="60"))
@@ -654,8 +654,8 @@ def test_a_huge_grid_costs_only_the_trials_it_runs_and_odd_metadata_is_one_line(
     import copy
     import time
 
-    from nbconvert_kfp.script import search as search_module
-    from nbconvert_kfp.script import tuning as tuning_module
+    from nbconvert_kfp.script.tuning import search as search_module
+    from nbconvert_kfp.script.tuning import searchspace as tuning_module
 
     metadata = {"parameters": [
         {"name": "LR", "parameterType": "double", "feasibleSpace": {"min": "0.01", "max": "1", "step": "1e-8"}},

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     What it prints goes through ``redaction.Redacting``: no terminal control sequence and no
     known secret from a server's answer reaches the terminal.
     """
-    from ..script import redaction
+    from ..script.cluster import redaction
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if kale.is_kale_command_line(argv, {s.name for s in SUBCOMMANDS}):
@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _remember_secrets() -> None:
     """Tell the output filter the KFP token this process may send, so that no echo of it is printed."""
-    from ..script import redaction
-    from ..script.deployment import SA_TOKEN_ENV, TOKEN_ENV
+    from ..script.cluster import redaction
+    from ..script.cluster.deployment import SA_TOKEN_ENV, TOKEN_ENV
 
     redaction.remember(os.environ.get(TOKEN_ENV))
     if os.environ.get(SA_TOKEN_ENV):
@@ -75,7 +75,7 @@ def _remember_secrets() -> None:
 
 def _handle(args: argparse.Namespace, options: list[str]) -> int:
     """Run the subcommand; its failures are one line on stderr and an exit status."""
-    from ..script.deployment import DeploymentError
+    from ..script.cluster.deployment import DeploymentError
 
     _remember_secrets()
     try:

@@ -116,7 +116,7 @@ def load(script: Path) -> dict[str, Any]:
 
 def _as_text(kind: Any, value: Any) -> str:
     """A parameters-file value as the text ``-p`` would give for it."""
-    from ..script.cli import literal_text
+    from ..script.parametervalue import literal_text
 
     name = kind if isinstance(kind, str) else getattr(kind, "__name__", "")
     if isinstance(value, str):
@@ -154,7 +154,7 @@ def parameter_texts(args: Any, types: Mapping[str, Any]) -> list[tuple[str, str]
 
 def arguments(args: Any, script: Mapping[str, Any]) -> dict[str, Any]:
     """The parameter values, typed as the generated script's ``-p`` types them."""
-    from ..script.cli import parse_value
+    from ..script.parametervalue import parse_value
 
     types = script["PARAMETER_TYPES"]
     values = {}
@@ -166,12 +166,13 @@ def arguments(args: Any, script: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def finite(values: dict[str, Any]) -> dict[str, Any]:
-    """``values``, when none is a non-finite float, which a compiled KFP pipeline cannot hold."""
-    import math
+def compilable(values: dict[str, Any], types: Mapping[str, Any]) -> dict[str, Any]:
+    """``values``, when a compiled KFP pipeline can hold each (finite numbers at any depth, exact whole numbers)."""
+    from ..script.parametervalue import compiled_value
 
     for name, value in values.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise CommandError(f"parameter {name}: {value} cannot go into a compiled KFP pipeline (finite numbers "
-                               "only); nbconvert-kfp local takes it", 2)
+        try:
+            compiled_value(types[name], value)
+        except ValueError as error:
+            raise CommandError(f"parameter {name}: {error}; nbconvert-kfp local takes it", 2) from None
     return values

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..script.launcher import die_with_parent
+from ..script.local.launcher import die_with_parent
 from . import notebook
 from .subcommand import CommandError, Subcommand, add_cluster, add_notebook, add_parameters, add_waiting
 
@@ -25,7 +25,7 @@ FOLLOW_HINT = "Logs: nbconvert-kfp logs {run_id} [STEP]; state: nbconvert-kfp st
 def _prepare(args: argparse.Namespace):
     script_path = notebook.convert(args.notebook, args.config)
     script = notebook.load(script_path)
-    return script_path, script, notebook.finite(notebook.arguments(args, script))
+    return script_path, script, notebook.compilable(notebook.arguments(args, script), script["PARAMETER_TYPES"])
 
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,7 +14,7 @@ from .subcommand import CommandError, Subcommand, add_cluster, connect
 
 def _read(kfp_client, run_id: str):
     """The run, its steps and their states."""
-    from ..script import deployment, monitor
+    from ..script.cluster import deployment, monitor
 
     try:
         run = monitor.get_run(kfp_client, run_id)
@@ -30,7 +30,7 @@ def _run_id_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from ..script import monitor
+    from ..script.cluster import monitor
 
     kfp_client = connect(args)
     run, steps, states = _read(kfp_client, args.run_id)
@@ -65,7 +65,7 @@ def _namespace(kfp_client, run, given: str | None) -> str | None:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from ..script import steplog
+    from ..script.cluster import steplog
 
     kfp_client = connect(args)
     run, steps, states = _read(kfp_client, args.run_id)
@@ -114,7 +114,7 @@ def _pipeline_name(args: argparse.Namespace) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from ..script import deployment, monitor
+    from ..script.cluster import deployment, monitor
 
     given = sum(bool(x) for x in (args.notebook, args.pipeline, args.all))
     if given != 1:

@@ -90,7 +90,7 @@ def add_waiting(parser: argparse.ArgumentParser) -> None:
 
 def connect(args: argparse.Namespace):
     """A kfp.Client for ``--host`` and ``--ca-cert``; a connection failure is a CommandError."""
-    from ..script import deployment
+    from ..script.cluster import deployment
 
     try:
         return deployment.client(args.host, ssl_ca_cert=args.ca_cert)

@@ -20,7 +20,7 @@ from ..model import RESOURCE_KEY, Pipeline, Settings
 from ..preprocessors.componentbuilder import DATA_MODES, RUNTIME_MODES, ComponentBuilder
 from ..preprocessors.dependencyanalyzer import DependencyAnalyzer
 from ..preprocessors.tagparser import TagParser
-from ..script import notebookpod
+from ..script.cluster import notebookpod
 from . import settings
 
 #: A run whose estimated Workflow passes this share of Argo's limit gets a warning.

@@ -14,7 +14,7 @@ from ..codegen.identifier import kfp_name
 from ..errors import NotebookError
 from ..model import Settings, Volume
 from ..notebook.volume import parse_volume, parse_volumes
-from ..script.notebookpod import NotebookPod
+from ..script.cluster.notebookpod import NotebookPod
 
 _PIPELINE_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,127}$")
 

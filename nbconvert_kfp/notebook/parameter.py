@@ -28,13 +28,12 @@ from typing import Any
 
 from ..errors import ParameterError
 from ..model import Parameter
+from ..script.parametervalue import EXACT_INT
 
 #: Python type of a value KFP carries exactly -> the annotation in the generated pipeline.
 NATIVE_TYPES: dict[type, str] = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}
 #: The type of a parameter carried as a Python literal in a string.
 LITERAL = "literal"
-#: The largest int a KFP parameter (a JSON number, a double) holds exactly.
-EXACT_INT = 2 ** 53
 #: The deepest list/dict nesting a KFP parameter is trusted with.
 MAX_DEPTH = 32
 

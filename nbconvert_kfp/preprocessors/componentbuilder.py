@@ -44,10 +44,11 @@ from ..notebook.parameter import LITERAL
 from ..notebook.stepoption import describe, effective_options, ignored_locally, last_value, task_calls
 from ..notebook.volume import create_calls, delete_calls, mount_calls, mounts_into
 from ..runtime.step import PRELUDE_MEMBER
-from ..script import dag, tuning
-from ..script.cli import literal_text, parse_value
-from ..script.localrun import LOCAL_RUN_ENV
-from ..script.search import LOCAL_ALGORITHMS
+from ..script import dag
+from ..script.tuning import searchspace as tuning
+from ..script.parametervalue import literal_text, parse_value
+from ..script.local.localrun import LOCAL_RUN_ENV
+from ..script.tuning.search import LOCAL_ALGORITHMS
 
 #: How steps get the step runtime.
 RUNTIME_MODES = ("artifact", "package", "image", "embedded")

@@ -18,7 +18,7 @@ from traitlets import Bool, Enum
 
 from ..analysis import datafiles
 from ..analysis.ancestry import Ancestry
-from ..script.datastore import file_digest
+from ..script.cluster.datastore import file_digest
 from ..analysis.artifacttype import ARTIFACT, imports_of, value_kinds
 from ..analysis.lazydependency import LazyDependency
 from ..analysis.metricvalue import not_a_number

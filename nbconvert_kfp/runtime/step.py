@@ -43,7 +43,7 @@ class ImportRecorder:
     cells (``__main__``) or a library calling into another one (``pandas.plotting._core`` imports matplotlib
     when ``df.plot()`` runs). Imports a package makes while it is itself being imported are left out: they
     are its own dependencies, or optional ones it does without. A local run compares what was noted with the
-    step's cluster installs (``nbconvert_kfp.script.undeclaredimport``)."""
+    step's cluster installs (``nbconvert_kfp.script.local.undeclaredimport``)."""
 
     #: The most modules one step records.
     LIMIT = 200

@@ -6,40 +6,34 @@ PyYAML and kubernetes packages kfp depends on, inside functions; optional Optuna
 in the function that needs it); a test checks the rule. The converter and the Jupyter server extension
 import them from here too.
 
-- ``cli``: the script's command line (``main``) and the parameter value parser;
+Modules by concept:
+
+- ``cli``: the script's command line (``main``);
+- ``parametervalue``: a parameter value read from text as its type, and checked for a compiled pipeline
+  (the one parser and check of the script, the ``nbconvert-kfp`` command and the server API);
 - ``compiler``: the pipeline written as IR YAML;
-- ``localrun``: a local run with kfp.local: quiet progress, the cache, one step, clean stops;
-- ``progress``: the lines a local run shows as its steps start, finish or fail;
-- ``undeclaredimport``: the modules a step of a local run imported that its cluster installs lack;
-- ``launcher``: what kfp.local starts for each step of a local run (step logs, events, the warm
-  process that forks the steps);
-- ``datastore``: data files in a run (the notebook's own locally, the object store's copies on a cluster);
-- ``deployment``: upload to a KFP cluster and start a run;
-- ``notebookpod``: the Kubeflow notebook server the script or the converter runs in (its namespace, image
-  and workspace volume);
-- ``endpoint``: the KFP API URL read strictly and rebuilt from its checked parts;
-- ``monitor``: a run followed from outside: run and step states, durations, metrics;
-- ``redaction``: server text without terminal control sequences or secrets;
-- ``transport``: every request to the KFP host bounded in time and size;
-- ``silence``: kfp's prints dropped in one thread only;
-- ``steplog``: a step's log from the KFP API server or the KFP UI's server;
-- ``metadata``: metric values from ML Metadata over gRPC-web, as the KFP UI reads them;
 - ``dag``: the pipeline's picture (SVG, Mermaid);
-- ``tuning``: the hyperparameter search of the notebook's ``katib_metadata``, as typed records;
-- ``search``: the search algorithms of a local tuning run (grid, random, Optuna's TPE);
-- ``tuner``: local tuning (``--tune``): trials as local runs, several at a time, and the best one;
-- ``trialworker``: the process that runs tuning trials one after another with one warm launcher;
-- ``katib``: the Katib Experiment that runs the search on a cluster.
+- ``silence``: kfp's prints dropped in one thread only;
+- ``local``: a local run with kfp.local (``localrun``, ``progress``, ``launcher``, ``undeclaredimport``);
+- ``cluster``: a KFP cluster: deployment, the API endpoint, bounded requests, redaction, run monitoring,
+  step logs, ML Metadata, the notebook server's pod and the run's data files (``deployment``, ``endpoint``,
+  ``transport``, ``redaction``, ``monitor``, ``steplog``, ``metadata``, ``notebookpod``, ``datastore``);
+- ``tuning``: hyperparameter search: the notebook's search space, local search algorithms, local tuning and
+  its trial worker, Katib (``searchspace``, ``search``, ``tuner``, ``trialworker``, ``katib``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-#: The modules the generated script carries, besides this package's ``__init__``.
-MODULES = ("cli", "compiler", "dag", "datastore", "deployment", "endpoint", "katib", "launcher", "localrun",
-           "metadata", "monitor", "notebookpod", "progress", "redaction", "search", "silence", "steplog",
-           "transport", "trialworker", "tuner", "tuning", "undeclaredimport")
+#: The subpackages the generated script carries, each with its ``__init__``.
+PACKAGES = ("local", "cluster", "tuning")
+#: The modules the generated script carries (dotted below this package), besides the packages' ``__init__``.
+MODULES = ("cli", "compiler", "dag", "parametervalue", "silence",
+           "local.launcher", "local.localrun", "local.progress", "local.undeclaredimport",
+           "cluster.datastore", "cluster.deployment", "cluster.endpoint", "cluster.metadata", "cluster.monitor",
+           "cluster.notebookpod", "cluster.redaction", "cluster.steplog", "cluster.transport",
+           "tuning.katib", "tuning.search", "tuning.searchspace", "tuning.trialworker", "tuning.tuner")
 
 
 def sources() -> dict[str, str]:
@@ -48,5 +42,7 @@ def sources() -> dict[str, str]:
     package = script.parent
     files = {"nbconvert_kfp/__init__.py": package / "__init__.py",
              "nbconvert_kfp/script/__init__.py": script / "__init__.py"}
-    files.update({f"nbconvert_kfp/script/{name}.py": script / f"{name}.py" for name in MODULES})
+    files.update({f"nbconvert_kfp/script/{name}/__init__.py": script / name / "__init__.py" for name in PACKAGES})
+    paths = {name: name.replace(".", "/") + ".py" for name in MODULES}
+    files.update({f"nbconvert_kfp/script/{path}": script / path for path in paths.values()})
     return {path: file.read_text(encoding="utf-8") for path, file in files.items()}

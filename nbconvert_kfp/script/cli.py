@@ -10,119 +10,17 @@ run loads ahead, and the pipeline's graph. Uses the standard library and kfp onl
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from .localrun import LocalRun, LocalRunOptions
+from .local.localrun import LocalRun, LocalRunOptions
+from .parametervalue import compiled_value, parse_value, type_name
 
 #: What ``main`` reads from the script's namespace.
 SCRIPT_ATTRIBUTES = ("pipeline", "PIPELINE_NAME", "PIPELINE_DESCRIPTION", "EXPERIMENT", "PARAMETER_TYPES",
                      "LOCAL_RUN", "LOCAL_IGNORED", "PRELOAD_IMPORTS", "GRAPH")
-
-_TRUE = ("true", "1", "yes", "on")
-_FALSE = ("false", "0", "no", "off")
-
-
-def literal_text(value: Any) -> str:
-    """A Python literal that reads back as ``value`` (non-finite floats as ``float('nan')`` and so on)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"float({str(value)!r})"
-    if isinstance(value, (list, tuple, set)):
-        items = [literal_text(item) for item in value]
-        if isinstance(value, list):
-            return "[" + ", ".join(items) + "]"
-        if isinstance(value, tuple):
-            return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-        return "{" + ", ".join(items) + "}" if items else "set()"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{literal_text(k)}: {literal_text(v)}" for k, v in value.items()) + "}"
-    return repr(value)
-
-
-def papermill_value(text: str) -> Any:
-    """A command-line value typed as papermill types ``-p`` values: a Python literal when the text is one
-    (``3``, ``0.5``, ``True``, ``None``, ``[1, 2]``, ``(1, 'a')``), a float for ``nan`` and ``inf``, else
-    the string itself."""
-    import ast
-
-    try:
-        return ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        pass
-    try:
-        return float(text) if text.strip().lower().lstrip("+-") in ("nan", "inf", "infinity") else text
-    except ValueError:
-        return text
-
-
-#: The largest whole number a KFP parameter carries exactly (KFP keeps numbers as doubles).
-EXACT_INT = 2 ** 53
-
-
-def _whole_numbers(value: Any) -> list[int]:
-    """The ints (not bools) inside a list or dict value, at any depth."""
-    if isinstance(value, bool):
-        return []
-    if isinstance(value, int):
-        return [value]
-    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
-    return [number for item in items for number in _whole_numbers(item)]
-
-
-def exact_value(name: str, value: Any) -> Any:
-    """``value``, a value of a parameter of type ``name``, when KFP carries it exactly; else ``ValueError``: an int
-    beyond 2**53 would be rounded, and whole numbers inside a list or dict would arrive as floats."""
-    if name == "int" and isinstance(value, int) and abs(value) > EXACT_INT:
-        raise ValueError(f"{value} is beyond 2**53, the largest whole number a KFP parameter carries exactly")
-    if name in ("list", "dict"):
-        numbers = _whole_numbers(value)
-        if numbers:
-            raise ValueError(f"KFP turns the whole number {numbers[0]} inside a {name} parameter into "
-                             f"{float(numbers[0])}: write it as {float(numbers[0])}, or give the notebook's default "
-                             "a whole number so that the parameter is carried as its Python literal")
-    return value
-
-
-def parse_value(kind: type | str, text: str) -> Any:
-    """Convert a command-line (or JSON string) value to a parameter type (``int``, ``float``, ``str``,
-    ``bool``, ``list``, ``dict``, given as a type or its name, or ``literal``: any Python literal, typed as
-    papermill does, passed on as its literal text); raise ``ValueError`` when it does not fit."""
-    name = kind if isinstance(kind, str) else kind.__name__
-    if name == "str":
-        return text
-    if name == "literal":
-        return literal_text(papermill_value(text))
-    if name == "bool":
-        lowered = text.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        raise ValueError(f"expected true or false, got {text!r}")
-    if name in ("list", "dict"):
-        try:
-            value = json.loads(text)
-        except ValueError:
-            raise ValueError(f"expected a JSON {name}, got {text!r}") from None
-        if not isinstance(value, list if name == "list" else dict):
-            raise ValueError(f"expected a JSON {name}, got {text!r}")
-        return exact_value(name, value)
-    if name == "int":
-        try:
-            number = int(text)
-        except ValueError:
-            raise ValueError(f"expected an integer, got {text!r}") from None
-        return exact_value(name, number)
-    if name == "float":
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError(f"expected a number, got {text!r}") from None
-    raise ValueError(f"unknown parameter type {name!r}")
-
 
 def _positive(text: str) -> int:
     """An argparse type: a whole number of at least 1."""
@@ -149,10 +47,6 @@ def duration_seconds(text: str) -> float:
     return value
 
 
-def _type_name(kind: type | str) -> str:
-    return kind if isinstance(kind, str) else kind.__name__
-
-
 def parse_arguments(script: Mapping[str, Any], argv: list[str] | None = None) -> argparse.Namespace:
     """Read the command line of a generated script."""
     here = Path(script.get("__file__") or ".").resolve().parent
@@ -167,7 +61,7 @@ def parse_arguments(script: Mapping[str, Any], argv: list[str] | None = None) ->
                         help="where to write the compiled YAML (default: next to this script)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="set a pipeline parameter; parameters: "
-                        + (", ".join(f"{n} ({_type_name(t)})" for n, t in types.items()) or "none"))
+                        + (", ".join(f"{n} ({type_name(t)})" for n, t in types.items()) or "none"))
     parser.add_argument("--workdir", type=Path, default=here,
                         help="with --local, the directory steps run in, against which the notebook's "
                         "relative paths resolve (default: this script's directory)")
@@ -286,16 +180,17 @@ def parse_arguments(script: Mapping[str, Any], argv: list[str] | None = None) ->
             args.arguments[parameter] = parse_value(types[parameter], text)
         except ValueError as err:
             parser.error(f"parameter {parameter}: {err}")
-        value = args.arguments[parameter]
-        if isinstance(value, float) and not math.isfinite(value) and not (args.local or args.tune):
-            parser.error(f"parameter {parameter}: {value} cannot go into a compiled KFP pipeline (finite numbers "
-                         "only); a --local run takes it")
+        if not (args.local or args.tune):
+            try:
+                compiled_value(types[parameter], args.arguments[parameter])
+            except ValueError as err:
+                parser.error(f"parameter {parameter}: {err}; a --local run takes it")
     return args
 
 
 def _print_katib_metrics(script: Mapping[str, Any], logged: Mapping[str, Any]) -> int:
     """Print the objective and additional metrics as Katib's collector reads them; 1 if the objective is missing."""
-    from .katib import METRIC_LINE
+    from .tuning.katib import METRIC_LINE
 
     if not script.get("TUNING"):
         print("--katib-metrics: the notebook has no kubeflow_notebook.katib_metadata", file=sys.stderr)
@@ -320,7 +215,7 @@ def deploy(script: Mapping[str, Any], arguments: dict[str, Any], host: str | Non
     and with ``wait`` follow it to its end. Return the exit status (``monitor.EXIT_STATUS``)."""
     import tempfile
 
-    from . import deployment, monitor
+    from .cluster import deployment, monitor
     from .compiler import write_ir
 
     name = script["PIPELINE_NAME"]
@@ -349,7 +244,7 @@ def deploy(script: Mapping[str, Any], arguments: dict[str, Any], host: str | Non
 
 def push_data(script: Mapping[str, Any]) -> int:
     """Copy the script's data items that travel through the object store there; 1 (said) when that fails."""
-    from . import datastore
+    from .cluster import datastore
 
     data = script.get("DATA") or {}
     try:
@@ -363,7 +258,7 @@ def push_data(script: Mapping[str, Any]) -> int:
 
 def _package_spec(package: Path) -> dict:
     """The compiled pipeline spec as the API returns it (kfp reads the YAML)."""
-    from .deployment import _package_spec as read
+    from .cluster.deployment import _package_spec as read
 
     return read(str(package)) or {}
 
@@ -371,7 +266,7 @@ def _package_spec(package: Path) -> dict:
 def watch(kfp_client, run_id: str, steps: list | None = None, *, timeout: float | None = None, interval: float = 5.0,
           follow_hint: str | None = None) -> int:
     """Follow a run to its end, print its metrics and how it ended; return the exit status."""
-    from . import deployment, monitor
+    from .cluster import deployment, monitor
 
     try:
         if steps is None:
@@ -398,7 +293,7 @@ def watch(kfp_client, run_id: str, steps: list | None = None, *, timeout: float 
 
 def _search(script: Mapping[str, Any], option: str) -> Any:
     """The script's search, or ``None`` after saying that the notebook has none."""
-    from .tuning import Search
+    from .tuning.searchspace import Search
 
     if not script.get("TUNING"):
         print(f"{option}: the notebook has no hyperparameter search; give it kubeflow_notebook.katib_metadata "
@@ -409,7 +304,7 @@ def _search(script: Mapping[str, Any], option: str) -> Any:
 
 def tune(script: Mapping[str, Any], args: argparse.Namespace) -> int:
     """``--tune``: run the search's trials on this machine, print the table and the best trial."""
-    from . import tuner
+    from .tuning import tuner
 
     if _search(script, "--tune") is None:
         return 2
@@ -429,7 +324,7 @@ def tune(script: Mapping[str, Any], args: argparse.Namespace) -> int:
 
 def write_katib_experiment(script: Mapping[str, Any], args: argparse.Namespace) -> int:
     """``--katib-experiment``: write the Katib Experiment of the search, and with ``--katib-submit`` create it."""
-    from . import katib
+    from .tuning import katib
 
     search = _search(script, "--katib-experiment")
     if search is None:
@@ -484,7 +379,7 @@ def main(script: Mapping[str, Any], argv: list[str] | None = None) -> int:
         if status or not (args.local or args.tune):
             return status
     if args.upload or args.run:
-        from .redaction import redacted_output
+        from .cluster.redaction import redacted_output
 
         with redacted_output():  # what the KFP host says reaches the terminal without controls or secrets
             return deploy(script, args.arguments, args.host, args.experiment, args.namespace, args.run,
@@ -495,7 +390,7 @@ def main(script: Mapping[str, Any], argv: list[str] | None = None) -> int:
                                   warm=not args.cold_start, cache=not args.no_cache, step=args.step,
                                   verbose=args.verbose)
         if args.trial_worker is not None:
-            from .trialworker import serve
+            from .tuning.trialworker import serve
 
             return serve(script, options, args.trial_worker)
         run = LocalRun(script, options)

@@ -32,7 +32,7 @@ import warnings
 from pathlib import Path
 
 from . import notebookpod, redaction
-from .silence import silenced
+from ..silence import silenced
 
 #: Environment variable holding a bearer token for the KFP API.
 TOKEN_ENV = "KF_PIPELINES_TOKEN"

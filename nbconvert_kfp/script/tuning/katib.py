@@ -21,7 +21,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from .tuning import Search
+from .searchspace import Search
 
 API_VERSION = "kubeflow.org/v1beta1"
 #: What the script prints for each metric with ``--katib-metrics``.

@@ -24,9 +24,9 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from .launcher import StepLauncher
-from .localrun import Interrupted, LocalRun, LocalRunOptions
-from .cli import parse_value
+from ..local.launcher import StepLauncher
+from ..local.localrun import Interrupted, LocalRun, LocalRunOptions
+from ..parametervalue import parse_value
 
 
 def _stop(signum: int, frame: Any) -> None:

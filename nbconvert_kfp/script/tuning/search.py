@@ -13,7 +13,7 @@ import math
 import random
 from typing import Any, Callable, Protocol
 
-from .tuning import Search, SearchParameter, grid_count
+from .searchspace import Search, SearchParameter, grid_count
 
 Assignment = dict[str, str]
 

@@ -1,6 +1,6 @@
 """Progress of a local run: one line per step event as it happens, then the run's summary.
 
-Step events come from the launcher (see :mod:`nbconvert_kfp.script.launcher`) and from
+Step events come from the launcher (see :mod:`nbconvert_kfp.script.local.launcher`) and from
 kfp.local's cache; :class:`Progress` keeps a :class:`StepState` per task and prints plain
 lines (no colour codes) to the stream it is given. Uses only the standard library.
 """

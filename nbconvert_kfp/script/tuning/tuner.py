@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any, Mapping, TextIO
 
 from . import search as algorithms
-from .launcher import die_with_parent
-from .localrun import CACHE_FOLDER
-from .tuning import Search
+from ..local.launcher import die_with_parent
+from ..local.localrun import CACHE_FOLDER
+from .searchspace import Search
 
 #: What :func:`tune` reads from the generated script (module-level literals; nothing is executed).
 SCRIPT_CONSTANTS = ("PIPELINE_NAME", "PARAMETER_TYPES", "GRAPH", "TUNING")
