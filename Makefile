@@ -50,8 +50,9 @@ $(VENV)/.chromium: $(STAMP)
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@touch $@
 
+# The suite runs on every CPU (pytest-xdist): each test keeps to its own folders, ports and processes.
 test: $(STAMP) $(VENV)/.chromium test-floors
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not e2e and not browser and not floors"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import bisect
 import builtins
-import difflib
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from ..analysis.artifacttype import ARTIFACT, imports_of, value_kinds
 from ..analysis.lazydependency import LazyDependency
 from ..analysis.metricvalue import not_a_number
 from ..analysis.parsedcell import Notebook, ParsedCell, collector_paused, module
+from ..analysis.spelling import close_names
 from ..analysis.scope import NOTEBOOK_BUILTINS, Definition, Symbols, analyse
 from ..errors import MetricError, PipelineGraphError, TagError
 from ..model import RESOURCE_KEY, DataItem, LazyUse, Pipeline, PipelineOutput, Step, cell_number
@@ -391,7 +391,7 @@ class DependencyAnalyzer(Preprocessor):
         cell = self._cell_of(step, own, var)
         known = set(own.bound) | prelude.bound | parameters | set(dir(builtins)) | NOTEBOOK_BUILTINS
         known |= bound
-        close = difflib.get_close_matches(var, sorted(known - {var}), n=3, cutoff=0.75)
+        close = close_names(var, known)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         message = f"step {step['name']!r} reads {var!r}, which no cell of the pipeline defines{hint}"
         if self.undefined_names == "warn" or self._dynamic(step):
@@ -494,7 +494,7 @@ class DependencyAnalyzer(Preprocessor):
                     continue
                 var, cell, text = option["variable"], option["cell"], f"output:{option['variable']}"
                 if var not in writes[name] or var in symbols[name].imports or var in symbols[name].definitions:
-                    close = difflib.get_close_matches(var, sorted(symbols[name].data), n=3, cutoff=0.75)
+                    close = close_names(var, symbols[name].data)
                     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
                     raise TagError(f"tag {text!r}: step {name!r} does not assign a variable {var!r}{hint}", cell, text)
                 if var in by_variable and by_variable[var] != name:
