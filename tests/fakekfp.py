@@ -36,7 +36,6 @@ import selectors
 import socket
 import struct
 import threading
-import time
 import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

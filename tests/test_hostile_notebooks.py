@@ -4,7 +4,6 @@ script that compiles and carries every parameter value exactly, or fail with one
 from __future__ import annotations
 
 import ast
-import math
 import subprocess
 import sys
 

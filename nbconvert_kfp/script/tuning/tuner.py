@@ -242,7 +242,7 @@ def tune(script: str | Path, *, parallel: int | None = None, seed: int | None = 
         raise TuningError("the notebook has no hyperparameter search: give it kubeflow_notebook.katib_metadata "
                           "(parameters, objective, algorithm) and convert it again")
     search = Search.from_data(constants["TUNING"])
-    pipeline, graph, types = constants["PIPELINE_NAME"], constants["GRAPH"], constants["PARAMETER_TYPES"]
+    pipeline, types = constants["PIPELINE_NAME"], constants["PARAMETER_TYPES"]
     fixed = dict(parameters or {})
     searched = {p.argument for p in search.parameters}
     for name in fixed:
