@@ -77,20 +77,34 @@ _CONVERT_LOCK = threading.Lock()
 GRACE = 5.0
 
 
-class RequestError(Exception):
+class APIError(Exception):
+    """The root of the API's refusals: the request gets ``status`` and the one-line message."""
+
+    status = 500
+
+
+class RequestError(APIError):
     """The request body is not what the API takes (answered with 400)."""
 
+    status = 400
 
-class HostRefused(Exception):
+
+class HostRefused(APIError):
     """The deploy request names a host the server does not send its KFP credentials to (403)."""
 
+    status = 403
 
-class DeployTimeout(Exception):
+
+class DeployTimeout(APIError):
     """A deployment took longer than ``DeployPolicy.timeout`` (504)."""
 
+    status = 504
 
-class DeployBusy(Exception):
+
+class DeployBusy(APIError):
     """The KFP host has ``DeployPolicy.per_host`` deployments in progress already (503)."""
+
+    status = 503
 
 
 class ConvertPolicy(Configurable):
@@ -456,14 +470,8 @@ class _Handler(APIHandler):
 
         try:
             reply = await self.work(parse_body(self.request.body))
-        except RequestError as error:
-            return self._reply(400, {"message": str(error)})
-        except HostRefused as error:
-            return self._reply(403, {"message": str(error)})
-        except DeployTimeout as error:
-            return self._reply(504, {"message": str(error)})
-        except DeployBusy as error:
-            return self._reply(503, {"message": str(error)})
+        except APIError as error:
+            return self._reply(error.status, {"message": str(error)})
         except KFPExportError as error:
             number = cell_number(error.cell_index) if error.cell_index is not None else None
             return self._reply(400, {"message": str(error), "cell_index": error.cell_index,

@@ -177,3 +177,28 @@ def test_every_name_the_script_defines_or_reads_is_reserved_or_a_step(convert, r
     assert defined - components <= SCRIPT_GLOBALS, defined - components - SCRIPT_GLOBALS
     unknown = _global_reads(tree) - defined - set(dir(builtins)) - {"__name__", "__file__"}
     assert not unknown, unknown
+
+
+def test_each_lifetime_has_one_exception_root():
+    """Script tools' errors are ScriptErrors, the server API's refusals APIErrors, conversion errors
+    KFPExportErrors: a caller catches one class."""
+    import inspect
+    import pkgutil
+    import importlib
+
+    import nbconvert_kfp.script as script
+    from nbconvert_kfp.script.exceptions import ScriptError
+    from nbconvert_kfp import serverextension
+
+    names = [info.name for info in pkgutil.walk_packages(script.__path__, "nbconvert_kfp.script.")]
+    found = []
+    for name in names:
+        module = importlib.import_module(name)
+        for _, value in inspect.getmembers(module, inspect.isclass):
+            if value.__module__ == name and issubclass(value, Exception) and not name.endswith(".exceptions"):
+                found.append(value)
+                assert issubclass(value, ScriptError), f"{name}.{value.__name__} is not a ScriptError"
+    assert len(found) >= 12
+    for cls in (serverextension.RequestError, serverextension.HostRefused, serverextension.DeployTimeout,
+                serverextension.DeployBusy):
+        assert issubclass(cls, serverextension.APIError) and cls.status != 500

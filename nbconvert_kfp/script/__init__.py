@@ -14,6 +14,7 @@ Modules by concept:
 - ``compiler``: the pipeline written as IR YAML;
 - ``dag``: the pipeline's picture (SVG, Mermaid);
 - ``silence``: kfp's prints dropped in one thread only;
+- ``exceptions``: ``ScriptError``, the root of the script tools' errors;
 - ``local``: a local run with kfp.local (``localrun``, ``progress``, ``launcher``, ``undeclaredimport``);
 - ``cluster``: a KFP cluster: deployment, the API endpoint, bounded requests, redaction, run monitoring,
   step logs, ML Metadata, the notebook server's pod and the run's data files (``deployment``, ``endpoint``,
@@ -29,7 +30,7 @@ from pathlib import Path
 #: The subpackages the generated script carries, each with its ``__init__``.
 PACKAGES = ("local", "cluster", "tuning")
 #: The modules the generated script carries (dotted below this package), besides the packages' ``__init__``.
-MODULES = ("cli", "compiler", "dag", "parametervalue", "silence",
+MODULES = ("cli", "compiler", "dag", "exceptions", "parametervalue", "silence",
            "local.launcher", "local.localrun", "local.progress", "local.undeclaredimport",
            "cluster.datastore", "cluster.deployment", "cluster.endpoint", "cluster.metadata", "cluster.monitor",
            "cluster.notebookpod", "cluster.redaction", "cluster.steplog", "cluster.transport",

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, Union
 from xml.sax.saxutils import escape, quoteattr
 
+from .exceptions import ScriptError
+
 #: Longest step name or label shown in full; longer ones end with an ellipsis (the SVG's
 #: tooltip still shows all of it).
 MAX_LABEL = 48
@@ -183,7 +185,7 @@ def markdown(source: GraphLike) -> str:
     return f"# Pipeline `{g.name}`\n\n```mermaid\n{mermaid(g)}```\n"
 
 
-class FormatError(ValueError):
+class FormatError(ScriptError, ValueError):
     """The picture cannot be written in the format a file name asks for."""
 
 

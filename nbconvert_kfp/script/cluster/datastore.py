@@ -23,13 +23,15 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from ..exceptions import ScriptError
+
 #: Where ``minio://`` data goes when ``AWS_ENDPOINT_URL`` does not say: a KFP install's MinIO, in the cluster.
 DEFAULT_MINIO_ENDPOINT = "http://minio-service.kubeflow:9000"
 #: The distribution fsspec needs for each object-store scheme.
 FILESYSTEMS = {"minio": ("s3", "s3fs"), "s3": ("s3", "s3fs"), "gs": ("gcs", "gcsfs")}
 
 
-class DataError(Exception):
+class DataError(ScriptError):
     """Data files that cannot be given to a run (changed since the conversion, missing, not pushed)."""
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from . import notebookpod, redaction
 from ..silence import silenced
+from ..exceptions import ScriptError
 
 #: Environment variable holding a bearer token for the KFP API.
 TOKEN_ENV = "KF_PIPELINES_TOKEN"
@@ -50,7 +51,7 @@ _HINTS = {
 }
 
 
-class DeploymentError(Exception):
+class DeploymentError(ScriptError):
     """A deployment step failed; the message is one line, for the user, without secrets."""
 
 

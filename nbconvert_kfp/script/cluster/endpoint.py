@@ -15,6 +15,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from ..exceptions import ScriptError
+
 #: The longest URL accepted.
 MAX_LENGTH = 2048
 _SHAPE = re.compile(r"^(?:(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://)?(?P<authority>[^/]*)(?P<path>/.*)?$", re.S)
@@ -24,7 +26,7 @@ _PATH = re.compile(r"^(?:/[A-Za-z0-9._~!$&'()*+,;=:-]*)*$")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-class EndpointError(ValueError):
+class EndpointError(ScriptError, ValueError):
     """The URL is not one this package connects to; the message says which part is wrong."""
 
 

@@ -15,13 +15,15 @@ import struct
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ..exceptions import ScriptError
+
 #: The gRPC-web method the KFP UI calls for artifacts.
 PATH = "/ml_metadata.MetadataStoreService/GetArtifactsByID"
 #: The headers of a gRPC-web call with binary protocol buffers.
 HEADERS = {"Content-Type": "application/grpc-web+proto", "Accept": "application/grpc-web+proto", "X-Grpc-Web": "1"}
 
 
-class MetadataUnavailable(Exception):
+class MetadataUnavailable(ScriptError):
     """ML Metadata cannot be read from this host; the message says why, in one line."""
 
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
+from ..exceptions import ScriptError
 
-class LogUnavailable(Exception):
+
+class LogUnavailable(ScriptError):
     """No endpoint of this host served the log; the message says why, in one line, without secrets."""
 
 

@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
+from ..exceptions import ScriptError
+
 #: Environment settings: seconds one request may take in all, and the largest answer in bytes.
 DEADLINE_ENV = "NBCONVERT_KFP_HTTP_DEADLINE"
 MAX_RESPONSE_ENV = "NBCONVERT_KFP_MAX_RESPONSE"
@@ -32,7 +34,7 @@ MAX_RESPONSE_ENV = "NBCONVERT_KFP_MAX_RESPONSE"
 _CHUNK = 64 * 1024
 
 
-class DeadlineExceeded(TimeoutError):
+class DeadlineExceeded(ScriptError, TimeoutError):
     """The host did not finish its answer within the deadline."""
 
 
@@ -40,7 +42,7 @@ class BudgetExceeded(DeadlineExceeded):
     """The time the caller gave its work (``within``) ran out."""
 
 
-class ResponseTooLarge(Exception):
+class ResponseTooLarge(ScriptError):
     """The host's answer is larger than the cap."""
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .searchspace import Search
+from ..exceptions import ScriptError
 
 API_VERSION = "kubeflow.org/v1beta1"
 #: What the script prints for each metric with ``--katib-metrics``.
@@ -41,7 +42,7 @@ _METRIC_NAME = re.compile(r"^[A-Za-z0-9_|-]+$")
 _UNSAFE_VALUE = re.compile(r'["\\\x00-\x1f\x7f]')
 
 
-class KatibError(Exception):
+class KatibError(ScriptError):
     """The Experiment cannot be written or submitted; the message is one line."""
 
 

@@ -14,11 +14,12 @@ import random
 from typing import Any, Callable, Protocol
 
 from .searchspace import Search, SearchParameter, grid_count
+from ..exceptions import ScriptError
 
 Assignment = dict[str, str]
 
 
-class SearchUnavailable(Exception):
+class SearchUnavailable(ScriptError):
     """The algorithm cannot run on this machine; the message says what to do."""
 
 

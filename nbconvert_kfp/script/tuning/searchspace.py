@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
+from ..exceptions import ScriptError
+
 #: Where the search sits in the notebook metadata; every error message starts with it.
 METADATA_KEY = "kubeflow_notebook.katib_metadata"
 #: Katib's parameter types.
@@ -47,7 +49,7 @@ DEFAULT_COUNTS = {"maxTrialCount": 12, "parallelTrialCount": 3, "maxFailedTrialC
 _RANGE_TARGETS = {"int": ("int", "float", "literal"), "double": ("float", "literal")}
 
 
-class SearchError(ValueError):
+class SearchError(ScriptError, ValueError):
     """A katib_metadata entry that cannot run; ``key`` is its path under katib_metadata."""
 
     def __init__(self, key: str, message: str):

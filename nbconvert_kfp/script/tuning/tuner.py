@@ -33,6 +33,7 @@ from . import search as algorithms
 from ..local.launcher import die_with_parent
 from ..local.localrun import CACHE_FOLDER
 from .searchspace import Search
+from ..exceptions import ScriptError
 
 #: What :func:`tune` reads from the generated script (module-level literals; nothing is executed).
 SCRIPT_CONSTANTS = ("PIPELINE_NAME", "PARAMETER_TYPES", "GRAPH", "TUNING")
@@ -40,7 +41,7 @@ SCRIPT_CONSTANTS = ("PIPELINE_NAME", "PARAMETER_TYPES", "GRAPH", "TUNING")
 POLL = 0.1
 
 
-class TuningError(Exception):
+class TuningError(ScriptError):
     """The tuning cannot start; the message is one line that says why and what to do."""
 
 
