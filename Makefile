@@ -8,13 +8,14 @@ DEMO_STAMP := $(VENV)/.demo-installed
 FLOORS := .venv-floors
 EXAMPLE ?= examples/model_comparison.ipynb
 
-.PHONY: help venv demo test test-fast test-floors bench clean
+.PHONY: help venv demo test test-fast test-floors coverage bench clean
 
 help:
 	@echo "make demo    convert $(EXAMPLE) and run the pipeline locally with kfp.local"
 	@echo "make test    run the test suite (test-floors first)"
-	@echo "make test-fast  the in-process tier: no process started, no pipeline run, no browser (about 90 s)"
-	@echo "make test-floors  run the tests marked floors against the declared minimum dependency versions"
+	@echo "make test-fast  the in-process tier, tests/unit and tests/golden: no process started (about a minute)"
+	@echo "make test-floors  run tests/floors against the declared minimum dependency versions"
+	@echo "make coverage  run the suite under coverage.py, processes it starts included, and report"
 	@echo "make bench   run the benchmarks in bench/ (ratios against baselines measured in the same run)"
 	@echo "make clean   remove the virtual environment and generated files"
 
@@ -55,7 +56,7 @@ test: $(STAMP) $(VENV)/.chromium test-floors
 	$(BIN)/python -m pytest -n auto
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow and not e2e and not browser and not floors"
+	$(BIN)/python -m pytest -q tests/unit tests/golden
 
 # The floors come from pyproject.toml alone: .ci/floors.py turns each `name>=X` of [project]
 # dependencies into the constraint `name==X`. constraints.txt is rewritten only when it changes,
@@ -73,17 +74,23 @@ $(FLOORS)/.installed: $(FLOORS)/constraints.txt
 	@echo "test-floors: upgrading pip"
 	$(FLOORS)/bin/python -m pip install --quiet --upgrade pip
 	@echo "test-floors: installing the declared minimum versions (about a minute)"
-	@# numpy and pandas for the example notebook; hypothesis because test modules import it
-	@# at module level and pytest imports every module before selecting the floors tests.
-	$(FLOORS)/bin/python -m pip install --quiet -e . pytest nbclient ipykernel numpy pandas hypothesis \
+	@# numpy and pandas for the example notebook
+	$(FLOORS)/bin/python -m pip install --quiet -e . pytest nbclient ipykernel numpy pandas \
 	  -c $(FLOORS)/constraints.txt
 	@touch $@
 
 test-floors: $(FLOORS)/.installed
-	$(FLOORS)/bin/python -m pytest -m floors -q
+	$(FLOORS)/bin/python -m pytest -q tests/floors
+
+# The processes the tests start find the configuration and the data file through the environment.
+coverage: $(STAMP) $(VENV)/.chromium
+	rm -f .coverage .coverage.*
+	COVERAGE_FILE=$(CURDIR)/.coverage COVERAGE_RCFILE=$(CURDIR)/pyproject.toml $(BIN)/python -m coverage run -m pytest -n auto -q
+	$(BIN)/python -m coverage combine -q
+	$(BIN)/python -m coverage report --sort=cover
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) $(FLOORS) examples/*_pipeline.py examples/*_pipeline.yaml examples/*/*_pipeline.py examples/*/*_pipeline.yaml examples/local_outputs examples/*/local_outputs examples/outputs
+	rm -rf $(VENV) $(FLOORS) .coverage .coverage.* examples/*_pipeline.py examples/*_pipeline.yaml examples/*/*_pipeline.py examples/*/*_pipeline.yaml examples/local_outputs examples/*/local_outputs examples/outputs

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import VENV_BIN, build_notebook
+from helpers import build_notebook, nbconvert
 
 @pytest.fixture(autouse=True)
 def _outside_a_notebook_server(monkeypatch):
@@ -17,21 +17,52 @@ def _outside_a_notebook_server(monkeypatch):
     monkeypatch.delenv("NB_PREFIX", raising=False)
 
 
-#: The markers of the tiers that may start processes; every other test is in-process (``make test-fast``).
-PROCESS_TIERS = ("slow", "e2e", "browser", "floors")
+#: The test tiers, one directory each, and the marker a directory gives its tests (``-m "not e2e"`` selects
+#: by tier). ``unit`` and ``golden`` are the in-process tier (``make test-fast``): they start no process.
+TIERS = {
+    "unit": None,
+    "golden": None,
+    "cli": "slow",
+    "frameworks": "slow",
+    "e2e": "e2e",
+    "browser": "browser",
+    "floors": "floors",
+}
+TIER_MARKERS = {marker for marker in TIERS.values() if marker}
+TESTS = Path(__file__).parent
+
+
+def tier_of(path: Path) -> str:
+    """The tier directory a test file sits in."""
+    parts = Path(path).resolve().relative_to(TESTS.resolve()).parts
+    if len(parts) < 2 or parts[0] not in TIERS:
+        raise pytest.UsageError(f"{path}: a test module belongs in one of the tier directories {', '.join(TIERS)}")
+    return parts[0]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Give each test its directory's tier marker; a tier marker set by hand is refused (the directory says it)."""
+    for item in items:
+        tier = tier_of(item.path)
+        by_hand = sorted({mark.name for mark in item.iter_markers() if mark.name in TIER_MARKERS})
+        if by_hand:
+            raise pytest.UsageError(f"{item.nodeid} is marked {', '.join(by_hand)}: move it to the tier directory "
+                                    f"instead of marking it")
+        if TIERS[tier]:
+            item.add_marker(TIERS[tier])
 
 
 @pytest.fixture(autouse=True)
 def _in_process_tier_starts_no_process(request, monkeypatch):
     """A test of the in-process tier that starts a process fails, saying so: the fast tier stays fast by rule,
-    not by luck. Tests that must start one are marked ``slow`` (or ``e2e``, ``browser``, ``floors``)."""
-    if any(request.node.get_closest_marker(name) for name in PROCESS_TIERS):
+    not by luck. Tests that must start one live in tests/cli, tests/e2e (or browser, floors)."""
+    if TIERS[tier_of(request.node.path)]:
         return
     node = request.node.nodeid
 
     def refuse(self, args, *rest, **kwargs):
         raise AssertionError(f"{node} is in the in-process tier but started a process ({args!r:.120}); "
-                             f"mark it slow, or test in-process")
+                             f"move it to tests/cli or tests/e2e, or test in-process")
 
     monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
 
@@ -69,21 +100,20 @@ def pipeline_model(make_nb, convert):
 
 @pytest.fixture
 def run_nbconvert():
-    """``run_nbconvert(path, *args)`` runs ``jupyter nbconvert --to kfp`` in the notebook's directory."""
+    """``run_nbconvert(path, *args)`` runs ``jupyter nbconvert --to kfp ARGS NOTEBOOK`` in the notebook's
+    directory, in this process (see ``helpers.nbconvert``)."""
 
     def _run(path, *args):
         path = Path(path)
-        return subprocess.run(
-            [str(VENV_BIN / "jupyter"), "nbconvert", "--to", "kfp", *args, path.name],
-            cwd=path.parent, capture_output=True, text=True, timeout=120,
-        )
+        return nbconvert(["--to", "kfp", *args, path.name], cwd=path.parent)
 
     return _run
 
 
 @pytest.fixture
-def compile_script():
-    """``compile_script(script_path)`` runs the generated script; returns the loaded IR YAML."""
+def run_script_compile():
+    """``run_script_compile(script_path)`` runs the generated script as a user does (a process) to compile it;
+    returns the loaded IR YAML. ``nbconvert_kfp.exporters.compile_script`` compiles in-process."""
     import yaml
 
     def _compile(script_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import logging
 import os
 import socket
 import subprocess
@@ -66,6 +67,41 @@ def run(cmd, cwd, timeout=600, **env):
     environment = dict(os.environ, PYTHONIOENCODING="utf-8", **env)
     return subprocess.run([str(c) for c in cmd], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           env=environment, timeout=timeout, encoding="utf-8", errors="replace")
+
+
+def nbconvert(args, cwd, merge: bool = False) -> subprocess.CompletedProcess:
+    """``jupyter nbconvert ARGS`` run in this process, in ``cwd``: the command line a user types, parsed and run by
+    nbconvert's own application, with its exit status, stdout and stderr, without the seconds a new Python
+    process spends importing nbconvert and kfp. The real ``jupyter`` process has contract tests of its own
+    (tests/cli/test_exporter_cli.py); an exception that would print a traceback there propagates here.
+    ``merge``: stderr goes to stdout, as ``run`` merges them."""
+    import contextlib
+    import io
+
+    from nbconvert.nbconvertapp import NbConvertApp
+
+    out = io.StringIO()
+    err = out if merge else io.StringIO()
+    before = os.getcwd()
+    NbConvertApp.clear_instance()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            app = NbConvertApp.instance()
+            try:
+                app.initialize([str(a) for a in args])
+                app.start()
+                status = 0
+            except SystemExit as exit:
+                status = exit.code if isinstance(exit.code, int) else (1 if exit.code else 0)
+            finally:
+                for handler in app.log.handlers if isinstance(app.log, logging.Logger) else []:
+                    handler.flush()
+    finally:
+        os.chdir(before)
+        NbConvertApp.clear_instance()
+    return subprocess.CompletedProcess(["jupyter", "nbconvert", *map(str, args)], status, out.getvalue(),
+                                       None if merge else err.getvalue())
 
 
 _NBCLIENT_EXEC = textwrap.dedent(r"""
