@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +17,11 @@ import pytest
 import yaml
 from kfp.local.subprocess_task_handler import replace_python_executable
 
+from nbconvert_kfp.codegen.installer import pin_keys
+from nbconvert_kfp.codegen.literal import python_literal
 from nbconvert_kfp.exporters import KFPExporter, compile_script
 
-from helpers import SHARED_TASK, build_notebook
+from helpers import SHARED_TASK, build_notebook, script_constant
 
 #: Hostile-looking but valid: the setting's (a tag cannot hold a comma), then the tags'.
 EXTRA = "a>=1,<2"
@@ -151,6 +154,32 @@ def test_a_failed_install_stops_the_step_before_its_code_runs(tmp_path, command)
     result, calls = _run_step(tmp_path, command, FAKE_IMAGE_HAS_UV="1", FAKE_UV_FAILS="1", FAKE_PIP_FAILS="1")
     assert result.returncode != 0
     assert calls[-1] == PIP + REQUIREMENTS and not _executed(calls)
+
+
+def test_each_pin_is_spelled_once_and_every_step_installs_its_own_list():
+    """PINS holds each requirement once, by its distribution's name (another requirement of a named distribution
+    is its own key); STEP_INSTALLS lists keys; each step's command installs its requirements as written."""
+    other = ["pkg[extra]==2.0", "b~=1.0"]
+    cells = [*CELLS, (["step:b", *(f"package:{r}" for r in other)], "y = 2")]
+    script, _ = KFPExporter(extra_packages=[EXTRA]).from_notebook_node(build_notebook(cells), {"metadata": {"name": "i"}})
+    pins, installs = script_constant(script, "PINS"), script_constant(script, "STEP_INSTALLS")
+    assert installs == {"a": ["a", "pkg", "b", "name"], "b": ["a", "pkg[extra]==2.0", "b"]}
+    assert [pins[key] for key in installs["a"]] == REQUIREMENTS
+    assert [pins[key] for key in installs["b"]] == [EXTRA, *other]
+    assert all(script.count(python_literal(text)) == 1 for key, text in pins.items() if key != text)
+    commands = _commands(cells)
+    assert shlex.join(["install", EXTRA, *other]) in commands["b"][2].splitlines()
+    assert shlex.join(["install", *REQUIREMENTS]) in commands["a"][2].splitlines()
+    assert pin_keys(["numpy==2.4.6", "numpy", "Numpy[x]<3", "https://example.com/x.whl"]) == {
+        "numpy==2.4.6": "numpy==2.4.6", "numpy": "numpy", "Numpy[x]<3": "Numpy[x]<3",
+        "https://example.com/x.whl": "https://example.com/x.whl"}
+
+
+def test_installs_packages_off_keeps_no_install_lists():
+    script, _ = KFPExporter(extra_packages=[EXTRA], install_packages=False).from_notebook_node(
+        build_notebook(CELLS), {"metadata": {"name": "i"}})
+    assert script_constant(script, "STEP_INSTALLS") is None and script_constant(script, "PINS") == {}
+    assert shlex.join(["install", EXTRA, *TAGGED]) in _commands(install_packages=False)["a"][2].splitlines()
 
 
 def test_kfp_locals_venv_runner_swaps_every_python3_of_the_installer(command):

@@ -451,7 +451,7 @@ class ComponentBuilder(Preprocessor):
 
     def _installs(self, packages: list[str], step: str | None = None) -> str | None:
         """The ``installs(...)`` decorator of a component, or None when its step installs nothing; a step's
-        pins are read from ``STEP_INSTALLS``, the one place the script lists them."""
+        install list is read from ``STEP_INSTALLS``, its pins from ``PINS``, the one place the script spells them."""
         if not packages and not self._settings["install_kfp_package"]:
             return None
         if step is not None and packages and self._settings["install_packages"]:
@@ -732,10 +732,22 @@ class ComponentBuilder(Preprocessor):
         return [distribution for distribution, _, _ in wanted]
 
     @staticmethod
-    def _step_installs(components: list[Component]) -> str:
-        """The ``STEP_INSTALLS`` display: step name -> its install list."""
-        items = [(python_literal(c["name"]), python_literal(c["packages"])) for c in components if "name" in c]
-        return _dict_lines(items, 0)
+    def _install_constants(components: list[Component], install_packages: bool) -> list[str]:
+        """``PINS`` (each requirement a step installs, once, by a short key) and ``STEP_INSTALLS`` (step name ->
+        the keys of its install list), or no pins and None when steps install only what the settings add."""
+        steps = [c for c in components if "name" in c]
+        keys = installer.pin_keys(p for c in steps for p in c["packages"]) if install_packages else {}
+        pins = _dict_lines([(python_literal(key), python_literal(text)) for text, key in keys.items()], 0)
+        installs = _dict_lines([(python_literal(c["name"]), python_literal([keys[p] for p in c["packages"]]))
+                                for c in steps], 0) if install_packages else None
+        return [
+            "# The requirements the steps install on a cluster, each once, by a short key (its distribution's name):",
+            "# pinned to the versions installed where the notebook was converted.",
+            f"PINS = {pins}",
+            "# What each step installs on a cluster, by PINS key (None: the image has everything): a local run",
+            "# names the modules a step imported beyond them.",
+            f"STEP_INSTALLS = {installs}",
+        ]
 
     def _warn_once(self, key: str, message: str, *arguments: Any) -> None:
         if key not in self._reported:
@@ -793,9 +805,7 @@ class ComponentBuilder(Preprocessor):
             f"LOCAL_IGNORED = {_list_lines(ignored, 0)}",
             "# Modules the notebook imports: --local loads them once in a warm process that forks the steps.",
             f"PRELOAD_IMPORTS = {_list_lines([python_literal(s) for s in model['imports']], 0)}",
-            "# What each step installs on a cluster (None: the image has everything): a local run names the",
-            "# modules a step imported beyond them.",
-            f"STEP_INSTALLS = {self._step_installs(components) if settings['install_packages'] else None}",
+            *self._install_constants(components, settings["install_packages"]),
             "# The pipeline's graph, for --dag and for naming a failed step.",
             f"GRAPH = {_graph_lines(graph.to_data())}",
             "# The hyperparameter search of the notebook's katib_metadata (--tune, --katib-experiment), or None.",

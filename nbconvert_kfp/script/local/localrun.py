@@ -316,11 +316,12 @@ class LocalRun:
         installs = self.script.get("STEP_INSTALLS")
         if not isinstance(installs, dict):
             return  # the steps' image has everything, or an older script
+        pins = self.script.get("PINS") or {}
         for step in self.progress.steps.values():
             imported = step.outcome.get("imported")
             if step.quiet or not isinstance(imported, dict) or step.name not in installs:
                 continue
-            for found in undeclared(step.name, imported, installs[step.name]):
+            for found in undeclared(step.name, imported, [pins.get(r, r) for r in installs[step.name]]):
                 self._say(f"note: {found.line()}")
 
     def _failure_summary(self, error: BaseException | None) -> None:
