@@ -265,7 +265,6 @@ def test_cluster_only_algorithms_say_so(caplog):
 STAND_IN = textwrap.dedent('''
     PIPELINE_NAME = "stand-in"
     PARAMETER_TYPES = {"LR": float, "DEPTH": int, "KIND": str, "FLAG": bool}
-    GRAPH = {"steps": [{"name": "train", "task": "train", "metrics": "metrics"}]}
     TUNING = %r
 
     def trial(values, root, folder, record):

@@ -127,19 +127,6 @@ def _named_tuple(fields: list[tuple[str, str]], indent: int = 0) -> str:
                                 else "[" + ", ".join(items) + "]"], indent)
 
 
-def _graph_lines(graph: dict[str, Any]) -> str:
-    """The ``GRAPH`` display: a key a line, and each step, edge and parameter on a line of its own."""
-    lines = ["{"]
-    for key, value in graph.items():
-        if isinstance(value, list) and value:
-            lines.append(f"    {python_literal(key)}: [")
-            lines += [f"        {python_literal(item)}," for item in value]
-            lines.append("    ],")
-        else:
-            lines.append(f"    {python_literal(key)}: {python_literal(value)},")
-    return "\n".join(lines + ["}"])
-
-
 def _cell_entry(label: int | str, source: str, original: str | None = None) -> str:
     """One ``(label, source[, original])`` entry of ``step.run([...])``."""
     parts = [python_literal(label), code_literal(source)] + ([code_literal(original)] if original else [])
@@ -294,10 +281,7 @@ class ComponentBuilder(Preprocessor):
                 mounting = [tasks[s["name"]] for s in model["steps"] if mounts_into(volume, s["name"])]
                 statements += delete_calls(variable, mounting, volume["name"])
         statements += self._return_statement(model, tasks, outputs_by_step)
-        graph = dag.graph(model, {s["name"]: kfp_name(functions[s["name"]], "step") for s in model["steps"]},
-                          {s["name"]: {key: s["component"][key] for key in ("report", "metrics")  # type: ignore[misc]
-                                       if s["component"].get(key)} for s in model["steps"]})
-        model["script"] = self._script(model, components, statements, parameters, ignored, graph)
+        model["script"] = self._script(model, components, statements, parameters, ignored)
         return nb, resources
 
     # --- what the pipeline returns ------------------------------------------------------------------
@@ -582,14 +566,12 @@ class ComponentBuilder(Preprocessor):
         self._check_image_python(step, image or settings["base_image"], packages)
         if settings["runtime"] == "embedded":
             decorator.append("additional_funcs=[_step_runtime]")
-        numbers = [str(cell_number(c["index"])) for c in step["cells"]]
-        cell_numbers = f"cell{'s' if len(numbers) > 1 else ''} {', '.join(numbers)}"
         component_name = kfp_name(function, "step")
         return {
             "function": function,
             "task": tasks[step["name"]],
             "name": step["name"],
-            "docstring": docstring(f"Step {step['name']!r} (notebook {cell_numbers})."),
+            "docstring": docstring(dag.step_docstring(step["name"], [cell_number(c["index"]) for c in step["cells"]])),
             "display_name": step["name"] if step["name"] != component_name else None,
             "decorator": decorator,
             "installs": self._installs(packages, step["name"]),
@@ -770,8 +752,7 @@ class ComponentBuilder(Preprocessor):
     # --- the script ----------------------------------------------------------------------------
 
     def _script(self, model: Pipeline, components: list[Component], statements: list[str],
-                parameters: dict[str, str], ignored: list[str],
-                graph: dag.Graph) -> dict[str, Any]:
+                parameters: dict[str, str], ignored: list[str]) -> dict[str, Any]:
         settings: Settings = model["pipeline"]
         uses_kubernetes = any("kubernetes." in statement for statement in statements)
         imports = ["import os", "import shlex", "import sys", ""]
@@ -806,8 +787,6 @@ class ComponentBuilder(Preprocessor):
             "# Modules the notebook imports: --local loads them once in a warm process that forks the steps.",
             f"PRELOAD_IMPORTS = {_list_lines([python_literal(s) for s in model['imports']], 0)}",
             *self._install_constants(components, settings["install_packages"]),
-            "# The pipeline's graph, for --dag and for naming a failed step.",
-            f"GRAPH = {_graph_lines(graph.to_data())}",
             "# The hyperparameter search of the notebook's katib_metadata (--tune, --katib-experiment), or None.",
             f"TUNING = {python_literal(model.get('tuning'))}",
         ]
