@@ -62,6 +62,16 @@ def script_constant(script: str | Path, name: str):
     raise AssertionError(f"{name} is not assigned in the script")
 
 
+def script_tasks(script: Path) -> dict[str, str]:
+    """A generated script's notebook steps, in order: step name -> KFP task name (read from its pipeline)."""
+    import runpy
+
+    from nbconvert_kfp.script.dag import Graph
+
+    graph = Graph.from_pipeline(runpy.run_path(str(script))["pipeline"])
+    return {step: graph.tasks[step] for step in graph.steps}
+
+
 def run(cmd, cwd, timeout=600, **env):
     """Run a command; stdout and stderr merged, decoded as UTF-8; ``env`` adds variables."""
     environment = dict(os.environ, PYTHONIOENCODING="utf-8", **env)

@@ -171,7 +171,6 @@ class KubernetesStandIn:
 STAND_IN = textwrap.dedent('''
     PIPELINE_NAME = "stand-in"
     PARAMETER_TYPES = {"LR": float, "DEPTH": int, "KIND": str, "FLAG": bool}
-    GRAPH = {"steps": [{"name": "train", "task": "train", "metrics": "metrics"}]}
     TUNING = %r
 
     def trial(values, root, folder, record):

@@ -8,7 +8,9 @@ must escape. The same files always give the same literal, so the commands that c
 and KFP's cache keys with them, change only when the code does.
 
 The code that unpacks a payload writes its files into a zip archive that ``zipimport`` reads:
-putting that archive first on ``sys.path`` makes its modules importable.
+putting that archive first on ``sys.path`` makes its modules importable. The script tools' loader first
+looks for nbconvert-kfp itself: where the version that wrote the script is installed, its own modules
+serve and nothing is unpacked (found and its version read without importing it).
 
 The step runtime is shipped *minified*: docstrings dropped and the code re-printed by
 ``ast.unparse``, which drops comments. The notebook's own cells are shipped as written, so
@@ -96,9 +98,30 @@ def writer_statements(text: str, target: str, indent: int, more: list[str] | Non
     ]
 
 
-def loader_function(name: str, docstring: str, text: str) -> str:
+def installed_check(version: str) -> list[str]:
+    """Statements that return from the loader when nbconvert-kfp ``version`` (with its script tools) is installed:
+    the package is found and its ``__init__``'s ``__version__`` read, nothing imported."""
+    return [
+        "# Where nbconvert-kfp of the version that wrote this script is installed, its own tools serve (the package",
+        "# is found and its version read, nothing imported); elsewhere the zip archive this script carries does.",
+        "import importlib.util",
+        "try:",
+        '    found = importlib.util.find_spec("nbconvert_kfp")',
+        '    init = found.origin if found is not None and found.origin else ""',
+        '    if init and os.path.isfile(os.path.join(os.path.dirname(init), "script", "cli.py")):',
+        '        with open(init, encoding="utf-8") as stream:',
+        '            versions = [line.split("=", 1)[1].strip()[1:-1] for line in stream if line.startswith("__version__ =")]',
+        f"        if versions[:1] == [{json.dumps(version)}]:",
+        "            return",
+        "except (ImportError, ValueError, OSError):",
+        "    pass",
+    ]
+
+
+def loader_function(name: str, docstring: str, text: str, installed_version: str | None = None) -> str:
     """A function that unpacks the payload into a zip archive in a private temporary folder and puts
-    that archive first on ``sys.path`` (once per process)."""
+    that archive first on ``sys.path`` (once per process); with ``installed_version``, only where
+    nbconvert-kfp of that version is not installed (:func:`installed_check`)."""
     marker = f"nbconvert-kfp-{digest(text)}.zip"
     body = [
         docstring,
@@ -106,6 +129,7 @@ def loader_function(name: str, docstring: str, text: str) -> str:
         "",
         f"if any(entry.endswith({marker!r}) for entry in sys.path):",
         "    return",
+        *(installed_check(installed_version) if installed_version else []),
         "directory = tempfile.mkdtemp(prefix=\"nbconvert-kfp-\")",
         "atexit.register(shutil.rmtree, directory, True)",
         f"path = os.path.join(directory, {marker!r})",

@@ -22,7 +22,11 @@ for every step that runs: they are kept short. Values reach the shell quoted by 
 
 from __future__ import annotations
 
+import re
 import shlex
+from typing import Iterable
+
+from packaging.requirements import InvalidRequirement, Requirement
 
 from .literal import python_literal
 
@@ -46,6 +50,28 @@ def installer_lines(index_urls: list[str], trusted_hosts: list[str]) -> list[str
     ]
 
 
+def pin_keys(requirements: Iterable[str]) -> dict[str, str]:
+    """Requirement -> its key in the script's ``PINS``: the name of its distribution (``numpy==2.4.6`` ->
+    ``numpy``); when several requirements name one distribution, the bare name keeps the name (else the
+    first), each other one is its own key, as is a requirement with no name."""
+    groups: dict[str | None, list[str]] = {}
+    names: dict[str, str] = {}
+    for text in dict.fromkeys(requirements):
+        try:
+            name = Requirement(text).name
+        except InvalidRequirement:
+            groups.setdefault(None, []).append(text)
+            continue
+        canonical = re.sub(r"[-_.]+", "-", name).lower()
+        groups.setdefault(canonical, []).append(text)
+        names.setdefault(text, name)
+    keys = {text: text for text in groups.pop(None, [])}
+    for group in groups.values():
+        named = next((text for text in group if text == names[text]), group[0])
+        keys.update({text: names[text] if text == named else text for text in group})
+    return keys
+
+
 def installer_constant(index_urls: list[str], trusted_hosts: list[str]) -> str:
     """The ``INSTALLER`` statement of a generated script: its shell lines, one string literal each."""
     lines = installer_lines(index_urls, trusted_hosts)
@@ -53,11 +79,13 @@ def installer_constant(index_urls: list[str], trusted_hosts: list[str]) -> str:
 
 
 def script_function() -> str:
-    """The generated script's ``installs`` decorator (it reads ``INSTALLER``, ``INSTALL_KFP`` and ``LOCAL_RUN``)."""
+    """The generated script's ``installs`` decorator (it reads ``PINS``, ``INSTALLER``, ``INSTALL_KFP`` and
+    ``LOCAL_RUN``)."""
     return f'''def {DECORATOR}(*requirements):
-    """Make a component install ``requirements`` (and kfp, without its dependencies) when its step starts
-    on a cluster: INSTALLER's lines and an install line go in front of kfp's own program. A local run
-    installs nothing."""
+    """Make a component install ``requirements`` (keys of PINS, or requirements) and kfp, without its
+    dependencies, when its step starts on a cluster: INSTALLER's lines and an install line go in front of
+    kfp's own program. A local run installs nothing."""
+    requirements = [PINS.get(r, r) for r in requirements]
     lines = [shlex.join(["install", *requirements])] if requirements else []
     if INSTALL_KFP and not any(r.startswith("kfp") for r in requirements):
         lines.append(f"install --no-deps kfp=={{kfp.__version__}}")

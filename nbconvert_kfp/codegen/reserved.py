@@ -18,7 +18,7 @@ SCRIPT_GLOBALS = frozenset({
     "Artifact", "ClassificationMetrics", "Dataset", "HTML", "Input", "Metrics", "Model", "Output",
     # constants and functions
     "PIPELINE_NAME", "PIPELINE_DESCRIPTION", "BASE_IMAGE", "EXPERIMENT", "PARAMETER_TYPES", "LOCAL_RUN",
-    "LOCAL_IGNORED", "PRELOAD_IMPORTS", "STEP_INSTALLS", "GRAPH", "TUNING", "PIP_INDEX_URLS", "PIP_TRUSTED_HOSTS",
+    "LOCAL_IGNORED", "PRELOAD_IMPORTS", "PINS", "STEP_INSTALLS", "TUNING", "PIP_INDEX_URLS", "PIP_TRUSTED_HOSTS",
     "DATA", "DATA_ROOT", "INSTALLER", "INSTALL_KFP", "shlex", "Outputs",
     "installs", "data_input", "pipeline", "main", "_script_tools", "_step_runtime",
 })

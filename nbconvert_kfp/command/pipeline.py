@@ -180,7 +180,7 @@ def _dag(args: argparse.Namespace) -> int:
     script_path = notebook.convert(args.notebook, args.config)
     script = notebook.load(script_path)
     output = args.output or script_path.with_suffix(".svg")
-    dag.write(dag.Graph.from_data(script["GRAPH"]), output)
+    dag.write(dag.Graph.from_pipeline(script["pipeline"]), output)
     print(f"Wrote {output}")
     return 0
 

@@ -127,19 +127,6 @@ def _named_tuple(fields: list[tuple[str, str]], indent: int = 0) -> str:
                                 else "[" + ", ".join(items) + "]"], indent)
 
 
-def _graph_lines(graph: dict[str, Any]) -> str:
-    """The ``GRAPH`` display: a key a line, and each step, edge and parameter on a line of its own."""
-    lines = ["{"]
-    for key, value in graph.items():
-        if isinstance(value, list) and value:
-            lines.append(f"    {python_literal(key)}: [")
-            lines += [f"        {python_literal(item)}," for item in value]
-            lines.append("    ],")
-        else:
-            lines.append(f"    {python_literal(key)}: {python_literal(value)},")
-    return "\n".join(lines + ["}"])
-
-
 def _cell_entry(label: int | str, source: str, original: str | None = None) -> str:
     """One ``(label, source[, original])`` entry of ``step.run([...])``."""
     parts = [python_literal(label), code_literal(source)] + ([code_literal(original)] if original else [])
@@ -294,10 +281,7 @@ class ComponentBuilder(Preprocessor):
                 mounting = [tasks[s["name"]] for s in model["steps"] if mounts_into(volume, s["name"])]
                 statements += delete_calls(variable, mounting, volume["name"])
         statements += self._return_statement(model, tasks, outputs_by_step)
-        graph = dag.graph(model, {s["name"]: kfp_name(functions[s["name"]], "step") for s in model["steps"]},
-                          {s["name"]: {key: s["component"][key] for key in ("report", "metrics")  # type: ignore[misc]
-                                       if s["component"].get(key)} for s in model["steps"]})
-        model["script"] = self._script(model, components, statements, parameters, ignored, graph)
+        model["script"] = self._script(model, components, statements, parameters, ignored)
         return nb, resources
 
     # --- what the pipeline returns ------------------------------------------------------------------
@@ -451,7 +435,7 @@ class ComponentBuilder(Preprocessor):
 
     def _installs(self, packages: list[str], step: str | None = None) -> str | None:
         """The ``installs(...)`` decorator of a component, or None when its step installs nothing; a step's
-        pins are read from ``STEP_INSTALLS``, the one place the script lists them."""
+        install list is read from ``STEP_INSTALLS``, its pins from ``PINS``, the one place the script spells them."""
         if not packages and not self._settings["install_kfp_package"]:
             return None
         if step is not None and packages and self._settings["install_packages"]:
@@ -582,14 +566,12 @@ class ComponentBuilder(Preprocessor):
         self._check_image_python(step, image or settings["base_image"], packages)
         if settings["runtime"] == "embedded":
             decorator.append("additional_funcs=[_step_runtime]")
-        numbers = [str(cell_number(c["index"])) for c in step["cells"]]
-        cell_numbers = f"cell{'s' if len(numbers) > 1 else ''} {', '.join(numbers)}"
         component_name = kfp_name(function, "step")
         return {
             "function": function,
             "task": tasks[step["name"]],
             "name": step["name"],
-            "docstring": docstring(f"Step {step['name']!r} (notebook {cell_numbers})."),
+            "docstring": docstring(dag.step_docstring(step["name"], [cell_number(c["index"]) for c in step["cells"]])),
             "display_name": step["name"] if step["name"] != component_name else None,
             "decorator": decorator,
             "installs": self._installs(packages, step["name"]),
@@ -732,10 +714,22 @@ class ComponentBuilder(Preprocessor):
         return [distribution for distribution, _, _ in wanted]
 
     @staticmethod
-    def _step_installs(components: list[Component]) -> str:
-        """The ``STEP_INSTALLS`` display: step name -> its install list."""
-        items = [(python_literal(c["name"]), python_literal(c["packages"])) for c in components if "name" in c]
-        return _dict_lines(items, 0)
+    def _install_constants(components: list[Component], install_packages: bool) -> list[str]:
+        """``PINS`` (each requirement a step installs, once, by a short key) and ``STEP_INSTALLS`` (step name ->
+        the keys of its install list), or no pins and None when steps install only what the settings add."""
+        steps = [c for c in components if "name" in c]
+        keys = installer.pin_keys(p for c in steps for p in c["packages"]) if install_packages else {}
+        pins = _dict_lines([(python_literal(key), python_literal(text)) for text, key in keys.items()], 0)
+        installs = _dict_lines([(python_literal(c["name"]), python_literal([keys[p] for p in c["packages"]]))
+                                for c in steps], 0) if install_packages else None
+        return [
+            "# The requirements the steps install on a cluster, each once, by a short key (its distribution's name):",
+            "# pinned to the versions installed where the notebook was converted.",
+            f"PINS = {pins}",
+            "# What each step installs on a cluster, by PINS key (None: the image has everything): a local run",
+            "# names the modules a step imported beyond them.",
+            f"STEP_INSTALLS = {installs}",
+        ]
 
     def _warn_once(self, key: str, message: str, *arguments: Any) -> None:
         if key not in self._reported:
@@ -758,8 +752,7 @@ class ComponentBuilder(Preprocessor):
     # --- the script ----------------------------------------------------------------------------
 
     def _script(self, model: Pipeline, components: list[Component], statements: list[str],
-                parameters: dict[str, str], ignored: list[str],
-                graph: dag.Graph) -> dict[str, Any]:
+                parameters: dict[str, str], ignored: list[str]) -> dict[str, Any]:
         settings: Settings = model["pipeline"]
         uses_kubernetes = any("kubernetes." in statement for statement in statements)
         imports = ["import os", "import shlex", "import sys", ""]
@@ -793,11 +786,7 @@ class ComponentBuilder(Preprocessor):
             f"LOCAL_IGNORED = {_list_lines(ignored, 0)}",
             "# Modules the notebook imports: --local loads them once in a warm process that forks the steps.",
             f"PRELOAD_IMPORTS = {_list_lines([python_literal(s) for s in model['imports']], 0)}",
-            "# What each step installs on a cluster (None: the image has everything): a local run names the",
-            "# modules a step imported beyond them.",
-            f"STEP_INSTALLS = {self._step_installs(components) if settings['install_packages'] else None}",
-            "# The pipeline's graph, for --dag and for naming a failed step.",
-            f"GRAPH = {_graph_lines(graph.to_data())}",
+            *self._install_constants(components, settings["install_packages"]),
             "# The hyperparameter search of the notebook's katib_metadata (--tune, --katib-experiment), or None.",
             f"TUNING = {python_literal(model.get('tuning'))}",
         ]
@@ -826,9 +815,9 @@ class ComponentBuilder(Preprocessor):
                  '    from nbconvert_kfp.script import cli\n\n'
                  '    return cli.main(globals(), argv)\n\n\n')
         tools += archive.loader_function(
-            "_script_tools", docstring("Put nbconvert-kfp's script tools (command line, local runs, "
-                                       "deployment, DAG picture; a zip archive) on sys.path."),
-            archive.payload(script_package.sources())).rstrip("\n")
+            "_script_tools", docstring("Put nbconvert-kfp's script tools (command line, local runs, deployment, "
+                                       "DAG picture) on sys.path."),
+            archive.payload(script_package.sources()), __version__).rstrip("\n")
         return {
             "header": [f"Kubeflow Pipelines v2 pipeline generated by nbconvert-kfp {__version__} from the notebook "
                        f"{settings['notebook']!r}.".replace("\n", " "),

@@ -2,7 +2,7 @@
 
 A generated pipeline script carries these modules as a zip archive, so it runs where
 only kfp is installed. They import the standard library and kfp only (kfp, and the
-PyYAML and kubernetes packages kfp depends on, inside functions; optional Optuna only
+PyYAML, kubernetes and protobuf packages kfp depends on, inside functions; optional Optuna only
 in the function that needs it); a test checks the rule. The converter and the Jupyter server extension
 import them from here too.
 

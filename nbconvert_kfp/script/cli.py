@@ -3,8 +3,9 @@
 A generated pipeline script carries this module (with the rest of ``nbconvert_kfp.script``)
 and ends with ``sys.exit(main(globals()))``. ``main`` reads what the script defines,
 by the names in :data:`SCRIPT_ATTRIBUTES`: the ``pipeline`` function, its name, description,
-experiment, parameter types, the settings a local run cannot apply, the imports a local
-run loads ahead, and the pipeline's graph. Uses the standard library and kfp only.
+experiment, parameter types, the settings a local run cannot apply and the imports a local
+run loads ahead; the pipeline's graph is read from the pipeline itself (``dag.Graph.from_pipeline``).
+Uses the standard library and kfp only.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .parametervalue import compiled_value, parse_value, type_name
 
 #: What ``main`` reads from the script's namespace.
 SCRIPT_ATTRIBUTES = ("pipeline", "PIPELINE_NAME", "PIPELINE_DESCRIPTION", "EXPERIMENT", "PARAMETER_TYPES",
-                     "LOCAL_RUN", "LOCAL_IGNORED", "PRELOAD_IMPORTS", "GRAPH")
+                     "LOCAL_RUN", "LOCAL_IGNORED", "PRELOAD_IMPORTS")
 
 def _positive(text: str) -> int:
     """An argparse type: a whole number of at least 1."""
@@ -364,7 +365,7 @@ def main(script: Mapping[str, Any], argv: list[str] | None = None) -> int:
         except dag.FormatError as err:
             print(f"--dag: {err}", file=sys.stderr)
             return 2
-        dag.write(dag.Graph.from_data(script["GRAPH"]), args.dag)
+        dag.write(dag.Graph.from_pipeline(script["pipeline"]), args.dag)
         print(f"Wrote {args.dag}")
         if not (args.local or args.upload or args.run or args.tune or args.katib_experiment):
             return 0

@@ -1,7 +1,8 @@
 """A picture of the pipeline: its steps, the variables on each edge, its parameters.
 
 From a :class:`Graph` (``graph(model)`` builds one from the pipeline model,
-``resources["kfp"]``; the generated script carries one as plain data) this module draws
+``resources["kfp"]``; ``Graph.from_pipeline(pipeline)`` reads the same from a generated
+script's ``@dsl.pipeline`` function, see :func:`steps_of`) this module draws
 
 - ``mermaid(graph)``: a Mermaid flowchart, which JupyterLab 4.1+ renders in a Markdown
   ```` ```mermaid ```` block (``markdown(graph)`` wraps it so);
@@ -13,12 +14,16 @@ From a :class:`Graph` (``graph(model)`` builds one from the pipeline model,
   legend tells the edges apart, and the parameters are listed.
 
 Every text the user wrote (step names, variables, parameter defaults) is escaped. The
-functions also take the pipeline model itself. Uses the standard library only; the
-generated script carries this module.
+functions also take the pipeline model itself. Uses the standard library only (and kfp's
+protobuf for ``from_pipeline``); the generated script carries this module.
 """
 
 from __future__ import annotations
 
+import ast
+import heapq
+import inspect
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +45,18 @@ FORMATS = (".svg", ".md", ".mmd")
 _FONT = "font-family=\"-apple-system, 'Segoe UI', Helvetica, Arial, sans-serif\""
 _BOX_PAD, _BOX_GAP, _LAYER_GAP, _MARGIN = 12, 36, 64, 20
 _PASS_WIDTH, _PASS_GAP, _PORT_GAP = 4.0, 14.0, 16.0
+#: The end of a step component's docstring: the notebook cells the step runs (``step_docstring``).
+_CELLS = re.compile(r"\(notebook cells? (\d+)(?:, \d+)*\)\.\Z")
+#: The type of a parameter whose value is passed as its Python literal (``Step.literal``).
+LITERAL = "literal"
+#: The artifact types of a step's report and metrics outputs, in the compiled pipeline.
+_OUTPUT_TYPES = {"system.HTML": "report", "system.Metrics": "metrics"}
+
+
+def step_docstring(name: str, cells: list[int]) -> str:
+    """The docstring text of a step's component: its notebook step name and cells (``from_pipeline`` orders the
+    steps by their first cell)."""
+    return f"Step {name!r} (notebook cell{'s' if len(cells) > 1 else ''} {', '.join(map(str, cells))})."
 
 
 @dataclass
@@ -69,24 +86,174 @@ class Graph:
     outputs: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_data(self) -> dict[str, Any]:
-        """The graph as plain data (what a generated script carries)."""
+        """The graph as plain data: its name, steps (task, parameters, outputs), edges and parameters."""
         return {"name": self.name,
                 "steps": [{"name": s, "task": self.tasks.get(s, ""), "parameters": self.step_parameters[s],
                            **self.outputs.get(s, {})} for s in self.steps],
                 "edges": [[e.source, e.target, e.variables] for e in self.edges],
                 "parameters": [list(p) for p in self.parameters]}
 
+
     @classmethod
-    def from_data(cls, data: dict[str, Any]) -> Graph:
-        """The graph from ``to_data``'s plain data."""
-        steps = [s["name"] for s in data["steps"]]
-        edges = [Edge(source, target, list(variables)) for source, target, variables in data["edges"]]
-        return cls(name=data["name"], steps=steps,
-                   step_parameters={s["name"]: list(s["parameters"]) for s in data["steps"]},
-                   edges=edges, parameters=[tuple(p) for p in data["parameters"]],  # type: ignore[misc]
-                   layers=_layers(steps, [(e.source, e.target) for e in edges]),
-                   tasks={s["name"]: s["task"] for s in data["steps"]},
-                   outputs={s["name"]: {k: s[k] for k in ("report", "metrics") if s.get(k)} for s in data["steps"]})
+    def from_pipeline(cls, pipeline: Any) -> Graph:
+        """The graph of a generated script's ``@dsl.pipeline`` function (kfp's ``GraphComponent``): its compiled
+        spec's steps, edges and outputs (:func:`steps_of`), and the parameters its signature declares."""
+        from google.protobuf import json_format
+
+        spec = json_format.MessageToDict(pipeline.pipeline_spec)
+        steps = steps_of(spec)
+        names = {ident: name for step in steps for name, (ident, _) in step.parameters.items()}
+        literal = {ident for step in steps for ident, is_literal in step.parameters.values() if is_literal}
+        parameters = []
+        for ident, parameter in inspect.signature(pipeline.pipeline_func).parameters.items():
+            kind = LITERAL if ident in literal else getattr(parameter.annotation, "__name__", str(parameter.annotation))
+            default = parameter.default
+            if kind == LITERAL:
+                try:
+                    default = ast.literal_eval(default)
+                except (ValueError, SyntaxError, TypeError):
+                    pass
+            parameters.append((names.get(ident, ident), kind, _value(default)))
+        by_task = {step.task: step.name for step in steps}
+        edges: dict[tuple[str, str], Edge] = {}
+        for step in steps:
+            for parent in step.parents:
+                edges.setdefault((by_task[parent], step.name), Edge(by_task[parent], step.name))
+            for variable, producer in step.inputs:
+                edges.setdefault((by_task[producer], step.name), Edge(by_task[producer], step.name)).variables.append(
+                    variable)
+            for task in step.after:
+                edges.setdefault((by_task[task], step.name), Edge(by_task[task], step.name))
+        names_in_order = [step.name for step in steps]
+        return cls(name=str((spec.get("pipelineInfo") or {}).get("name") or "pipeline"), steps=names_in_order,
+                   step_parameters={step.name: list(step.parameters) for step in steps}, edges=list(edges.values()),
+                   parameters=parameters, layers=_layers(names_in_order, list(edges)),
+                   tasks={step.name: step.task for step in steps}, outputs={step.name: step.outputs for step in steps})
+
+
+@dataclass
+class StepTask:
+    """A notebook step as the compiled pipeline holds it: a task whose component runs nbconvert-kfp's step runtime.
+
+    ``parameters``: the pipeline parameters the step reads, by notebook name -> (the pipeline's identifier, whether
+    it travels as a Python literal); ``inputs``: (variable, producing task) in the order the step loads them;
+    ``after``: the step tasks it runs after, in topological order, ``parents`` those of them it runs right after
+    (no other of them runs after); ``outputs``: its report and metrics outputs.
+    """
+
+    name: str
+    task: str
+    cell: int
+    parameters: dict[str, tuple[str, bool]]
+    inputs: list[tuple[str, str]]
+    parents: list[str] = field(default_factory=list)
+    after: list[str] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+def _step_function(spec: dict[str, Any], component: dict[str, Any]) -> ast.FunctionDef | None:
+    """The Python function a component's container runs, parsed from its command (None for other components)."""
+    executor = (spec.get("deploymentSpec") or {}).get("executors", {}).get(component.get("executorLabel") or "", {})
+    container = executor.get("container") or {}
+    args, command = container.get("args") or [], container.get("command") or []
+    if "--function_to_execute" not in args[:-1] or len(command) < 4:
+        return None
+    function = args[args.index("--function_to_execute") + 1]
+    try:
+        tree = ast.parse(command[-1])
+    except (SyntaxError, ValueError):
+        return None
+    return next((node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == function), None)
+
+
+def _step_call(function: ast.FunctionDef, method: str) -> dict[str, ast.expr]:
+    """The dict display passed to ``step.<method>({...})`` in a step function (name -> value), or nothing."""
+    for node in ast.walk(function):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == method
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "step"
+                and node.args and isinstance(node.args[0], ast.Dict)):
+            return {key.value: value for key, value in zip(node.args[0].keys, node.args[0].values)
+                    if isinstance(key, ast.Constant) and isinstance(key.value, str)}
+    return {}
+
+
+def _runs_a_step(function: ast.FunctionDef) -> bool:
+    """Whether the function runs nbconvert-kfp's step runtime (``with Step("name", ...) as step:``)."""
+    return any(isinstance(node, ast.withitem) and isinstance(node.context_expr, ast.Call)
+               and isinstance(node.context_expr.func, ast.Name) and node.context_expr.func.id == "Step"
+               for node in ast.walk(function))
+
+
+def steps_of(spec: dict[str, Any]) -> list[StepTask]:
+    """The notebook steps of a compiled pipeline spec (kfp's IR as a dict), in the notebook's order.
+
+    A step is a task whose component runs the step runtime; its name is the task's display name (the pipeline sets
+    it to the notebook step name where the task name differs); the steps are ordered topologically, the one whose
+    first cell comes first before the others (as the conversion orders them). Other tasks (the shared code, data
+    files, volumes) are left out.
+    """
+    root = spec.get("root") or {}
+    tasks = (root.get("dag") or {}).get("tasks") or {}
+    components = spec.get("components") or {}
+    found: dict[str, StepTask] = {}
+    for task, body in tasks.items():
+        component = components.get((body.get("componentRef") or {}).get("name") or "", {})
+        function = _step_function(spec, component)
+        match = _CELLS.search(ast.get_docstring(function) or "") if function is not None else None
+        if function is None or match is None or not _runs_a_step(function):
+            continue
+        parameters = {}
+        for name, value in _step_call(function, "define").items():
+            is_literal = isinstance(value, ast.Call)  # Step.literal(NAME)
+            argument = value.args[0] if is_literal and value.args else value
+            if isinstance(argument, ast.Name):
+                given = ((body.get("inputs") or {}).get("parameters") or {}).get(argument.id) or {}
+                parameters[name] = (given.get("componentInputParameter") or argument.id, is_literal)
+        artifacts = (body.get("inputs") or {}).get("artifacts") or {}
+        inputs = []
+        for variable, value in _step_call(function, "load").items():
+            source = (artifacts.get(value.id) or {}).get("taskOutputArtifact") if isinstance(value, ast.Name) else None
+            if source and source.get("producerTask"):
+                inputs.append((variable, source["producerTask"]))
+        outputs = {_OUTPUT_TYPES[kind]: name for name, definition in
+                   ((component.get("outputDefinitions") or {}).get("artifacts") or {}).items()
+                   if (kind := (definition.get("artifactType") or {}).get("schemaTitle")) in _OUTPUT_TYPES}
+        found[task] = StepTask(name=(body.get("taskInfo") or {}).get("name") or task, task=task,
+                               cell=int(match.group(1)), parameters=parameters, inputs=inputs,
+                               outputs={key: outputs[key] for key in ("report", "metrics") if key in outputs})
+    after = {task: [p for p in tasks[task].get("dependentTasks") or [] if p in found] for task in found}
+    for step in found.values():
+        step.inputs = [(variable, producer) for variable, producer in step.inputs if producer in found]
+    order = _topological(after, key=lambda task: (found[task].cell, task))
+    position = {task: i for i, task in enumerate(order)}
+    ancestors: dict[str, set[str]] = {}
+    for task in order:
+        ancestors[task] = set(after[task]).union(*(ancestors[p] for p in after[task]))
+        # the steps it runs right after: those no other step it runs after runs after
+        direct = [p for p in after[task] if not any(p in ancestors[q] for q in after[task] if q != p)]
+        found[task].parents = sorted(direct, key=position.__getitem__)
+        found[task].after = sorted(after[task], key=position.__getitem__)
+    return [found[task] for task in order]
+
+
+def _topological(parents: dict[str, list[str]], key: Any) -> list[str]:
+    """The nodes in topological order, the smallest ``key`` first among those ready (a lexicographical sort)."""
+    children: dict[str, list[str]] = {node: [] for node in parents}
+    waiting = {node: len(set(before)) for node, before in parents.items()}
+    for node, before in parents.items():
+        for parent in set(before):
+            children[parent].append(node)
+    ready = [(key(node), node) for node, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, node = heapq.heappop(ready)
+        order.append(node)
+        for child in children[node]:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                heapq.heappush(ready, (key(child), child))
+    return order
 
 
 def graph(model: dict[str, Any], tasks: dict[str, str] | None = None,

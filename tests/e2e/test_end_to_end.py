@@ -24,8 +24,8 @@ import nbformat
 import pytest
 import yaml
 
-from helpers import (EXAMPLES, NOTEBOOKS, PYTHON, SHARED_TASK, build_notebook, nbclient_values, nbconvert, run,
-                     script_constant, step_tasks)
+from helpers import (EXAMPLES, NOTEBOOKS, PYTHON, SHARED_TASK, build_notebook, nbclient_values, nbconvert,
+                     run, script_tasks, step_tasks)
 
 TIMEOUT = 600
 
@@ -361,8 +361,7 @@ def test_fixture_notebook_compiles_to_yaml(lab, stem):
     tasks = step_tasks(spec)
     assert len(tasks) == len(edges)
     assert all(SHARED_TASK in task["dependentTasks"] for task in tasks.values())
-    graph = script_constant(result.script, "GRAPH")
-    step_names = {step["task"]: step["name"] for step in graph["steps"]}  # task name -> notebook step name
+    step_names = {task: step for step, task in script_tasks(result.script).items()}  # task -> notebook step name
     assert set(step_names) == set(tasks)
     assert set(step_names.values()) == set(edges)
     task_of = {step: task for task, step in step_names.items()}

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import PYTHON, build_notebook, nbconvert, run, script_constant
+from helpers import PYTHON, build_notebook, nbconvert, run, script_tasks
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="local runs fork (Linux)")
 
@@ -28,7 +28,7 @@ def _local(script: Path, *args: str):
 def test_steps_whose_names_differ_only_by_underscores_get_their_own_tasks(tmp_path):
     script = _convert(tmp_path, [(["step:a_b"], "x = 1"), (["step:a__b"], "y = x + 1"),
                                  (["step:a-b"], "z = y + 1\nassert z == 3")])
-    tasks = [step["task"] for step in script_constant(script, "GRAPH")["steps"]]
+    tasks = list(script_tasks(script).values())
     assert len(set(tasks)) == 3, tasks
     result = _local(script)
     assert result.returncode == 0, result.stdout
@@ -40,7 +40,7 @@ def test_a_thousand_character_step_name_runs_locally(tmp_path):
     long_name = "l" * 1000
     script = _convert(tmp_path, [(["step:a"], "x = 1"), ([f"step:{long_name}"], "y = x + 1\nassert y == 2"),
                                  ([f"step:{long_name}x"], "z = y + 1\nassert z == 3")])
-    tasks = [step["task"] for step in script_constant(script, "GRAPH")["steps"]]
+    tasks = list(script_tasks(script).values())
     assert len(set(tasks)) == 3 and all(len(task) <= 63 for task in tasks), tasks
     result = _local(script)
     assert result.returncode == 0, result.stdout

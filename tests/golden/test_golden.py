@@ -48,6 +48,7 @@ def normalised(script: str) -> str:
     text = "\n".join(lines) + "\n"
     text = text.replace(f"nbconvert-kfp {__version__}", "nbconvert-kfp VERSION")
     text = text.replace(f"nbconvert-kfp-runtime=={__version__}", "nbconvert-kfp-runtime==VERSION")
+    text = text.replace(f'== ["{__version__}"]', '== ["VERSION"]')  # the tools' check of the installed version
     text = text.replace(f"python:{sys.version_info.major}.{sys.version_info.minor}", "python:X.Y")  # this Python's
     text = re.sub(r"nbconvert-kfp-[0-9a-f]{16}\.zip", "nbconvert-kfp-DIGEST.zip", text)  # the tools' digest
     return _PIN.sub(r"\1==VERSION", text)

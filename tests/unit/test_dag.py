@@ -222,3 +222,38 @@ def test_dag_to_an_unknown_format_is_a_one_line_error(tmp_path, make_nb, convert
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and ".svg, .md, .mmd" in err and name in err
     assert not (tmp_path / name).exists() and not (tmp_path / "tiny_pipeline.yaml").exists()
+
+
+# --- the graph a generated script reads from its own pipeline --------------------------------------------------
+
+def _compared_notebooks():
+    from pathlib import Path
+
+    from test_golden import NOTEBOOKS
+
+    here = Path(__file__).parent / "notebooks"
+    return {**{name: path for name, path in NOTEBOOKS.items()}, **{p.stem: p for p in sorted(here.glob("*.ipynb"))}}
+
+
+@pytest.mark.parametrize("name", sorted(_compared_notebooks()))
+def test_the_graph_read_from_the_compiled_pipeline_is_the_graph_of_the_notebook(name, tmp_path):
+    """Graph.from_pipeline (what a script draws and names steps by) gives what graph(model) gives: the same steps
+    in the same order, task names, parameters, report and metrics outputs, edges with their variables, and
+    pipeline parameters with types and defaults."""
+    import nbformat
+
+    from nbconvert_kfp.codegen.identifier import kfp_name
+    from nbconvert_kfp.exporters import KFPExporter
+
+    notebook = _compared_notebooks()[name]
+    script, resources = KFPExporter().from_notebook_node(
+        nbformat.read(notebook, as_version=4), {"metadata": {"name": notebook.stem, "path": str(notebook.parent)}})
+    model = resources["kfp"]
+    expected = dag.graph(model, {s["name"]: kfp_name(s["component"]["function"], "step") for s in model["steps"]},
+                         {s["name"]: {k: s["component"][k] for k in ("report", "metrics") if s["component"].get(k)}
+                          for s in model["steps"]})
+    path = tmp_path / f"{name}_pipeline.py"
+    path.write_text(script, encoding="utf-8")
+    derived = dag.Graph.from_pipeline(runpy.run_path(str(path))["pipeline"])
+    assert derived.to_data() == expected.to_data()
+    assert derived.layers == expected.layers

@@ -4,7 +4,7 @@
 import pytest
 import yaml
 
-from nbconvert_kfp.script import cli, dag, parametervalue
+from nbconvert_kfp.script import cli, parametervalue
 from nbconvert_kfp.script.local import localrun
 
 
@@ -40,11 +40,9 @@ def _script(tmp_path, local_run=False):
     def pipeline(a: int = 1, b: float = 2.0):
         add(a=a, b=b)
 
-    graph = dag.Graph(name="tiny", steps=["add"], step_parameters={"add": ["a", "b"]}, edges=[],
-                      parameters=[("a", "int", "1"), ("b", "float", "2.0")], layers=[["add"]], tasks={"add": "add"})
     return {"__file__": str(tmp_path / "tiny_pipeline.py"), "pipeline": pipeline, "PIPELINE_NAME": "tiny",
             "PIPELINE_DESCRIPTION": None, "EXPERIMENT": "Default", "PARAMETER_TYPES": {"a": int, "b": float},
-            "LOCAL_RUN": local_run, "LOCAL_IGNORED": [], "PRELOAD_IMPORTS": [], "GRAPH": graph.to_data()}
+            "LOCAL_RUN": local_run, "LOCAL_IGNORED": [], "PRELOAD_IMPORTS": []}
 
 
 def test_arguments_default_output_next_to_the_script_and_typed_parameters(tmp_path):

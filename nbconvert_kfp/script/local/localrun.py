@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, TextIO
 
+from ..dag import Graph
 from .launcher import StepLauncher
 from .progress import SHARED_CODE_TASK, Progress, StepState, shown_path, signal_name, terminal_stream
 from .undeclaredimport import undeclared
@@ -141,9 +142,10 @@ class LocalRun:
         self.name = script["PIPELINE_NAME"]
         self.stdout = stdout or sys.stdout
         self.stderr = stderr or sys.stderr
-        graph_steps = script["GRAPH"]["steps"]
-        self.tasks = {step["task"]: step["name"] for step in graph_steps}
-        self.graph = {step["task"]: step for step in graph_steps}
+        graph = Graph.from_pipeline(script["pipeline"])
+        self.tasks = {graph.tasks[step]: step for step in graph.steps}
+        #: task name -> the names of the step's report and metrics outputs
+        self.graph = {graph.tasks[step]: graph.outputs.get(step, {}) for step in graph.steps}
         self.base = Path.cwd()  # where the user started the run: paths are shown relative to it
         self.progress = Progress({SHARED_CODE_TASK: "shared code", **self.tasks}, self.stdout, self.base)
         self.pipeline_root = Path(".")
@@ -180,7 +182,7 @@ class LocalRun:
                       f"or set {LOCAL_RUN_ENV}=1 before importing it.", error=True)
             return 2
         pipeline = self.script["pipeline"]
-        names = {step["name"]: task for task, step in self.graph.items()}
+        names = {step: task for task, step in self.tasks.items()}
         if options.step is not None and options.step not in names:
             self._say(f"--step: no step {options.step!r}; steps: {', '.join(names)}", error=True)
             return 2
@@ -316,11 +318,12 @@ class LocalRun:
         installs = self.script.get("STEP_INSTALLS")
         if not isinstance(installs, dict):
             return  # the steps' image has everything, or an older script
+        pins = self.script.get("PINS") or {}
         for step in self.progress.steps.values():
             imported = step.outcome.get("imported")
             if step.quiet or not isinstance(imported, dict) or step.name not in installs:
                 continue
-            for found in undeclared(step.name, imported, installs[step.name]):
+            for found in undeclared(step.name, imported, [pins.get(r, r) for r in installs[step.name]]):
                 self._say(f"note: {found.line()}")
 
     def _failure_summary(self, error: BaseException | None) -> None:

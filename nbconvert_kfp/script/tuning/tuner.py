@@ -36,7 +36,7 @@ from .searchspace import Search
 from ..exceptions import ScriptError
 
 #: What :func:`tune` reads from the generated script (module-level literals; nothing is executed).
-SCRIPT_CONSTANTS = ("PIPELINE_NAME", "PARAMETER_TYPES", "GRAPH", "TUNING")
+SCRIPT_CONSTANTS = ("PIPELINE_NAME", "PARAMETER_TYPES", "TUNING")
 #: How often a running trial is looked at, in seconds.
 POLL = 0.1
 
