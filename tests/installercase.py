@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import yaml
 
 from nbconvert_kfp.exporters import KFPExporter, compile_script
@@ -42,3 +43,9 @@ def compiled_commands(cells=CELLS, env: dict[str, str] | None = None, **traits) 
 
 
 KFP_PIN = "kfp==" + __import__("kfp").__version__
+
+
+@pytest.fixture(scope="module")
+def command():
+    commands = compiled_commands(pip_index_urls=INDEXES, pip_trusted_hosts=[HOST])
+    return commands["a"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from helpers import SHARED_TASK
 from installercase import HOST, INDEXES, KFP_PIN, REQUIREMENTS, compiled_commands
+from installercase import command  # noqa: F401 (the fixture)
 
 #: A ``python3`` that appends its arguments (a JSON list) to $FAKE_LOG and answers as the image would:
 #: uv present if $FAKE_IMAGE_HAS_UV, or once pip installed it (when $FAKE_INDEX_HAS_UV).

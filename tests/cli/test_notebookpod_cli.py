@@ -8,10 +8,15 @@ import subprocess
 
 import nbformat
 
+import fakekfp
+
 from compiledir import IR, compile_all
 from fakekube import CLAIM, DIGEST, IMAGE, NAMESPACE, POD, fake_kube  # noqa: F401 (fake_kube: the fixture)
 from helpers import JUPYTER, PYTHON, VENV_BIN, build_notebook
 from notebookservercase import CELLS, PINNED
+from notebookservercase import notebook_server, workspace  # noqa: F401 (the fixtures)
+
+fake_kfp = fakekfp.fake_kfp  # the fixture
 
 COMMAND = [str(VENV_BIN / "nbconvert-kfp")] if (VENV_BIN / "nbconvert-kfp").exists() else [
     PYTHON, "-m", "nbconvert_kfp.command"]

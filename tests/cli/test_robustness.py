@@ -93,7 +93,7 @@ def test_harmless_problems_are_repaired_with_a_warning(tmp_path, run_nbconvert):
     assert "cell 1: the tag 'step:a' appears more than once" in result.stderr
     assert "Traceback" not in result.stderr and "DuplicateCellId" not in result.stderr, result.stderr
     script = (tmp_path / "repair_pipeline.py").read_text(encoding="utf-8")
-    assert '{"name": "b", "task": "b"' in script, script[:3000]
+    assert "def b(" in script and "Step(\"b\"" in script, script[:3000]
 
 
 @pytest.mark.parametrize("cells, expected", [

@@ -24,7 +24,7 @@ import nbformat
 import pytest
 import yaml
 
-from helpers import (EXAMPLES, NOTEBOOKS, PYTHON, SHARED_TASK, build_notebook, nbclient_values, nbconvert,
+from helpers import (EXAMPLES, JUPYTER, NOTEBOOKS, PYTHON, SHARED_TASK, build_notebook, nbclient_values, nbconvert,
                      run, script_tasks, step_tasks)
 
 TIMEOUT = 600
@@ -119,14 +119,14 @@ class Lab:
     def result(self, key):
         return self.futures[key].result()
 
-    # fixture notebooks: nbconvert's command line, the script's compile, a local run
+    # fixture notebooks: the real CLI (conversions run in threads: not in-process), compile, run locally
     def fixture_job(self, stem, run_cwd=None, local_args=()):
         source_dir = FIXTURES[stem][0]
         directory = self.root / stem
         directory.mkdir()
         shutil.copy(source_dir / f"{stem}.ipynb", directory)
         result = Run(directory, directory / f"{stem}_pipeline.py")
-        result.convert = nbconvert(["--to", "kfp", f"{stem}.ipynb"], cwd=directory, merge=True)
+        result.convert = run([JUPYTER, "nbconvert", "--to", "kfp", f"{stem}.ipynb"], cwd=directory)
         if result.convert.returncode != 0 or not result.script.is_file():
             return result
         result.compile = run([PYTHON, result.script], cwd=directory)

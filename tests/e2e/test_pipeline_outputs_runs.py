@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from helpers import PYTHON, build_notebook, run
+from composablecase import OUTER, composable  # noqa: F401 (the fixture)
 
 
 def _outer(folder, how, path):

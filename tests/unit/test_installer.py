@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shlex
 
-import pytest
 from kfp.local.subprocess_task_handler import replace_python_executable
 
 from nbconvert_kfp.codegen.installer import pin_keys
@@ -16,7 +15,8 @@ from nbconvert_kfp.codegen.literal import python_literal
 from nbconvert_kfp.exporters import KFPExporter
 
 from helpers import build_notebook, script_constant
-from installercase import CELLS, EXTRA, HOST, INDEXES, KFP_PIN, REQUIREMENTS, TAGGED, compiled_commands
+from installercase import CELLS, EXTRA, KFP_PIN, REQUIREMENTS, TAGGED, compiled_commands
+from installercase import command  # noqa: F401 (the fixture)
 
 
 
@@ -27,10 +27,6 @@ from installercase import CELLS, EXTRA, HOST, INDEXES, KFP_PIN, REQUIREMENTS, TA
 
 
 
-@pytest.fixture(scope="module")
-def command():
-    commands = compiled_commands(pip_index_urls=INDEXES, pip_trusted_hosts=[HOST])
-    return commands["a"]
 
 
 

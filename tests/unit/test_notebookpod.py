@@ -10,15 +10,14 @@ import time
 
 import pytest
 
-import fakekfp
 import fakekube
 from fakekube import CLAIM, DIGEST, IMAGE, NAMESPACE, POD, fake_kube  # noqa: F401 (fake_kube: the fixture)
 from helpers import build_notebook, script_constant
 from nbconvert_kfp.exporters import KFPExporter
 from nbconvert_kfp.script.cluster import notebookpod
 from notebookservercase import CELLS, PINNED
+from notebookservercase import notebook_server, workspace  # noqa: F401 (the fixtures)
 
-fake_kfp = fakekfp.fake_kfp  # the fixture
 DEFAULT = f"python:{sys.version_info.major}.{sys.version_info.minor}"
 
 
@@ -36,22 +35,8 @@ class Lines(logging.Handler):
         return [message for found, message in self.records if found == level]
 
 
-@pytest.fixture
-def workspace(tmp_path):
-    """The notebook's folder, which the notebook server's workspace claim is mounted at."""
-    folder = tmp_path / "jovyan"
-    folder.mkdir()
-    return folder
 
 
-@pytest.fixture
-def notebook_server(fake_kube, monkeypatch, workspace):
-    """This process (and those it starts) as in a notebook server whose pod the fake API serves."""
-    fake_kube.add_pod(fakekube.notebook_pod(str(workspace)))
-    fake_kube.add_claim(CLAIM, ["ReadWriteOnce"])
-    for name, value in fake_kube.environment().items():
-        monkeypatch.setenv(name, value)
-    return fake_kube
 
 
 def convert(folder, metadata=None, **traits):
