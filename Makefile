@@ -56,7 +56,7 @@ test: $(STAMP) $(VENV)/.chromium test-floors
 	$(BIN)/python -m pytest -n auto
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q tests/unit tests/golden
+	$(BIN)/python -m pytest -q -n auto tests/unit tests/golden
 
 # The floors come from pyproject.toml alone: .ci/floors.py turns each `name>=X` of [project]
 # dependencies into the constraint `name==X`. constraints.txt is rewritten only when it changes,

@@ -22,6 +22,14 @@ JUPYTER = str(VENV_BIN / "jupyter")
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = REPO / "tests" / "notebooks"
 EXAMPLES = REPO / "examples"
+#: The notebooks whose generated scripts tests/golden keeps.
+GOLDEN_NOTEBOOKS = {
+    "model_comparison": EXAMPLES / "model_comparison.ipynb",
+    "tuning": EXAMPLES / "tuning.ipynb",
+    "passengers": EXAMPLES / "passengers" / "passengers.ipynb",
+    "kale_v0_1_blocks": NOTEBOOKS / "kale_v0_1_blocks.ipynb",
+    "kale_v2_steps": NOTEBOOKS / "kale_v2_steps.ipynb",
+}
 
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 

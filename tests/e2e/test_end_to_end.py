@@ -24,8 +24,7 @@ import nbformat
 import pytest
 import yaml
 
-from helpers import (EXAMPLES, JUPYTER, NOTEBOOKS, PYTHON, SHARED_TASK, build_notebook, nbclient_values, nbconvert,
-                     run, script_tasks, step_tasks)
+from helpers import (EXAMPLES, JUPYTER, NOTEBOOKS, PYTHON, SHARED_TASK, build_notebook, nbclient_values, run, script_tasks, step_tasks)
 
 TIMEOUT = 600
 

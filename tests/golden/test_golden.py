@@ -18,16 +18,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import NOTEBOOKS, REPO
+from helpers import GOLDEN_NOTEBOOKS
 
 GOLDEN = Path(__file__).parent
-NOTEBOOKS = {
-    "model_comparison": REPO / "examples" / "model_comparison.ipynb",
-    "tuning": REPO / "examples" / "tuning.ipynb",
-    "passengers": REPO / "examples" / "passengers" / "passengers.ipynb",
-    "kale_v0_1_blocks": NOTEBOOKS / "kale_v0_1_blocks.ipynb",
-    "kale_v2_steps": NOTEBOOKS / "kale_v2_steps.ipynb",
-}
 
 #: A line of an encoded payload: a string literal of base64 (or base85) text and nothing else.
 _PAYLOAD_LINE = re.compile(r'^\s*[rb]?"[A-Za-z0-9+/=]{40,}"\)?,?\s*$')
@@ -63,10 +56,10 @@ def converted(notebook: Path) -> str:
     return normalised(script)
 
 
-@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
+@pytest.mark.parametrize("name", sorted(GOLDEN_NOTEBOOKS))
 def test_the_generated_script_matches_its_golden_copy(name, request):
     golden = GOLDEN / f"{name}_pipeline.py.txt"
-    text = converted(NOTEBOOKS[name])
+    text = converted(GOLDEN_NOTEBOOKS[name])
     if request.config.getoption("--update-golden"):
         golden.write_text(text, encoding="utf-8")
     assert golden.is_file(), f"no golden copy {golden.name}: run pytest tests/golden --update-golden"
@@ -93,7 +86,7 @@ def _script(notebook: dict, name: str = "model_comparison") -> str:
 
 
 def test_the_notebooks_own_code_is_readable_in_the_script_and_the_payloads_are_a_quarter_at_most():
-    notebook = nbformat.read(NOTEBOOKS["model_comparison"], as_version=4)
+    notebook = nbformat.read(GOLDEN_NOTEBOOKS["model_comparison"], as_version=4)
     lines = _script(notebook).splitlines()
     assert "def test_accuracy(model, X, y):" in lines  # the functions cell, once, as text
     assert sum(line == "def test_accuracy(model, X, y):" for line in lines) == 1
@@ -102,7 +95,7 @@ def test_the_notebooks_own_code_is_readable_in_the_script_and_the_payloads_are_a
 
 
 def test_editing_a_word_of_the_functions_cell_changes_one_line_of_the_script():
-    notebook = nbformat.read(NOTEBOOKS["model_comparison"], as_version=4)
+    notebook = nbformat.read(GOLDEN_NOTEBOOKS["model_comparison"], as_version=4)
     before = _script(notebook).splitlines()
     [cell] = [c for c in notebook.cells if "def test_accuracy" in c.source]
     cell.source = cell.source.replace("Accuracy of a fitted model", "Accuracy of a trained model")

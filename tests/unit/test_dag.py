@@ -227,12 +227,9 @@ def test_dag_to_an_unknown_format_is_a_one_line_error(tmp_path, make_nb, convert
 # --- the graph a generated script reads from its own pipeline --------------------------------------------------
 
 def _compared_notebooks():
-    from pathlib import Path
+    from helpers import GOLDEN_NOTEBOOKS, NOTEBOOKS
 
-    from test_golden import NOTEBOOKS
-
-    here = Path(__file__).parent / "notebooks"
-    return {**{name: path for name, path in NOTEBOOKS.items()}, **{p.stem: p for p in sorted(here.glob("*.ipynb"))}}
+    return {**GOLDEN_NOTEBOOKS, **{p.stem: p for p in sorted(NOTEBOOKS.glob("*.ipynb"))}}
 
 
 @pytest.mark.parametrize("name", sorted(_compared_notebooks()))
