@@ -85,9 +85,10 @@ test-floors: $(FLOORS)/.installed
 # The processes the tests start find the configuration and the data file through the environment.
 coverage: $(STAMP) $(VENV)/.chromium
 	rm -f .coverage .coverage.*
-	COVERAGE_FILE=$(CURDIR)/.coverage COVERAGE_RCFILE=$(CURDIR)/pyproject.toml $(BIN)/python -m coverage run -m pytest -n auto -q
-	$(BIN)/python -m coverage combine -q
-	$(BIN)/python -m coverage report --sort=cover
+	@# The report comes also when a test fails (timing tests can, under coverage); the status is pytest's.
+	status=0; COVERAGE_FILE=$(CURDIR)/.coverage COVERAGE_RCFILE=$(CURDIR)/pyproject.toml \
+	  $(BIN)/python -m coverage run -m pytest -n auto -q || status=$$?; \
+	$(BIN)/python -m coverage combine -q && $(BIN)/python -m coverage report --sort=cover; exit $$status
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
