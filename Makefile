@@ -20,23 +20,32 @@ help:
 	@echo "make clean   remove the virtual environment and generated files"
 
 # `make demo` installs nbconvert-kfp and what the example notebook imports; `make test` adds the
-# test extra (TensorFlow, PyTorch, JupyterLab, ...) to the same venv.
-$(DEMO_STAMP): pyproject.toml
-	@echo "demo: creating $(VENV) with nbconvert-kfp, kfp and the example's libraries (about a minute)"
+# test extra (TensorFlow, PyTorch, JupyterLab, ...) to the same venv, in one resolution with the demo's.
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(DEMO_STAMP): pyproject.toml | $(VENV)/bin/python
+	@echo "demo: installing nbconvert-kfp, kfp and the example's libraries into $(VENV) (about a minute)"
 	$(BIN)/python -m pip install --quiet -e ".[demo]"
 	touch $(DEMO_STAMP)
 
-$(STAMP): $(DEMO_STAMP)
+# The test extra is large (about 220 packages, 4 GB): uv installs it in well under a minute where pip takes
+# several. torch goes first, through pip, and on its own: so asked, pip takes a CPU-only build where the
+# machine's pip configuration offers one (a find-links folder, PyTorch's CPU index), where inside a resolution
+# of the whole extra pip 26 and uv take PyPI's CUDA build of the same version and 3 GB of NVIDIA libraries.
+# uv then keeps the torch it finds installed.
+TORCH := $(shell sed -n 's/.*"\(torch==[^"]*\)".*/\1/p' pyproject.toml)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
 	@echo "test: installing the test dependencies into $(VENV): TensorFlow, PyTorch, XGBoost, JupyterLab, ..."
-	@echo "test: (several minutes the first time)"
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet uv "$(TORCH)"
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e ".[demo,test]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@# An editable install skips data-files: enable the Jupyter server extension in the venv by hand.
 	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d
 	cp jupyter-config/jupyter_server_config.d/nbconvert_kfp.json $(VENV)/etc/jupyter/jupyter_server_config.d/
-	touch $(STAMP)
+	touch $(DEMO_STAMP) $(STAMP)
 
 venv: $(STAMP)
 
@@ -45,14 +54,19 @@ demo: $(DEMO_STAMP)
 	$(BIN)/python $(EXAMPLE:.ipynb=_pipeline.py)
 	$(BIN)/python $(EXAMPLE:.ipynb=_pipeline.py) --local
 
-# The browser test (tests/test_browser.py) drives Debian's chromium; only `make test` needs it.
-$(VENV)/.chromium: $(STAMP)
+# The browser tests (tests/browser/) drive Debian's chromium; only `make test` needs it.
+$(VENV)/.chromium: | $(VENV)/bin/python
 	@test -x /usr/bin/chromium || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@touch $@
 
-# The suite runs on every CPU (pytest-xdist): each test keeps to its own folders, ports and processes.
-test: $(STAMP) $(VENV)/.chromium test-floors
+# The two venvs and chromium are installed side by side (pip mostly keeps one CPU busy); then the floors
+# tier runs, then the suite, on every CPU (pytest-xdist: each test keeps to its own folders, ports and processes).
+test:
+	@$(MAKE) --no-print-directory -j2 $(STAMP) $(VENV)/.chromium $(FLOORS)/.installed FLOORS_AFTER=$(STAMP)
+	@# Where PYTHONDONTWRITEBYTECODE is set, every process the tests start would compile the package again.
+	$(BIN)/python -m compileall -q nbconvert_kfp >/dev/null
+	@$(MAKE) --no-print-directory test-floors
 	$(BIN)/python -m pytest -n auto
 
 test-fast: $(STAMP)
@@ -66,17 +80,21 @@ $(FLOORS)/constraints.txt: pyproject.toml .ci/floors.py
 	$(PYTHON) .ci/floors.py > $@.new
 	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
-$(FLOORS)/.installed: $(FLOORS)/constraints.txt
-	@echo "test-floors: creating the venv $(FLOORS)"
+$(FLOORS)/.deps: $(FLOORS)/constraints.txt
+	@echo "test-floors: creating the venv $(FLOORS) with the declared minimum versions (about a minute)"
 	$(PYTHON) -m venv --clear $(FLOORS)
 	@echo '*' > $(FLOORS)/.gitignore
 	$(PYTHON) .ci/floors.py > $(FLOORS)/constraints.txt
-	@echo "test-floors: upgrading pip"
-	$(FLOORS)/bin/python -m pip install --quiet --upgrade pip
-	@echo "test-floors: installing the declared minimum versions (about a minute)"
+	$(FLOORS)/bin/python -m pip install --quiet uv
 	@# numpy and pandas for the example notebook
-	$(FLOORS)/bin/python -m pip install --quiet -e . pytest nbclient ipykernel numpy pandas \
-	  -c $(FLOORS)/constraints.txt
+	$(FLOORS)/bin/uv pip install --quiet --compile-bytecode --python $(FLOORS)/bin/python -r $(FLOORS)/constraints.txt \
+	  pytest nbclient ipykernel numpy pandas -c $(FLOORS)/constraints.txt
+	@touch $@
+
+# nbconvert-kfp itself goes in last, and (under `make test`) after the main venv's editable install: both
+# builds write nbconvert_kfp.egg-info into this folder.
+$(FLOORS)/.installed: $(FLOORS)/.deps | $(FLOORS_AFTER)
+	$(FLOORS)/bin/uv pip install --quiet --compile-bytecode --python $(FLOORS)/bin/python -e . -c $(FLOORS)/constraints.txt
 	@touch $@
 
 test-floors: $(FLOORS)/.installed

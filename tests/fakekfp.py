@@ -357,8 +357,17 @@ class FakeKFP(ThreadingHTTPServer):
         #: Hostile behaviour: answers (one of ANSWER_MODES) and how they are sent (one of TRANSPORT_MODES).
         self.hostile: str | None = None
         self.transport: str | None = None
+        #: Failures of request handlers (see ``handle_error``).
+        self.handler_errors: list[str] = []
         #: Set when the server stops, to end hostile replies that would go on for ever.
         self.stopping = threading.Event()
+
+    def handle_error(self, request, client_address) -> None:
+        """Keep a request's failure (a client that hung up on a flood, say) out of this process's stderr, where a
+        command run in the same process would show it as its own traceback: the failure is recorded instead."""
+        import traceback
+
+        self.handler_errors.append(traceback.format_exc(limit=3))
 
     def verify_request(self, request, client_address) -> bool:
         """Count every connection, even one that never becomes an HTTP request (a TLS hello)."""

@@ -122,6 +122,36 @@ def nbconvert(args, cwd, merge: bool = False) -> subprocess.CompletedProcess:
                                        None if merge else err.getvalue())
 
 
+def nbconvert_kfp(args, cwd, environment: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``nbconvert-kfp ARGS`` run in this process, in ``cwd``: the command's own ``main`` with its exit status,
+    stdout and stderr, without the seconds a new Python process spends importing nbconvert and kfp.
+    ``environment``, if given, is the whole of ``os.environ`` during the call. What processes the command starts
+    print goes to this process's file descriptors, not into the result: tests of subcommands that start
+    pipelines (``local``, ``tune``) run the real process. An exception that would print a traceback propagates."""
+    import contextlib
+    import io
+
+    from nbconvert_kfp.command import main
+
+    out, err = io.StringIO(), io.StringIO()
+    before, saved = os.getcwd(), dict(os.environ)
+    os.chdir(cwd)
+    if environment is not None:
+        os.environ.clear()
+        os.environ.update(environment)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = main([str(a) for a in args])
+            except SystemExit as exit:
+                status = exit.code if isinstance(exit.code, int) else (1 if exit.code else 0)
+    finally:
+        os.chdir(before)
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess(["nbconvert-kfp", *map(str, args)], status, out.getvalue(), err.getvalue())
+
+
 _NBCLIENT_EXEC = textwrap.dedent(r"""
     import json, os, sys
     import nbformat

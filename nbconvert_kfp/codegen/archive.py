@@ -15,12 +15,16 @@ serve and nothing is unpacked (found and its version read without importing it).
 The step runtime is shipped *minified*: docstrings dropped and the code re-printed by
 ``ast.unparse``, which drops comments. The notebook's own cells are shipped as written, so
 tracebacks show their lines.
+
+Minifying and packing are remembered within a process, keyed by the text itself: nbconvert-kfp's own
+code, the same in every conversion, is packed once, and a changed file is a new key, never a stale hit.
 """
 
 from __future__ import annotations
 
 import ast
 import base64
+import functools
 import hashlib
 import json
 import lzma
@@ -31,12 +35,20 @@ from typing import Mapping
 #: changes only with its version) is a short block of the script, and a reviewer's diff of it is a few lines.
 LINE = 1000
 _XZ_PRESET = 9
+#: Payloads up to this many bytes of JSON are remembered (see the module's docstring); larger ones are packed anew.
+_REMEMBER_UP_TO = 4 * 1024 * 1024
 
 
 def payload(files: Mapping[str, str]) -> str:
     """The files as one base64 string: xz-compressed JSON, the same for the same files."""
-    return payload_bytes(json.dumps(dict(files), sort_keys=True, ensure_ascii=False,
-                                    separators=(",", ":")).encode("utf-8"))
+    data = json.dumps(dict(files), sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _remembered_payload(data) if len(data) <= _REMEMBER_UP_TO else payload_bytes(data)
+
+
+@functools.lru_cache(maxsize=16)
+def _remembered_payload(data: bytes) -> str:
+    """``payload_bytes``, remembered by the bytes themselves."""
+    return payload_bytes(data)
 
 
 def payload_bytes(data: bytes) -> str:
@@ -60,6 +72,7 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode("ascii")).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=256)
 def minified(source: str) -> str:
     """Python source without docstrings and comments (``ast.unparse``), for code users never read."""
     tree = ast.parse(source)

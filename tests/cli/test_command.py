@@ -1,10 +1,9 @@
 """The ``nbconvert-kfp`` command, run as a user runs it, against the fake KFP API (tests/fakekfp.py).
 
-Every test runs the command as a subprocess; it talks to the fake server through the real
-kfp.Client, with no network. The command is the console script next to the interpreter when
-the package was installed with it; the shared test environment's editable install may predate
-the console script (reinstalling it is the lead's job when merging), so the same entry point
-(``nbconvert_kfp.command:main``) then runs as ``python -m nbconvert_kfp.command``.
+The command talks to the fake server through the real kfp.Client, with no network. One test runs the
+installed console script as a process, as do the subcommands that run pipelines (``local``, ``tune``:
+what their steps print goes to the process's own output); the others call the same entry point
+(``nbconvert_kfp.command:main``) in this process, with the same command line, environment and checks.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import pytest
 import yaml
 import fakekfp
 
-from helpers import EXAMPLES, PYTHON, VENV_BIN, build_notebook
+from helpers import EXAMPLES, PYTHON, VENV_BIN, build_notebook, nbconvert_kfp
 
 fake_kfp = fakekfp.fake_kfp  # the fixture
 SCRIPT = VENV_BIN / "nbconvert-kfp"
@@ -42,15 +41,18 @@ def notebook(tmp_path):
     return path
 
 
-def command(notebook_dir, *args, **env):
-    """Run nbconvert-kfp in the notebook's folder, without the machine's KFP settings; check that it
-    printed no escape codes, traceback or secret, and (but for a local run, whose progress lines are
-    kfp.local's own) no INFO lines."""
+def command(notebook_dir, *args, process: bool = False, **env):
+    """Run nbconvert-kfp in the notebook's folder, without the machine's KFP settings, in this process (or, with
+    ``process``, as the console script); check that it printed no escape codes, traceback or secret, and (but
+    for a local run, whose progress lines are kfp.local's own) no INFO lines."""
     environment = {k: v for k, v in os.environ.items()
                    if not k.startswith("KF_PIPELINES") and k not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")}
     environment.update(HOME=str(notebook_dir / "home"), **env)
-    result = subprocess.run([*COMMAND, *map(str, args)], cwd=notebook_dir, capture_output=True, text=True,
-                            timeout=180, env=environment)
+    if process:
+        result = subprocess.run([*COMMAND, *map(str, args)], cwd=notebook_dir, capture_output=True, text=True,
+                                timeout=180, env=environment)
+    else:
+        result = nbconvert_kfp(args, notebook_dir, environment)
     output = result.stdout + result.stderr
     assert "\x1b[" not in output and "Traceback" not in output and TOKEN not in output, output
     assert args[0] in ("local", "tune") or (" INFO " not in output and "INFO]" not in output), output
@@ -67,9 +69,9 @@ def test_run_uploads_once_reuses_the_version_and_follows_the_run_to_success(fake
     params = notebook.parent / "params.yaml"
     params.write_text("SEED: 4\nRATE: 0.25\n")
     first = command(notebook.parent, "run", notebook.name, "--host", fake_kfp.url, "-f", params.name,
-                    "-p", "RATE", "2", *FAST, KF_PIPELINES_TOKEN=TOKEN)
+                    "-p", "RATE", "2", *FAST, process=True, KF_PIPELINES_TOKEN=TOKEN)
     assert first.returncode == 0, first.stderr
-    second = command(notebook.parent, "run", notebook.name, *FAST, KF_PIPELINES_ENDPOINT=fake_kfp.url,
+    second = command(notebook.parent, "run", notebook.name, *FAST, process=True, KF_PIPELINES_ENDPOINT=fake_kfp.url,
                      KF_PIPELINES_TOKEN=TOKEN)
     assert second.returncode == 0, second.stderr
 
@@ -279,22 +281,24 @@ def test_compile_dag_and_local(notebook):
     assert png.returncode == 2 and png.stderr.count("\n") == 1 and ".svg, .md, .mmd" in png.stderr, png.stderr
     assert not (notebook.parent / "tiny.png").exists()
 
-    local = command(notebook.parent, "local", notebook.name, "-p", "SEED", "2")
+    local = command(notebook.parent, "local", notebook.name, "-p", "SEED", "2", process=True)
     assert local.returncode == 0, local.stdout + local.stderr
     assert "Pipeline 'tiny' succeeded" in local.stdout and "metric score = 5.0" in local.stdout
     # the script's local-run options pass through: the cache, one step, everything printed
-    again = command(notebook.parent, "local", notebook.name, "-p", "SEED", "2", "--step", "train")
+    again = command(notebook.parent, "local", notebook.name, "-p", "SEED", "2", "--step", "train", process=True)
     assert again.returncode == 0, again.stdout + again.stderr
     assert re.findall(r"^  (cached|started|finished) +(\w+)", again.stdout, re.MULTILINE) == [
         ("cached", "load"), ("started", "train"), ("finished", "train")], again.stdout
-    fresh = command(notebook.parent, "local", notebook.name, "-p", "SEED", "2", "--no-cache", "--verbose")
+    fresh = command(notebook.parent, "local", notebook.name, "-p", "SEED", "2", "--no-cache", "--verbose",
+                    process=True)
     assert fresh.returncode == 0 and "  cached" not in fresh.stdout and "[nbconvert-kfp] step 'train'" in fresh.stdout
 
 
 def test_tune_runs_the_notebooks_search(tmp_path):
     notebook = tmp_path / "tuning.ipynb"
     notebook.write_bytes((EXAMPLES / "tuning.ipynb").read_bytes())
-    result = command(tmp_path, "tune", notebook.name, "--max-trials", "2", "--parallel", "1", "--seed", "3")
+    result = command(tmp_path, "tune", notebook.name, "--max-trials", "2", "--parallel", "1", "--seed", "3",
+                     process=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 of 2 trials succeeded" in result.stdout and re.search(r"^Best trial \d+: accuracy = ", result.stdout,
                                                                       re.MULTILINE), result.stdout

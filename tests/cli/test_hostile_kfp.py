@@ -5,6 +5,8 @@ and hosts that trickle, stay silent or send huge or gzip-bombed answers: each co
 within its deadline, with one line and a documented exit status, never a traceback, a raw
 terminal control character or the token in any form. The deadline of one request is short here
 (``NBCONVERT_KFP_HTTP_DEADLINE``), and so is the answer cap (``NBCONVERT_KFP_MAX_RESPONSE``).
+The command runs in this process (its ``main``, with the same command line and environment), but
+where the bytes a terminal would get are the point.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import nbformat
 import pytest
 from fakekfp import ANSWER_MODES, TRANSPORT_MODES, FakeKFP
 
-from helpers import PYTHON, build_notebook
+from helpers import PYTHON, build_notebook, nbconvert_kfp
 
 COMMAND = [PYTHON, "-m", "nbconvert_kfp.command"]
 TOKEN = "kfp/Tok+en=9f3c1a7e5b2d4c6a8e0f"
@@ -58,25 +60,29 @@ def workdir(tmp_path_factory):
     return folder
 
 
-def command(folder, *args, limit: float = WALL, **env) -> subprocess.CompletedProcess:
-    """Run nbconvert-kfp; check it ended within ``limit`` seconds and printed no traceback, no raw control
-    character and no form of the token."""
+def command(folder, *args, limit: float = WALL, process: bool = False, **env) -> subprocess.CompletedProcess:
+    """Run nbconvert-kfp in this process (or, with ``process``, as a new process); check it ended within
+    ``limit`` seconds and printed no traceback, no raw control character and no form of the token."""
     environment = {k: v for k, v in os.environ.items()
                    if not k.startswith(("KF_PIPELINES", "NBCONVERT_KFP")) and k not in ("KUBECONFIG",
                                                                                          "KUBERNETES_SERVICE_HOST")}
     environment.update(HOME=str(folder / "home"), KF_PIPELINES_TOKEN=TOKEN,
                        NBCONVERT_KFP_HTTP_DEADLINE=str(DEADLINE), NBCONVERT_KFP_MAX_RESPONSE=str(1024 * 1024), **env)
     started = time.monotonic()
-    result = subprocess.run([*COMMAND, *map(str, args)], cwd=folder, capture_output=True, timeout=limit + 60,
-                            env=environment)
+    if process:
+        ran = subprocess.run([*COMMAND, *map(str, args)], cwd=folder, capture_output=True, timeout=limit + 60,
+                             env=environment)
+        result = subprocess.CompletedProcess(ran.args, ran.returncode, ran.stdout.decode("utf-8", "replace"),
+                                             ran.stderr.decode("utf-8", "replace"))
+    else:
+        result = nbconvert_kfp(args, folder, environment)
     took = time.monotonic() - started
-    output = (result.stdout + result.stderr).decode("utf-8", "replace")
+    output = result.stdout + result.stderr
     assert took < limit, f"took {took:.1f} s: {output}"
     assert "Traceback" not in output, output
     assert not CONTROL.search(output.replace("\r\n", "\n")), repr(output)
     assert [form for form in token_forms() if form.lower() in output.lower()] == [], output
-    return subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode("utf-8", "replace"),
-                                       result.stderr.decode("utf-8", "replace"))
+    return result
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +145,7 @@ def test_a_run_that_succeeded_exits_0_when_its_metrics_are_malformed(kfp, workdi
 
 def test_escape_sequences_from_the_server_are_not_printed(kfp, workdir, finished_run, hostile):
     hostile("ansi")
-    result = command(workdir, "logs", finished_run, "--host", kfp.url)
+    result = command(workdir, "logs", finished_run, "--host", kfp.url, process=True)  # the bytes a terminal gets
     assert result.returncode == 0, result.stderr
     status = command(workdir, "status", finished_run, "--host", kfp.url)
     assert status.returncode == 0 and "  step train: SUCCEEDED (40s)" in status.stdout

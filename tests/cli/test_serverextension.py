@@ -367,18 +367,6 @@ def test_a_slow_kfp_host_never_blocks_a_conversion(server, fake_kfp_module):
     assert status == 200, reply
 
 
-def test_a_deployment_slower_than_the_timeout_answers_504(server, fake_kfp_module):
-    kfp = fake_kfp_module
-    kfp.hold = hold = __import__("threading").Event()
-    try:
-        status, reply = server.post(DEPLOY, {"notebook": _notebook(), "name": "too-slow.ipynb"})
-    finally:
-        hold.set()
-        kfp.hold = None
-    assert status == 504, reply
-    assert f"longer than {DEPLOY_TIMEOUT} s" in reply["message"]
-
-
 def _deep(depth: int):
     value: list = []
     for _ in range(depth):
@@ -584,6 +572,18 @@ def hanging(tmp_path_factory):
         yield running, silent, healthy
 
 
+def test_a_deployment_slower_than_the_timeout_answers_504(hanging):
+    server, _, healthy = hanging
+    healthy.hold = hold = __import__("threading").Event()
+    try:
+        status, reply = server.post(DEPLOY, {"notebook": _notebook(), "name": "too-slow.ipynb"})
+    finally:
+        hold.set()
+        healthy.hold = None
+    assert status == 504, reply
+    assert f"longer than {BUDGET:g} s" in reply["message"]
+
+
 def test_deploys_to_a_hanging_host_never_hold_up_a_deploy_to_another(hanging):
     import threading
 
@@ -604,7 +604,8 @@ def test_deploys_to_a_hanging_host_never_hold_up_a_deploy_to_another(hanging):
     status, reply = server.post(DEPLOY, {"notebook": _notebook(), "name": "healthy.ipynb"})
     took = time.monotonic() - start
     assert status == 200, reply
-    assert took < BUDGET and reply["version_id"] and len(healthy.pipelines) == 1
+    assert took < BUDGET and reply["version_id"]
+    assert [p["display_name"] for p in healthy.pipelines.values()].count("healthy") == 1
     for thread in threads:
         thread.join(BUDGET + 15)
     assert sorted(status for status, _, _ in replies) == [503, 503, 504, 504], replies

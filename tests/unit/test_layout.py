@@ -16,7 +16,7 @@ from nbconvert_kfp import runtime, script
 from nbconvert_kfp.codegen import archive
 from nbconvert_kfp.codegen.reserved import SCRIPT_GLOBALS
 
-from helpers import build_notebook
+from helpers import EXAMPLES, build_notebook
 
 PACKAGE = Path(nbconvert_kfp.__file__).parent
 STDLIB = set(sys.stdlib_module_names)
@@ -69,13 +69,32 @@ def test_sources_ship_every_module_of_the_package(package):
     assert "nbconvert_kfp/__init__.py" in shipped
 
 
-
-
-
 def test_payloads_are_identical_for_the_same_files_and_unpack_to_them():
     assert archive.payload(runtime.sources()) == archive.payload(dict(reversed(runtime.sources().items())))
     assert archive.payload({"a.py": "x = 1\n"}) != archive.payload({"a.py": "x = 2\n"})
     assert archive.unpack(archive.payload(script.sources())) == script.sources()
+
+
+def test_a_conversion_packs_anew_only_what_changed_since_the_last_one_in_this_process(monkeypatch):
+    import lzma
+
+    from nbconvert_kfp.exporters import KFPExporter
+
+    packed = []
+    compress = lzma.compress
+    monkeypatch.setattr(lzma, "compress", lambda data, **kw: packed.append(data) or compress(data, **kw))
+    notebook = EXAMPLES / "model_comparison.ipynb"
+    first, _ = KFPExporter().from_filename(str(notebook))
+    packed.clear()
+    again, _ = KFPExporter().from_filename(str(notebook))
+    assert again == first and packed == []  # nbconvert-kfp's own code was packed once, by the first conversion
+
+    sources = runtime.sources()
+    changed = dict(sources, **{"nbconvert_kfp/runtime/step.py": sources["nbconvert_kfp/runtime/step.py"]
+                               + "\nCHANGED_SINCE = 1\n"})
+    monkeypatch.setattr(runtime, "sources", lambda: changed)
+    edited, _ = KFPExporter().from_filename(str(notebook))
+    assert edited != first and len(packed) == 1 and b"CHANGED_SINCE = 1" in packed[0]
 
 
 def test_minified_runtime_keeps_the_code_and_drops_docstrings():
