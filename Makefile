@@ -13,7 +13,7 @@ EXAMPLE ?= examples/model_comparison.ipynb
 help:
 	@echo "make demo    convert $(EXAMPLE) and run the pipeline locally with kfp.local"
 	@echo "make test    run the test suite (test-floors first)"
-	@echo "make test-fast  the in-process tier, tests/unit and tests/golden: no process started (about a minute)"
+	@echo "make test-fast  the in-process tier, tests/unit and tests/golden: no process started (under half a minute)"
 	@echo "make test-floors  run tests/floors against the declared minimum dependency versions"
 	@echo "make coverage  run the suite under coverage.py, processes it starts included, and report"
 	@echo "make bench   run the benchmarks in bench/ (ratios against baselines measured in the same run)"
@@ -30,10 +30,10 @@ $(DEMO_STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e ".[demo]"
 	touch $(DEMO_STAMP)
 
-# The test extra is large (about 220 packages, 4 GB): uv installs it in well under a minute where pip takes
-# several. torch goes first, through pip, and on its own: so asked, pip takes a CPU-only build where the
-# machine's pip configuration offers one (a find-links folder, PyTorch's CPU index), where inside a resolution
-# of the whole extra pip 26 and uv take PyPI's CUDA build of the same version and 3 GB of NVIDIA libraries.
+# The test extra is large (about 220 packages, 4 GB): uv installs it in well under a minute where pip took
+# two. torch goes first, through pip, and on its own: so asked, pip takes a CPU-only build where the
+# machine's pip configuration offers one (a find-links folder, say), where inside a resolution of the whole
+# extra pip 26 and uv took PyPI's CUDA build of the same version and 3 GB of NVIDIA libraries.
 # uv then keeps the torch it finds installed.
 TORCH := $(shell sed -n 's/.*"\(torch==[^"]*\)".*/\1/p' pyproject.toml)
 
@@ -81,7 +81,7 @@ $(FLOORS)/constraints.txt: pyproject.toml .ci/floors.py
 	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
 $(FLOORS)/.deps: $(FLOORS)/constraints.txt
-	@echo "test-floors: creating the venv $(FLOORS) with the declared minimum versions (about a minute)"
+	@echo "test-floors: creating the venv $(FLOORS) with the declared minimum versions"
 	$(PYTHON) -m venv --clear $(FLOORS)
 	@echo '*' > $(FLOORS)/.gitignore
 	$(PYTHON) .ci/floors.py > $(FLOORS)/constraints.txt

@@ -127,14 +127,17 @@ def nbconvert_kfp(args, cwd, environment: dict[str, str] | None = None) -> subpr
     stdout and stderr, without the seconds a new Python process spends importing nbconvert and kfp.
     ``environment``, if given, is the whole of ``os.environ`` during the call. What processes the command starts
     print goes to this process's file descriptors, not into the result: tests of subcommands that start
-    pipelines (``local``, ``tune``) run the real process. An exception that would print a traceback propagates."""
+    pipelines (``local``, ``tune``) run the real process. An exception that would print a traceback propagates;
+    a thread the command leaves running (a process would end it at exit) fails the call."""
     import contextlib
     import io
+
+    import threading
 
     from nbconvert_kfp.command import main
 
     out, err = io.StringIO(), io.StringIO()
-    before, saved = os.getcwd(), dict(os.environ)
+    before, saved, threads = os.getcwd(), dict(os.environ), set(threading.enumerate())
     os.chdir(cwd)
     if environment is not None:
         os.environ.clear()
@@ -149,6 +152,10 @@ def nbconvert_kfp(args, cwd, environment: dict[str, str] | None = None) -> subpr
         os.chdir(before)
         os.environ.clear()
         os.environ.update(saved)
+    # A process would end its threads at exit; here one left running could act in a later test.
+    left = [t for t in threading.enumerate() if t not in threads and t.name.startswith("nbconvert-kfp")
+            and (t.join(5) or t.is_alive())]
+    assert not left, f"nbconvert-kfp {' '.join(map(str, args))} left threads running: {[t.name for t in left]}"
     return subprocess.CompletedProcess(["nbconvert-kfp", *map(str, args)], status, out.getvalue(), err.getvalue())
 
 

@@ -16,7 +16,7 @@ import nbformat
 import pytest
 import yaml
 
-from helpers import VENV_BIN, build_notebook, nbconvert
+from helpers import build_notebook, nbconvert, nbconvert_kfp
 
 #: The top-level keys of a compiled pipeline (no platform document for these notebooks).
 IR_KEYS = {"components", "deploymentSpec", "pipelineInfo", "root", "schemaVersion", "sdkVersion"}
@@ -83,8 +83,7 @@ def test_string_given_with_p_stays_a_value_in_the_yaml(tmp_path):
 
 def test_nbconvert_kfp_compile_with_p_keeps_the_yaml_structure(tmp_path):
     notebook = _notebook(tmp_path)
-    result = _run([VENV_BIN / "nbconvert-kfp", "compile", notebook.name, "-p", "S", INJECTED,
-                   "--output", "out.yaml"], tmp_path)
+    result = nbconvert_kfp(["compile", notebook.name, "-p", "S", INJECTED, "--output", "out.yaml"], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     [document] = _documents(tmp_path / "out.yaml")
     assert set(document) == IR_KEYS
@@ -103,9 +102,8 @@ def test_kfp_yaml_exporter_output_loads_with_control_characters(tmp_path):
 def test_a_non_finite_float_is_refused_for_a_compiled_pipeline_without_a_traceback(tmp_path):
     notebook = _notebook(tmp_path)
     assert nbconvert(["--to", "kfp", notebook.name], tmp_path).returncode == 0
-    for command in ([sys.executable, "nb_pipeline.py", "-p", "R", "inf"],
-                    [VENV_BIN / "nbconvert-kfp", "compile", notebook.name, "-p", "R", "nan"]):
-        result = _run(command, tmp_path)
+    for result in (_run([sys.executable, "nb_pipeline.py", "-p", "R", "inf"], tmp_path),
+                   nbconvert_kfp(["compile", notebook.name, "-p", "R", "nan"], tmp_path)):
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert "parameter R:" in result.stderr.strip().splitlines()[-1]
 

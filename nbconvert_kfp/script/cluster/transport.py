@@ -132,10 +132,13 @@ def exchange(send: Callable[[Any], Any], limits: Limits) -> Any:
 
     class Attempt(urllib3.Timeout):
         """The timeouts of each attempt urllib3 makes (it retries some failures): the limits, cut to the
-        time left before the deadline, so the worker thread ends near the deadline, however often it retries."""
+        time left before the deadline, so the worker thread ends near the deadline, however often it retries;
+        past the deadline no attempt starts (the host sees no request after the caller gave up)."""
 
         def clone(self) -> Any:
-            left = max(deadline - time.monotonic(), 0.001)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DeadlineExceeded(f"no attempt after the deadline of {limits.deadline:g} s")
             return urllib3.Timeout(connect=min(limits.connect, left), read=min(limits.read, left))
 
     def work() -> None:
