@@ -35,6 +35,7 @@ import json
 import selectors
 import socket
 import struct
+import sys
 import threading
 import zlib
 from dataclasses import dataclass, field
@@ -357,17 +358,16 @@ class FakeKFP(ThreadingHTTPServer):
         #: Hostile behaviour: answers (one of ANSWER_MODES) and how they are sent (one of TRANSPORT_MODES).
         self.hostile: str | None = None
         self.transport: str | None = None
-        #: Failures of request handlers (see ``handle_error``).
-        self.handler_errors: list[str] = []
         #: Set when the server stops, to end hostile replies that would go on for ever.
         self.stopping = threading.Event()
 
     def handle_error(self, request, client_address) -> None:
-        """Keep a request's failure (a client that hung up on a flood, say) out of this process's stderr, where a
-        command run in the same process would show it as its own traceback: the failure is recorded instead."""
+        """A request's failure (a client that hung up on a flood, say) goes to the process's own stderr, never to
+        ``sys.stderr``, which a command run in this process may have redirected: there it would read as the
+        command's own traceback."""
         import traceback
 
-        self.handler_errors.append(traceback.format_exc(limit=3))
+        traceback.print_exc(file=sys.__stderr__)
 
     def verify_request(self, request, client_address) -> bool:
         """Count every connection, even one that never becomes an HTTP request (a TLS hello)."""

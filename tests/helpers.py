@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ast
+import contextlib
+import io
 import logging
 import os
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import nbformat
@@ -87,36 +90,54 @@ def run(cmd, cwd, timeout=600, **env):
                           env=environment, timeout=timeout, encoding="utf-8", errors="replace")
 
 
+@contextlib.contextmanager
+def _as_a_new_process(cwd, out: io.StringIO, err: io.StringIO, environment: dict[str, str] | None = None):
+    """This process set up as a command's own would be: ``cwd`` its working folder, ``environment`` (if given) the
+    whole of ``os.environ``, stdout and stderr written into ``out`` and ``err``; the folder and the environment
+    are restored after, whatever the command changed."""
+    before, saved = os.getcwd(), dict(os.environ)
+    os.chdir(cwd)
+    if environment is not None:
+        os.environ.clear()
+        os.environ.update(environment)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            yield
+    finally:
+        os.chdir(before)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _exit_status(exit: SystemExit) -> int:
+    """The status a process ending with this ``SystemExit`` would have."""
+    return exit.code if isinstance(exit.code, int) else (1 if exit.code else 0)
+
+
 def nbconvert(args, cwd, merge: bool = False) -> subprocess.CompletedProcess:
     """``jupyter nbconvert ARGS`` run in this process, in ``cwd``: the command line a user types, parsed and run by
     nbconvert's own application, with its exit status, stdout and stderr, without the seconds a new Python
     process spends importing nbconvert and kfp. The real ``jupyter`` process has contract tests of its own
     (tests/cli/test_exporter_cli.py); an exception that would print a traceback there propagates here.
     ``merge``: stderr goes to stdout, as ``run`` merges them."""
-    import contextlib
-    import io
-
     from nbconvert.nbconvertapp import NbConvertApp
 
     out = io.StringIO()
     err = out if merge else io.StringIO()
-    before = os.getcwd()
     NbConvertApp.clear_instance()
-    os.chdir(cwd)
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with _as_a_new_process(cwd, out, err):
             app = NbConvertApp.instance()
             try:
                 app.initialize([str(a) for a in args])
                 app.start()
                 status = 0
             except SystemExit as exit:
-                status = exit.code if isinstance(exit.code, int) else (1 if exit.code else 0)
+                status = _exit_status(exit)
             finally:
                 for handler in app.log.handlers if isinstance(app.log, logging.Logger) else []:
                     handler.flush()
     finally:
-        os.chdir(before)
         NbConvertApp.clear_instance()
     return subprocess.CompletedProcess(["jupyter", "nbconvert", *map(str, args)], status, out.getvalue(),
                                        None if merge else err.getvalue())
@@ -129,29 +150,15 @@ def nbconvert_kfp(args, cwd, environment: dict[str, str] | None = None) -> subpr
     print goes to this process's file descriptors, not into the result: tests of subcommands that start
     pipelines (``local``, ``tune``) run the real process. An exception that would print a traceback propagates;
     a thread the command leaves running (a process would end it at exit) fails the call."""
-    import contextlib
-    import io
-
-    import threading
-
     from nbconvert_kfp.command import main
 
     out, err = io.StringIO(), io.StringIO()
-    before, saved, threads = os.getcwd(), dict(os.environ), set(threading.enumerate())
-    os.chdir(cwd)
-    if environment is not None:
-        os.environ.clear()
-        os.environ.update(environment)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                status = main([str(a) for a in args])
-            except SystemExit as exit:
-                status = exit.code if isinstance(exit.code, int) else (1 if exit.code else 0)
-    finally:
-        os.chdir(before)
-        os.environ.clear()
-        os.environ.update(saved)
+    threads = set(threading.enumerate())
+    with _as_a_new_process(cwd, out, err, environment):
+        try:
+            status = main([str(a) for a in args])
+        except SystemExit as exit:
+            status = _exit_status(exit)
     # A process would end its threads at exit; here one left running could act in a later test.
     left = [t for t in threading.enumerate() if t not in threads and t.name.startswith("nbconvert-kfp")
             and (t.join(5) or t.is_alive())]
