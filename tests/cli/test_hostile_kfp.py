@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import nbformat
 import pytest
-from fakekfp import ANSWER_MODES, TRANSPORT_MODES, FakeKFP
+from fakekfp import ANSWER_MODES, TRANSPORT_MODES, FakeKFP, gzip_bomb
 
 from helpers import PYTHON, build_notebook, nbconvert_kfp
 
@@ -98,6 +98,8 @@ def finished_run(kfp, workdir):
 def hostile(kfp):
     """Set a hostile mode for one test; the server is honest again after it."""
     def set_mode(answers: str | None = None, transport: str | None = None):
+        if transport == "gzip-bomb":
+            gzip_bomb()  # packed now (about 1 s), not while the command's deadline runs
         kfp.hostile, kfp.transport = answers, transport
     yield set_mode
     kfp.hostile = kfp.transport = None

@@ -24,3 +24,23 @@ def test_no_attempt_starts_after_the_deadline_however_often_urllib3_would_retry(
         time.sleep(0.6)  # a retry the worker thread started after the deadline would have connected by now
         # the first attempt (its read times out at 0.3 s) and at most one retry, cut to the 0.2 s left
         assert 1 <= host.accepted <= 2
+
+
+class _Answered:
+    """A urllib3 response whose body is already read: ``exchange`` returns it at once."""
+
+    def read1(self, size: int, decode_content: bool = True) -> bytes:
+        return b""
+
+    def release_conn(self) -> None:
+        pass
+
+
+def test_a_retry_due_after_the_deadline_says_the_deadline_passed_as_any_late_answer_does():
+    attempts = []
+    exchange(lambda timeout: attempts.append(timeout) or _Answered(), Limits(connect=0.1, read=0.1, deadline=0.2))
+    [first] = attempts
+    assert first.clone().read_timeout <= 0.2  # an attempt before the deadline: its timeouts cut to the time left
+    time.sleep(0.25)
+    with pytest.raises(DeadlineExceeded, match=r"^no complete answer within 0\.2 s \(the host is too slow"):
+        first.clone()  # urllib3 clones the timeout for each retry

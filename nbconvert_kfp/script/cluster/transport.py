@@ -103,12 +103,18 @@ def _size(cap: int) -> str:
     return f"{cap / 1024 / 1024:g} MiB" if cap >= 1024 * 1024 else f"{cap} bytes"
 
 
+def _late(limits: Limits) -> str:
+    """What a request that passed its deadline says, wherever that was noticed."""
+    return (f"no complete answer within {limits.deadline:g} s (the host is too slow, or not a KFP API; "
+            f"{DEADLINE_ENV} sets the deadline)")
+
+
 def _read_body(response: Any, limits: Limits, deadline: float) -> bytes:
     """The decoded body of a urllib3 response, within the deadline and the cap."""
     body = bytearray()
     while True:
         if time.monotonic() > deadline:
-            raise DeadlineExceeded(f"the answer did not arrive within {limits.deadline:g} s")
+            raise DeadlineExceeded(_late(limits))
         chunk = response.read1(_CHUNK, decode_content=True)
         if not chunk:
             return bytes(body)
@@ -138,7 +144,7 @@ def exchange(send: Callable[[Any], Any], limits: Limits) -> Any:
         def clone(self) -> Any:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise DeadlineExceeded(f"no attempt after the deadline of {limits.deadline:g} s")
+                raise DeadlineExceeded(_late(limits))  # a retry urllib3 would start late
             return urllib3.Timeout(connect=min(limits.connect, left), read=min(limits.read, left))
 
     def work() -> None:
@@ -167,8 +173,7 @@ def exchange(send: Callable[[Any], Any], limits: Limits) -> Any:
                 response.shutdown()  # unblocks the worker's read
             except Exception:
                 pass
-        raise DeadlineExceeded(f"no complete answer within {limits.deadline:g} s (the host is too slow, or "
-                               f"not a KFP API; {DEADLINE_ENV} sets the deadline)")
+        raise DeadlineExceeded(_late(limits))
     if "error" in outcome:
         error = outcome["error"]
         raise error
