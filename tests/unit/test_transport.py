@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
-from fakekfp import SilentHost
-from nbconvert_kfp.script.cluster.transport import DeadlineExceeded, Limits, exchange
+from fakekfp import FakeKFP, SilentHost
+from nbconvert_kfp.script.cluster.transport import DEADLINE_ENV, DeadlineExceeded, Limits, bound, exchange
 
 
 def test_no_attempt_starts_after_the_deadline_however_often_urllib3_would_retry():
@@ -44,3 +45,25 @@ def test_a_retry_due_after_the_deadline_says_the_deadline_passed_as_any_late_ans
     time.sleep(0.25)
     with pytest.raises(DeadlineExceeded, match=r"^no complete answer within 0\.2 s \(the host is too slow"):
         first.clone()  # urllib3 clones the timeout for each retry
+
+
+def _request_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "nbconvert-kfp-request"]
+
+
+@pytest.mark.parametrize("mode", ["trickle-headers", "trickle"])
+def test_a_bound_client_hangs_up_at_the_deadline_on_a_host_that_trickles(monkeypatch, mode):
+    import kfp_server_api
+
+    monkeypatch.setenv(DEADLINE_ENV, "0.5")
+    with FakeKFP() as host:
+        host.transport = mode  # a byte every 0.02 s: no read ever times out
+        client = kfp_server_api.ApiClient(kfp_server_api.Configuration(host=host.url))
+        bound(client.rest_client)
+        before = set(_request_threads())
+        with pytest.raises(DeadlineExceeded, match="within 0.5 s"):
+            client.rest_client.GET(host.url + "/apis/v2beta1/healthz")
+        left = time.monotonic() + 2
+        while set(_request_threads()) - before and time.monotonic() < left:
+            time.sleep(0.02)
+        assert not set(_request_threads()) - before, "the request's thread still reads from the host"

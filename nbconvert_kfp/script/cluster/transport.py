@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -46,6 +47,8 @@ class ResponseTooLarge(ScriptError):
     """The host's answer is larger than the cap."""
 
 
+#: The connections an exchange's worker thread has read an answer from (``exchange``), in that thread's context.
+_READING: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar("nbconvert_kfp_reading", default=None)
 #: The ``time.monotonic()`` by which the current work's requests must end (``within``), or None.
 _BUDGET: contextvars.ContextVar[float | None] = contextvars.ContextVar("nbconvert_kfp_budget", default=None)
 
@@ -128,13 +131,15 @@ def exchange(send: Callable[[Any], Any], limits: Limits) -> Any:
     """Run ``send(timeout)`` (a urllib3 request that does not preload its body) and read its body,
     in a worker thread, for at most ``limits.deadline`` seconds; return the response with its body read.
 
-    A host still sending at the deadline is left to the worker thread, which stops at its next
-    read (the socket's read timeout bounds each one); the caller gets ``DeadlineExceeded`` at once.
+    At the deadline the caller gets ``DeadlineExceeded`` at once, and the connection the worker thread reads
+    from is shut down, so that thread ends too, also while a host trickles its headers (for pools ``bound``
+    made; otherwise the socket's read timeout bounds each of its reads).
     """
     from kfp_server_api.rest import urllib3  # kfp's own HTTP library
 
     deadline = time.monotonic() + limits.deadline
     outcome: dict[str, Any] = {}
+    reading: list[Any] = []  # the connections of this exchange's attempts (``bound`` makes pools record them)
 
     class Attempt(urllib3.Timeout):
         """The timeouts of each attempt urllib3 makes (it retries some failures): the limits, cut to the
@@ -148,6 +153,7 @@ def exchange(send: Callable[[Any], Any], limits: Limits) -> Any:
             return urllib3.Timeout(connect=min(limits.connect, left), read=min(limits.read, left))
 
     def work() -> None:
+        _READING.set(reading)  # this thread's own context
         try:
             response = send(Attempt(connect=limits.connect, read=limits.read))
             outcome["response"] = response
@@ -167,10 +173,12 @@ def exchange(send: Callable[[Any], Any], limits: Limits) -> Any:
     worker.start()
     worker.join(max(0.0, deadline - time.monotonic()))
     if worker.is_alive():
+        for connection in list(reading):  # ends the worker's read, of the headers or of the body
+            _hang_up(connection)
         response = outcome.get("response")
         if response is not None:
             try:
-                response.shutdown()  # unblocks the worker's read
+                response.shutdown()  # the body's read, on a connection of a pool ``bound`` did not make
             except Exception:
                 pass
         raise DeadlineExceeded(_late(limits))
@@ -178,6 +186,29 @@ def exchange(send: Callable[[Any], Any], limits: Limits) -> Any:
         error = outcome["error"]
         raise error
     return outcome["response"]
+
+
+def _hang_up(connection: Any) -> None:
+    """Shut a connection's socket down: a read blocked on it, in any thread, returns at once."""
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the OS socket, also under TLS
+        except OSError:
+            pass
+
+
+def _watched(pool_class: type) -> type:
+    """``pool_class`` whose connections, as they read an answer, are known to the exchange that sent it."""
+
+    class Connection(pool_class.ConnectionCls):  # type: ignore[name-defined, misc]
+        def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+            reading = _READING.get()
+            if reading is not None:
+                reading.append(self)
+            return super().getresponse(*args, **kwargs)
+
+    return type(pool_class.__name__, (pool_class,), {"ConnectionCls": Connection})
 
 
 class _BoundedPool:
@@ -212,4 +243,8 @@ def bound(rest_client: Any) -> None:
     """Make every request of a kfp_server_api REST client bounded (``exchange``)."""
     pool = getattr(rest_client, "pool_manager", None)
     if pool is not None and not isinstance(pool, _BoundedPool):
+        classes = getattr(pool, "pool_classes_by_scheme", None)
+        if isinstance(classes, dict):  # a host that trickles its headers is hung up on at the deadline too
+            pool.pool_classes_by_scheme = {scheme: _watched(cls) for scheme, cls in classes.items()}
+            pool.clear()  # pools made before this make connections of the new classes
         rest_client.pool_manager = _BoundedPool(pool)
