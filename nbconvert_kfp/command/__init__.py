@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..script.cli import parameter_options
 from . import kale, pipeline, runs
 from .subcommand import CommandError, Subcommand, conversion_config
 
@@ -53,8 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         with redaction.redacted_output():
             _remember_secrets()
             return kale.main(argv)
+    pairs, argv = parameter_options(argv)  # -p C -1e-3: argparse would read the value as an option
     top = parser()
     args, options = top.parse_known_args(argv)
+    if hasattr(args, "parameter"):
+        args.parameter = pairs + args.parameter
+    else:  # a subcommand without -p says so, as argparse would
+        options = [word for pair in pairs for word in ("-p", *pair)] + options
     if not getattr(args, "handler", None):
         top.print_help(sys.stderr)
         return 2

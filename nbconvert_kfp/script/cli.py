@@ -23,6 +23,34 @@ from .parametervalue import compiled_value, parse_value, type_name
 SCRIPT_ATTRIBUTES = ("pipeline", "PIPELINE_NAME", "PIPELINE_DESCRIPTION", "EXPERIMENT", "PARAMETER_TYPES",
                      "LOCAL_RUN", "LOCAL_IGNORED", "PRELOAD_IMPORTS")
 
+#: The option that sets a pipeline parameter (``-p NAME VALUE``), in both its forms.
+PARAMETER_OPTIONS = ("-p", "--parameter")
+
+
+def parameter_options(argv: list[str]) -> tuple[list[list[str]], list[str]]:
+    """The ``-p NAME VALUE`` pairs of a command line, taken as given, and the rest of it for argparse.
+
+    argparse reads a value such as ``-1e-3`` or ``-x`` as an option and stops; here the two words after
+    ``-p`` are its name and value, whatever they look like (a ``-p`` without both is left to argparse,
+    which says what is missing, and so is everything after ``--``).
+    """
+    pairs: list[list[str]] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        if word == "--":
+            rest += argv[index:]
+            break
+        if word in PARAMETER_OPTIONS and index + 2 < len(argv):
+            pairs.append([argv[index + 1], argv[index + 2]])
+            index += 3
+            continue
+        rest.append(word)
+        index += 1
+    return pairs, rest
+
+
 def _positive(text: str) -> int:
     """An argparse type: a whole number of at least 1."""
     try:
@@ -132,7 +160,9 @@ def parse_arguments(script: Mapping[str, Any], argv: list[str] | None = None) ->
     tuning.add_argument("--katib-metrics", action="store_true",
                         help="with --local, print the search's metrics as lines for Katib's metrics collector "
                         "(what a Katib trial runs)")
+    pairs, argv = parameter_options(sys.argv[1:] if argv is None else list(argv))
     args = parser.parse_args(argv)
+    args.parameter = pairs + args.parameter  # those argparse read: an abbreviation such as --param
     deploying = args.upload or args.run
     if args.local and deploying:
         parser.error("--local runs on this machine; it does not go with --upload or --run")

@@ -92,9 +92,16 @@ def test_other_preprocessors_options_pass_through(tmp_path, monkeypatch, capsys)
     (["compile", "mc.ipynb", "--data-files", "sometimes"], "bad exporter option"),
     (["local", "mc.ipynb", "-p", "N_ESTIMATORS", "lots"], "parameter N_ESTIMATORS: expected an integer, got 'lots'"),
     (["status", "run-1", "--KFPExporter.base_image=x"], "unrecognized arguments: --KFPExporter.base_image=x"),
+    (["status", "run-1", "-p", "C", "-1"], "unrecognized arguments: -p C -1"),
 ])
 def test_bad_options_and_values_are_one_line_of_this_command(mc, capsys, argv, words):
     assert command.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"nbconvert-kfp {argv[0]}: ") and err.count("\n") == 1, err
     assert words in err and "THIS_SCRIPT" not in err and "Traceback" not in err
+
+
+def test_a_negative_value_in_scientific_notation_reaches_the_pipeline(mc, capsys):
+    assert command.main(["compile", "mc.ipynb", "-p", "C", "-1e-3", "--output", "out.yaml"]) == 0, capsys.readouterr()
+    spec = yaml.safe_load((mc / "out.yaml").read_text())
+    assert spec["root"]["inputDefinitions"]["parameters"]["C"]["defaultValue"] == -0.001

@@ -52,8 +52,19 @@ def test_arguments_default_output_next_to_the_script_and_typed_parameters(tmp_pa
     assert args.workdir == tmp_path
 
 
+@pytest.mark.parametrize("argv, expected", [
+    (["-p", "b", "-1e-3"], {"b": -0.001}), (["-p", "b", "-1E300", "-p", "a", "-7"], {"b": -1e300, "a": -7}),
+    (["--parameter", "b", "-.5e1", "--local"], {"b": -5.0}), (["--param", "a", "-3"], {"a": -3}),
+])
+def test_a_negative_value_in_any_notation_is_a_value_not_an_option(tmp_path, argv, expected):
+    assert cli.parse_arguments(_script(tmp_path), argv).arguments == expected
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--local", "--run"], "--local runs on this machine"),
+    (["-p", "a"], "argument -p/--parameter: expected 2 arguments"),
+    (["-p", "a", "-x"], "parameter a: expected an integer, got '-x'"),
+    (["-p", "b", "--local"], "parameter b: expected a number, got '--local'"),
     (["--host", "https://kfp.example.com"], "--host: only with --upload or --run"),
     (["-p", "c", "1"], "unknown parameter 'c'; known: a, b"),
     (["-p", "a", "one"], "parameter a: expected an integer, got 'one'"),
