@@ -37,6 +37,8 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results"
 LOGS = RESULTS / "realworld-logs"
 DEFAULT_DIR = Path("/work/realworld/notebooks")
+#: The file collect.py writes in each notebook's folder: the folder a run copies.
+COLLECTED_MARKER = ".collected-folder"
 #: The line the extra cell prints in the nbclient run: the notebook's metric values as JSON.
 METRICS_MARKER = "@@realworld-metrics@@"
 #: "  metric NAME = VALUE", printed by a generated script after a successful local run.
@@ -306,10 +308,14 @@ def _slug(relative: Path) -> str:
 
 
 def _copy_folder(notebook: Path, into: Path) -> Path:
-    """Copy the notebook's folder to ``into``; return the notebook's path in the copy."""
-    shutil.copytree(notebook.parent, into, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "*_pipeline.py",
-                                                                          "*_pipeline.yaml", "local_outputs"))
-    return into / notebook.name
+    """Copy the notebook's folder to ``into``; return the notebook's path in the copy. A notebook that collect.py
+    put below the folders its code reads from (``../data/x.csv``) is copied with the folder that holds them,
+    the one with collect.py's marker file."""
+    top = next((folder for folder in notebook.parents if (folder / COLLECTED_MARKER).is_file()),
+               notebook.parent)
+    shutil.copytree(top, into, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "*_pipeline.py",
+                                                             "*_pipeline.yaml", "local_outputs", COLLECTED_MARKER))
+    return into / notebook.relative_to(top)
 
 
 _CONVERT_PREFIX = re.compile(r"^\[NbConvertApp\] ERROR \| Error while converting '[^']*': ")
