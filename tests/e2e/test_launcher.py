@@ -131,3 +131,33 @@ def test_warm_and_cold_start_give_the_same_results(tmp_path):
         runs[tuple(mode)] = _metrics(proc.stdout)
     assert runs[()] == runs[("--cold-start",)]
     assert set(runs[()]) == {"tree_acc", "knn_acc"}
+
+
+def test_stopping_a_run_removes_the_step_code_folders_its_launchers_left(tmp_path):
+    """kfp's command writes each step's code to a ``mktemp -d`` folder; a launcher stopped before it removed
+    its folder leaves it: ``terminate`` removes it once that launcher has ended."""
+    import threading
+
+    left = tmp_path / "tmp.AbCdEf1234"
+    left.mkdir()
+    (left / "ephemeral_component.py").write_text("x = 1\n")
+    other = tmp_path / "tmp.GhIjKl5678"  # a folder that holds more than kfp wrote: not ours to remove
+    other.mkdir()
+    (other / "ephemeral_component.py").write_text("x = 1\n")
+    (other / "notes.txt").write_text("keep\n")
+    # a launcher that takes 0.5 s to end after SIGTERM, and removes nothing
+    client = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+                               "lambda *_: None); print('ready', flush=True); time.sleep(0.5)"],
+                              stdout=subprocess.PIPE, text=True)
+    assert client.stdout.readline() == "ready\n"
+    seen = []
+    reaper = threading.Thread(target=lambda: seen.append((client.wait(), left.exists())))  # as its shell reaps it
+    reaper.start()
+    with StepLauncher([], warm=False) as cold:
+        with cold._lock:
+            cold._running = {"a": {"kind": "start", "client": client.pid, "code_folder": str(left)},
+                             "b": {"kind": "start", "client": None, "code_folder": str(other)}}
+        cold.terminate()
+    reaper.join(5)
+    assert seen == [(0, True)]  # it ended on its own, its folder still there
+    assert not left.exists() and other.exists()

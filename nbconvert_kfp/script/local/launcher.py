@@ -32,6 +32,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 import traceback
 from typing import Any, Callable, Iterable
 
@@ -99,17 +100,21 @@ if not task_dir:
     read_line(conn, buffer)
     status = read_line(conn, buffer)
     exit_code(int(status) if status and status.lstrip("-").isdigit() else 1)
-def clean_up():
-    # kfp's command writes the step's code to a fresh `mktemp -d` folder and leaves it: remove it
+def code_folder():
+    # kfp's command writes the step's code to a fresh `mktemp -d` folder and leaves it
     for flag, value in zip(args, args[1:]):
         folder = os.path.dirname(value)
         if flag == "--component_module_path" and os.path.basename(folder).startswith("tmp."):
-            try:
-                if set(os.listdir(folder)) <= {"ephemeral_component.py", "__pycache__"}:
-                    import shutil
-                    shutil.rmtree(folder, ignore_errors=True)
-            except OSError:
-                pass
+            return folder
+    return None
+def clean_up():
+    folder = code_folder()
+    try:
+        if folder and set(os.listdir(folder)) <= {"ephemeral_component.py", "__pycache__"}:
+            import shutil
+            shutil.rmtree(folder, ignore_errors=True)
+    except OSError:
+        pass
 import signal
 signal.signal(signal.SIGTERM, lambda *_: (clean_up(), os._exit(128 + signal.SIGTERM)))
 os.makedirs(task_dir, exist_ok=True)
@@ -139,7 +144,8 @@ else:
     pid = proc.pid
 os.close(write_end)
 started = time.monotonic()
-event(kind="start", task_dir=task_dir, log=log_path, pid=pid, client=os.getpid(), warm=conn is not None)
+event(kind="start", task_dir=task_dir, log=log_path, pid=pid, client=os.getpid(), warm=conn is not None,
+      code_folder=code_folder())
 with open(log_path, "ab") as log:
     while True:
         chunk = os.read(read_end, 65536)
@@ -282,6 +288,8 @@ def _monitor(conn: socket.socket, request: dict, fds: list[int]) -> int:
     return 0
 
 
+#: Seconds ``terminate`` waits for the launchers it stopped to end, before it removes what they left.
+STOP_WAIT_SECONDS = 3.0
 #: Seconds between two looks of the warm process at whether the run that started it is still there.
 PARENT_CHECK_SECONDS = 1.0
 
@@ -359,6 +367,36 @@ def die_with_parent() -> None:
 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
+        pass
+
+
+def _alive(pid: Any) -> bool:
+    """Whether a process of that id is running (an ended one its parent has not reaped yet is not)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rpartition(b")")[2].split()[:1] not in ([b"Z"], [b"X"])
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: whether the id is taken
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            return True
+        return True
+
+
+def _remove_code_folder(folder: Any) -> None:
+    """Remove the ``mktemp -d`` folder kfp's command wrote a step's code to, if it holds nothing else."""
+    if not isinstance(folder, str) or not os.path.basename(folder).startswith("tmp."):
+        return
+    try:
+        if set(os.listdir(folder)) <= {"ephemeral_component.py", "__pycache__"}:
+            shutil.rmtree(folder, ignore_errors=True)
+    except OSError:
         pass
 
 
@@ -503,8 +541,14 @@ class StepLauncher:
         for event in running:
             try:
                 os.kill(event["client"], signal.SIGTERM)
-            except (KeyError, OSError):
+            except (KeyError, OSError, TypeError):
                 pass
+        # each launcher removes its step's code folder as it ends; one it could not remove is removed here
+        deadline = time.monotonic() + STOP_WAIT_SECONDS
+        for event in running:
+            while _alive(event.get("client")) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            _remove_code_folder(event.get("code_folder"))
 
     def __exit__(self, *exc_info: object) -> None:
         sys.executable = self._real_executable
