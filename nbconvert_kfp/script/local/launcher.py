@@ -374,19 +374,21 @@ def _alive(pid: Any) -> bool:
     """Whether a process of that id is running (an ended one its parent has not reaped yet is not)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rpartition(b")")[2].split()[:1] not in ([b"Z"], [b"X"])
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc: whether the id is taken
+    if os.path.isdir("/proc/self"):  # Linux: a process's state
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                return fh.read().rpartition(b")")[2].split()[:1] not in ([b"Z"], [b"X"])
+        except FileNotFoundError:
             return False
         except OSError:
             return True
+    try:  # elsewhere: whether the id is taken
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
         return True
+    return True
 
 
 def _remove_code_folder(folder: Any) -> None:
