@@ -52,6 +52,37 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(TIERS[tier])
 
 
+def _in_process_tier(path: Path) -> bool:
+    """Whether a path lies in a tier directory of the in-process tier (False outside the tier directories)."""
+    try:
+        parts = Path(path).resolve().relative_to(TESTS.resolve()).parts
+    except ValueError:
+        return False
+    return len(parts) >= 2 and parts[0] in TIERS and TIERS[parts[0]] is None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    """A module- or class-scoped fixture set up for an in-process module starts no process either: the autouse
+    guard below covers only what runs inside each test."""
+    path = getattr(request.node, "path", None)
+    if fixturedef.scope in ("function", "session") or path is None or not _in_process_tier(path):
+        yield
+        return
+    original = subprocess.Popen._execute_child
+    where = f"fixture {fixturedef.argname!r} of {request.node.nodeid}"
+
+    def refuse(self, args, *rest, **kwargs):
+        raise AssertionError(f"{where} is in the in-process tier but started a process ({args!r:.120}); "
+                             f"move it to tests/cli or tests/e2e, or set it up in-process")
+
+    subprocess.Popen._execute_child = refuse
+    try:
+        yield
+    finally:
+        subprocess.Popen._execute_child = original
+
+
 @pytest.fixture(autouse=True)
 def _in_process_tier_starts_no_process(request, monkeypatch):
     """A test of the in-process tier that starts a process fails, saying so: the fast tier stays fast by rule,
