@@ -59,12 +59,14 @@ def _replacement(node: ast.stmt) -> str | None:
     if match is None or strings is None:
         return None
     method = match[0]
+    # IPython runs the magic's code as a cell: its own magics, stacked ones included (``%%capture`` over
+    # ``%%sh``), are IPython syntax too
     if method == "run_line_magic" and len(strings) == 2 and strings[0] in _CODE_LINE_MAGICS:
-        return strings[1]
+        return analysis_source(python_source(strings[1]))
     if method == "run_cell_magic" and len(strings) == 3 and strings[0] in _CODE_CELL_MAGICS:
         words = strings[1].split()
         binding = f"\n{words[0]} = None" if strings[0] == "capture" and words and words[0].isidentifier() else ""
-        return strings[2] + binding
+        return analysis_source(python_source(strings[2])).rstrip("\n") + binding
     return None
 
 

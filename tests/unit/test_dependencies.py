@@ -184,6 +184,16 @@ def test_magic_cells_are_analysed(pipeline_model):
     assert b["outputs"] == ["out", "total"]
 
 
+def test_the_code_a_magic_runs_is_read_as_ipython_code_also_under_stacked_magics(pipeline_model):
+    model = pipeline_model([
+        (["step:a"], "%%capture captured\n%%sh --no-raise-error\necho built"),
+        (["step:b", "prev:a"], "%%time\n!echo hi\n%time y = 2\nlisted = !ls\nx = len(listed) + y"),
+        (["step:c", "prev:b"], "print(captured, x, y, listed)"),
+    ])
+    assert model["steps"]["a"]["outputs"] == ["captured"]
+    assert model["steps"]["c"]["input_sources"] == {"captured": "a", "x": "b", "y": "b", "listed": "b"}
+
+
 def test_magics_fixture_notebook(convert):
     nb = nbformat.read(NOTEBOOKS / "magics.ipynb", as_version=4)
     script, resources = convert(nb, name="magics")
