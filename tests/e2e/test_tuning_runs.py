@@ -136,7 +136,8 @@ def test_tune_runs_the_example_grid_locally_and_its_katib_experiment_validates(t
     wall = time.monotonic() - started
     assert result.returncode == 0, result.stdout
     lines = result.stdout.splitlines()
-    assert sum(" started: " in line for line in lines) == 8 and sum(" succeeded in " in line for line in lines) == 8
+    assert sum(" started: " in line for line in lines) == 8 and sum(" succeeded in " in line for line in lines) == 8, \
+        result.stdout
     rows = {int(m.group(1)): m.groups()[1:] for m in map(TABLE_ROW.match, lines) if m}
     assert sorted(rows) == list(range(1, 9))
     # the whole grid, each point once
