@@ -134,7 +134,8 @@ def open_repository(repos: Path, name: str, clone: bool) -> Repository:
 
 
 def named_paths(notebook: dict, folder: str, tree: dict[str, tuple[str, int]]) -> set[str]:
-    """The repository paths (files, or folders as a prefix) that a notebook's code names relative to its folder."""
+    """The repository paths (files, or folders as a prefix) that a notebook's code names relative to its folder,
+    above it too (``../data/x.csv``), as long as they stay inside the repository."""
     folders = {posixpath.dirname(path) for path in tree}
     folders |= {f for path in folders for f in _ancestors(path)}
     found = set()
@@ -218,7 +219,7 @@ def collect(sources: tuple[Source, ...], root: Path, repos: Path, clone: bool, m
                     tally.missing.append(f"{source.repo}:{path} (not JSON)")
                     continue
                 folder = posixpath.dirname(path)
-                named = named_paths(notebook, folder, tree) | _parent_paths(notebook, folder, tree)
+                named = named_paths(notebook, folder, tree)
                 base = common_folder(named, folder)
                 suffix = "" if index == 0 else f"@{revision}"
                 target = root / source.group / (_slug(f"{source.repo.replace('/', '__')}__{path[:-6]}") + suffix)
@@ -246,22 +247,6 @@ def collect(sources: tuple[Source, ...], root: Path, repos: Path, clone: bool, m
                                  "path": path, "commit": commit, "revision": revision})
     (root.parent / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return tally
-
-
-def _parent_paths(notebook: dict, folder: str, tree: dict[str, tuple[str, int]]) -> set[str]:
-    """The paths a notebook names above its own folder (``../data/x.csv``), as repository paths."""
-    found = set()
-    for cell in notebook.get("cells", []):
-        if cell.get("cell_type") != "code":
-            continue
-        source = cell.get("source", "")
-        text = "".join(source) if isinstance(source, list) else source
-        for word in re.findall(r"(?:\.\./)+[\w.~/-]+", text):
-            path = posixpath.normpath(posixpath.join(folder, word.rstrip("/")))
-            if not path.startswith(".."):
-                if path in tree or any(p.startswith(path + "/") for p in tree):
-                    found.add(path)
-    return found
 
 
 def main(argv: list[str] | None = None) -> int:

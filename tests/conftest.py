@@ -61,6 +61,15 @@ def _in_process_tier(path: Path) -> bool:
     return len(parts) >= 2 and parts[0] in TIERS and TIERS[parts[0]] is None
 
 
+def _refusal(where: str, remedy: str):
+    """A stand-in for ``Popen._execute_child`` that fails, saying which test or fixture started a process."""
+    def refuse(self, args, *rest, **kwargs):
+        raise AssertionError(f"{where} is in the in-process tier but started a process ({args!r:.120}); "
+                             f"move it to tests/cli or tests/e2e, or {remedy}")
+
+    return refuse
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_fixture_setup(fixturedef, request):
     """A module- or class-scoped fixture set up for an in-process module starts no process either: the autouse
@@ -70,13 +79,8 @@ def pytest_fixture_setup(fixturedef, request):
         yield
         return
     original = subprocess.Popen._execute_child
-    where = f"fixture {fixturedef.argname!r} of {request.node.nodeid}"
-
-    def refuse(self, args, *rest, **kwargs):
-        raise AssertionError(f"{where} is in the in-process tier but started a process ({args!r:.120}); "
-                             f"move it to tests/cli or tests/e2e, or set it up in-process")
-
-    subprocess.Popen._execute_child = refuse
+    subprocess.Popen._execute_child = _refusal(f"fixture {fixturedef.argname!r} of {request.node.nodeid}",
+                                               "set it up in-process")
     try:
         yield
     finally:
@@ -89,13 +93,7 @@ def _in_process_tier_starts_no_process(request, monkeypatch):
     not by luck. Tests that must start one live in tests/cli, tests/e2e (or browser, floors)."""
     if TIERS[tier_of(request.node.path)]:
         return
-    node = request.node.nodeid
-
-    def refuse(self, args, *rest, **kwargs):
-        raise AssertionError(f"{node} is in the in-process tier but started a process ({args!r:.120}); "
-                             f"move it to tests/cli or tests/e2e, or test in-process")
-
-    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", _refusal(request.node.nodeid, "test in-process"))
 
 
 @pytest.fixture
