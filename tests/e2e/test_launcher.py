@@ -161,3 +161,25 @@ def test_stopping_a_run_removes_the_step_code_folders_its_launchers_left(tmp_pat
     reaper.join(5)
     assert seen == [(0, True)]  # it ended on its own, its folder still there
     assert not left.exists() and other.exists()
+
+
+def test_settle_returns_once_every_event_sent_before_it_was_handled():
+    """A launcher shared by several runs (tuning trials) is not closed after each: a run that ends waits for its
+    last step's end event with ``settle``, or its summary could miss that step's outcome and metrics."""
+    import json
+    import socket
+    import time
+
+    handled = []
+
+    def slow(event):
+        time.sleep(0.3)
+        handled.append(event["kind"])
+
+    with StepLauncher([], warm=False, on_event=slow) as cold:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+            for kind in ("start", "end"):
+                sender.sendto(json.dumps({"kind": kind, "task_dir": "t"}).encode(),
+                              str(Path(sys.executable).parent / "events.sock"))
+        cold.settle()
+        assert handled == ["start", "end"]

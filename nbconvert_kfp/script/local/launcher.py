@@ -451,6 +451,7 @@ class StepLauncher:
         self._events: socket.socket | None = None
         self._listener: threading.Thread | None = None
         self._running: dict[str, dict[str, Any]] = {}
+        self._settling: dict[bytes, threading.Event] = {}
         self._lock = threading.Lock()
         self._real_executable = sys.executable
 
@@ -510,6 +511,11 @@ class StepLauncher:
                 return
             if data == b"stop":
                 return
+            with self._lock:
+                settled = self._settling.pop(data, None)
+            if settled is not None:
+                settled.set()
+                continue
             try:
                 event = json.loads(data)
             except ValueError:
@@ -524,6 +530,20 @@ class StepLauncher:
                     self.on_event(event)
                 except Exception:  # a display problem must not stop the run
                     pass
+
+    def settle(self, timeout: float = 5.0) -> None:
+        """Return once every step event sent before this call has been handled (``on_event`` called): a run
+        that ends reads its steps' end events first, also when the launcher serves several runs."""
+        if self._events is None or self._listener is None or not self._listener.is_alive():
+            return
+        done, token = threading.Event(), f"settle {threading.get_ident()} {time.monotonic_ns()}".encode()
+        with self._lock:
+            self._settling[token] = done
+        try:
+            self._events.sendto(token, self._events.getsockname())  # queued after every earlier event
+        except OSError:
+            return
+        done.wait(timeout)
 
     def terminate(self) -> None:
         """Stop every running step and the warm process (SIGTERM to each process group)."""

@@ -258,7 +258,10 @@ class LocalRun:
                 pass
         try:
             with contextlib.nullcontext(launcher) if self.launcher is not None else launcher:
-                pipeline(**self.options.arguments)
+                try:
+                    pipeline(**self.options.arguments)
+                finally:
+                    launcher.settle()  # the steps' last events, before the summary reads the steps
             return "succeeded", None
         except Interrupted as interrupted:
             return "interrupted", interrupted
